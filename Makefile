@@ -1,0 +1,49 @@
+# babelwire — every target bootstraps what it needs (.venv, PostgreSQL binaries) by itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint fmt bench eval check postgres clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)  ## serve the API on http://127.0.0.1:8000 with the offline demo outlets (SQLite)
+	mkdir -p data
+	$(PY) main.py migrate
+	$(PY) main.py serve --demo
+
+postgres:  ## install the PostgreSQL server binaries when missing (the tests start their own server)
+	@if command -v pg_ctl >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then :; else \
+		echo "installing PostgreSQL server binaries"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: $(STAMP) postgres lint  ## lint, then every test on SQLite and a throwaway PostgreSQL
+	$(PY) -m pytest -q
+
+check: $(STAMP)  ## the outside CLI contract check
+	$(PY) ../shared/contract/check
+
+eval: $(STAMP)  ## dedupe quality on the labelled corpus, end to end through the CLI
+	$(PY) eval/run_eval.py
+
+bench: $(STAMP) postgres  ## speed and memory; writes BENCHMARKS.md
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,18 @@
+"""babelwire's ingest pipeline: scheduler → fetch → parse → normalize → decide → store → dedupe."""
+
+LOCALES: tuple[str, ...] = (
+    "zh-CN",
+    "en",
+    "vi",
+    "zh-TW",
+    "es",
+    "ru",
+    "fr",
+    "pt-PT",
+    "id",
+    "ja",
+    "ar",
+    "uk",
+    "pt-BR",
+)
+"""The thirteen locales, in the order a Gate news page offers them."""

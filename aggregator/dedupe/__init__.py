@@ -1,0 +1,1 @@
+"""Cross-locale dedupe: assigns every item to one story and links related stories."""

@@ -1,0 +1,181 @@
+"""Tables. Every datetime is UTC-aware in Python and stored as UTC.
+
+Tables come from Alembic migrations (``migrations/``), never from ``create_all`` outside tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC on every backend and hands back aware UTC datetimes."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = False, index: bool = False, **kw: Any) -> Any:
+    return Field(sa_type=UTCDateTime, nullable=nullable, index=index, **kw)
+
+
+class Outlet(SQLModel, table=True):
+    """A publisher (BlockTempo, Gate news …); its sources are its feeds per locale."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    homepage: str | None = Field(default=None, max_length=500)
+    disclaimer_policy: str = Field(default="third-party", max_length=32)
+    """``none`` | ``third-party`` | ``sponsored``: which disclaimer text family applies."""
+
+
+class Source(SQLModel, table=True):
+    """One feed URL of one outlet in one locale, with its polling state."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(max_length=2000, unique=True)
+    outlet_id: str = Field(foreign_key="outlet.id", index=True, max_length=64)
+    locale: str = Field(max_length=8)
+    title: str | None = Field(default=None, max_length=500)
+    enabled: bool = True
+    etag: str | None = Field(default=None, max_length=500)
+    last_modified: str | None = Field(default=None, max_length=100)
+    next_check_at: datetime = _ts(index=True, default_factory=utcnow)
+    interval_s: int = 900
+    error_count: int = 0
+    last_error: str | None = Field(default=None, max_length=2000)
+    last_bozo: str | None = Field(default=None, max_length=2000)
+    last_checked_at: datetime | None = _ts(nullable=True, default=None)
+    last_status: int | None = None
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = _ts(nullable=True, default=None)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Story(SQLModel, table=True):
+    """One article and all its versions; ``canonical_item_id`` is the original."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    canonical_item_id: int | None = Field(default=None, index=True)
+    first_published_at: datetime = _ts(index=True, default_factory=utcnow)
+    updated_at: datetime = _ts(index=True, default_factory=utcnow)
+    hidden: bool = False
+    pinned: bool = False
+
+
+class Item(SQLModel, table=True):
+    """One entry read from one source, normalized; belongs to exactly one story."""
+
+    __table_args__ = (sa.UniqueConstraint("source_id", "identity", name="uq_item_source_identity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(foreign_key="source.id", index=True)
+    story_id: int | None = Field(default=None, foreign_key="story.id", index=True)
+    identity: str = Field(max_length=64)
+    """sha256 of the entry identity: guid → link → title+date (see ``decide``)."""
+    guid: str | None = Field(default=None, max_length=2000)
+    link: str | None = Field(default=None, max_length=2000, index=True)
+    """Canonical link: absolute, tracking parameters removed."""
+    title: str = Field(default="", max_length=2000)
+    summary_html: str = Field(default="", sa_type=sa.Text)
+    content_html: str = Field(default="", sa_type=sa.Text)
+    text: str = Field(default="", sa_type=sa.Text)
+    """Plain text (title + body) for dedupe."""
+    published_at: datetime = _ts(index=True)
+    fetched_at: datetime = _ts(default_factory=utcnow)
+    updated_at: datetime = _ts(default_factory=utcnow)
+    image: str | None = Field(default=None, max_length=2000)
+    author: str | None = Field(default=None, max_length=500)
+    locale: str = Field(max_length=8)
+    """The source's declared locale."""
+    language: str | None = Field(default=None, max_length=8)
+    """Language detected offline from the text (a locale code), when it could be."""
+    tickers: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    links: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    """Declared identity links: {"alternates": [{"href", "hreflang"}], "source": url,
+    "original": url (attribution link), "outbound": [urls in the body]}."""
+    content_hash: str = Field(max_length=64)
+    tombstone: bool = False
+
+
+class MergeDecision(SQLModel, table=True):
+    """Why an item sits in its story: the signals, score and threshold of the decision."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True, unique=True)
+    story_id: int = Field(foreign_key="story.id", index=True)
+    matched_item_id: int | None = None
+    kind: str = Field(default="new", max_length=16)
+    """``new`` (founded a story) | ``merge`` (joined one) | ``editor`` (override)."""
+    score: float = 0.0
+    threshold: float = 0.0
+    signals: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    decided_at: datetime = _ts(default_factory=utcnow)
+
+
+class RelatedStory(SQLModel, table=True):
+    """Two stories of the same event, written independently: linked, never merged."""
+
+    __table_args__ = (sa.UniqueConstraint("story_id", "related_id", name="uq_related_pair"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    story_id: int = Field(foreign_key="story.id", index=True)
+    related_id: int = Field(foreign_key="story.id", index=True)
+    score: float = 0.0
+    signals: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+
+
+class EditorialOverride(SQLModel, table=True):
+    """An editor's merge/split, keyed by item links so it survives re-runs of dedupe."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    action: str = Field(max_length=16)
+    """``split``: ``item_link`` must stand alone; ``merge``: ``item_link`` joins ``other_link``'s story."""
+    item_link: str = Field(max_length=2000)
+    other_link: str | None = Field(default=None, max_length=2000)
+    actor: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class Disclaimer(SQLModel, table=True):
+    """A versioned per-locale text; the newest version of a (policy, locale) pair is in force."""
+
+    __table_args__ = (sa.UniqueConstraint("policy", "locale", "version", name="uq_disclaimer_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    policy: str = Field(max_length=32, index=True)
+    locale: str = Field(max_length=8)
+    version: int = 1
+    text: str = Field(sa_type=sa.Text)
+    created_at: datetime = _ts(default_factory=utcnow)
+
+
+class FeedChange(SQLModel, table=True):
+    """Append-only log of story changes, for ``/v1/feed/changes`` delta sync."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    story_id: int = Field(index=True)
+    change: str = Field(max_length=16)
+    """``upsert`` | ``removed``."""
+    at: datetime = _ts(default_factory=utcnow)

@@ -1,0 +1,82 @@
+"""The ticker: APScheduler 3.x runs a polling round every ``tick_s``; the database says what is due.
+
+The scheduler holds no job state another process needs: any number of workers can tick side by
+side, because sources are claimed with leases (see ``aggregator.poll.claim_due_sources``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC
+
+import sqlalchemy as sa
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from aggregator.dedupe.run import run_dedupe
+from aggregator.fetch import Fetcher
+from aggregator.poll import poll_round, worker_id
+from aggregator.settings import Settings
+
+log = logging.getLogger("babelwire.scheduler")
+
+
+class Ticker:
+    """Owns the scheduler, one fetcher and this worker's lease name."""
+
+    def __init__(self, engine: sa.Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.owner = worker_id()
+        self.fetcher: Fetcher | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+
+    async def tick(self) -> None:
+        assert self.fetcher is not None
+        try:
+            report = await poll_round(self.engine, self.settings, fetcher=self.fetcher, owner=self.owner)
+            if report.inserted or report.updated:
+                await asyncio.to_thread(run_dedupe, self.engine)
+            if report.polled:
+                log.info(
+                    "polled %d sources: %d new, %d updated, %d errors",
+                    report.polled,
+                    report.inserted,
+                    report.updated,
+                    report.errors,
+                )
+        except Exception:  # the ticker must survive a bad round (e.g. database briefly down)
+            log.exception("polling round failed")
+
+    def start(self) -> None:
+        """Start ticking on the running event loop; the first tick runs at once."""
+        from datetime import datetime
+
+        self.fetcher = Fetcher(self.settings)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.settings.tick_s,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+            id="poll",
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self.fetcher is not None:
+            await self.fetcher.aclose()
+
+
+async def run_worker(engine: sa.Engine, settings: Settings) -> None:
+    """``main.py worker``: tick until cancelled (SIGINT/SIGTERM)."""
+    ticker = Ticker(engine, settings)
+    ticker.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await ticker.stop()

@@ -1,0 +1,69 @@
+"""Settings: one validated object, built once in ``main.py`` from ``BABELWIRE_*`` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from aggregator.errors import ConfigError
+
+DEFAULT_DB = "sqlite:///./data/babelwire.sqlite"
+
+
+class Settings(BaseSettings):
+    """Every knob of babelwire; validated at start so a bad value fails before any work."""
+
+    model_config = SettingsConfigDict(env_prefix="BABELWIRE_", extra="ignore")
+
+    database_url: str = DEFAULT_DB
+    allow_private_feeds: bool = False
+    user_agent: str = "babelwire/0.1 (+https://github.com/babelwire/babelwire)"
+    fetch_timeout_s: float = Field(20.0, gt=0, le=300)
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=1024)
+    max_redirects: int = Field(5, ge=0, le=20)
+    per_host_concurrency: int = Field(2, ge=1, le=64)
+    fetch_concurrency: int = Field(16, ge=1, le=512)
+    min_interval_s: int = Field(300, ge=1)
+    max_interval_s: int = Field(6 * 3600, ge=60)
+    max_backoff_s: int = Field(24 * 3600, ge=60)
+    lease_s: int = Field(300, ge=10)
+    tick_s: float = Field(30.0, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    cursor_secret: str = "dev-only-cursor-secret-change-me"
+    feed_max_limit: int = Field(100, ge=1, le=1000)
+    feed_default_limit: int = Field(20, ge=1, le=1000)
+    cache_max_age_s: int = Field(30, ge=0)
+    retention_days: int | None = None
+    """Pruning of old items; off (None) by default: items are kept whatever their age."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, v: str) -> str:
+        if not (v.startswith("sqlite:") or v.startswith("postgresql")):
+            raise ValueError("must start with sqlite:/// or postgresql+psycopg://")
+        if v.startswith("postgresql://") or v.startswith("postgres://"):
+            v = "postgresql+psycopg://" + v.split("://", 1)[1]
+        return v
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split("sqlite:///", 1)[-1]
+        return None if path in ("", ":memory:") else Path(path)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and explicit overrides); ConfigError when invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = "BABELWIRE_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(f"{name}: {first['msg']}") from None

@@ -1,0 +1,200 @@
+"""babelwire — the one entry point: builds settings, engine and clients, and dispatches the CLI.
+
+python main.py migrate
+python main.py serve [--demo] [--host H] [--port P] [--no-scheduler]
+python main.py worker
+python main.py poll --once [--all]
+python main.py sources add URL --outlet O --locale L | list | import FILE.opml | export
+python main.py stories export --format jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from aggregator import LOCALES
+from aggregator.errors import BabelwireError, StorageError
+from aggregator.settings import Settings, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py", description="babelwire: multilingual crypto news backend")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("migrate", help="upgrade the database to the newest schema")
+    serve = sub.add_parser("serve", help="run the HTTP API (and the scheduler)")
+    serve.add_argument("--demo", action="store_true", help="serve and poll the bundled offline demo outlets")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--no-scheduler", action="store_true", help="do not poll in this process")
+    sub.add_parser("worker", help="run the scheduler and pollers only (no HTTP)")
+    poll = sub.add_parser("poll", help="poll sources")
+    poll.add_argument("--once", action="store_true", required=True, help="one round, then exit")
+    poll.add_argument("--all", action="store_true", help="poll every enabled source, due or not")
+    poll.add_argument("--quiet", action="store_true", help="no per-source progress lines")
+    src = sub.add_parser("sources", help="manage sources").add_subparsers(dest="action", required=True)
+    add = src.add_parser("add", help="add one feed")
+    add.add_argument("url")
+    add.add_argument("--outlet", required=True)
+    add.add_argument("--locale", required=True, help=" ".join(LOCALES))
+    src.add_parser("list", help="list sources and their health")
+    imp = src.add_parser("import", help="import an OPML 2.0 file (all or nothing)")
+    imp.add_argument("file", type=Path)
+    src.add_parser("export", help="print the sources as OPML 2.0")
+    stories = sub.add_parser("stories", help="stories").add_subparsers(dest="action", required=True)
+    exp = stories.add_parser("export", help="print every story")
+    exp.add_argument("--format", choices=["jsonl"], default="jsonl")
+    return p
+
+
+def make_engine_checked(settings: Settings) -> sa.Engine:
+    from aggregator.db import make_engine
+
+    return make_engine(settings)
+
+
+def require_migrated(engine: sa.Engine) -> None:
+    from aggregator.migrate import current_revision, head_revision
+
+    try:
+        current = current_revision(engine)
+    except sa.exc.OperationalError as e:
+        raise StorageError(f"database unreachable: {e.orig}") from None
+    if current != head_revision():
+        raise StorageError("database is not migrated: run `python main.py migrate` first")
+
+
+def cmd_migrate(settings: Settings, engine: sa.Engine) -> int:
+    from aggregator.migrate import head_revision, upgrade
+
+    try:
+        upgrade(engine)
+    except sa.exc.OperationalError as e:
+        raise StorageError(f"database unreachable: {e.orig}") from None
+    print(f"database at revision {head_revision()}")
+    return 0
+
+
+def cmd_poll(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
+    from aggregator.dedupe.run import run_dedupe
+    from aggregator.poll import poll_round, print_progress
+
+    require_migrated(engine)
+    started = time.perf_counter()
+    report = asyncio.run(
+        poll_round(engine, settings, progress=None if args.quiet else print_progress, all_sources=args.all)
+    )
+    dedupe = run_dedupe(engine)
+    print(
+        f"polled {report.polled} sources in {time.perf_counter() - started:.1f}s: "
+        f"{report.inserted} new items, {report.updated} updated, {report.not_modified} not modified, "
+        f"{report.errors} errors; dedupe: {dedupe.items} items → {dedupe.new_stories} new stories, "
+        f"{dedupe.merged} merged, {dedupe.related_links} related links"
+    )
+    return 0
+
+
+def cmd_sources(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
+    from aggregator.registry import add_sources, list_sources, source_specs
+    from sources.opml import SourceSpec, export_opml, parse_opml
+
+    require_migrated(engine)
+    if args.action == "add":
+        report = add_sources(
+            engine, [SourceSpec(url=args.url, outlet=args.outlet, locale=args.locale, title=None)]
+        )
+        print("added" if report.added else "already present", args.url)
+    elif args.action == "import":
+        try:
+            data = args.file.read_bytes()
+        except OSError as e:
+            raise BabelwireError(f"{args.file}: {e.strerror}") from None
+        report = add_sources(engine, parse_opml(data))
+        print(f"imported {report.added} sources ({report.existing} already present)")
+    elif args.action == "list":
+        rows = list_sources(engine)
+        for s in rows:
+            health = (
+                "disabled"
+                if not s.enabled
+                else (f"errors={s.error_count} ({s.last_error})" if s.error_count else "ok")
+            )
+            print(
+                f"{s.id}\t{s.outlet_id}\t{s.locale}\t{s.url}\tnext={s.next_check_at:%Y-%m-%d %H:%M}Z\t{health}"
+            )
+        print(f"{len(rows)} sources", file=sys.stderr)
+    elif args.action == "export":
+        sys.stdout.write(export_opml(source_specs(engine)).decode("utf-8"))
+        sys.stdout.write("\n")
+    return 0
+
+
+def cmd_stories(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
+    from aggregator.export import export_jsonl
+
+    require_migrated(engine)
+    out = sys.stdout
+    for line in export_jsonl(engine):
+        out.write(line)
+        out.write("\n")
+    return 0
+
+
+def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
+    from aggregator.serve import serve
+
+    if args.demo:
+        settings = settings.model_copy(update={"allow_private_feeds": True})
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    return serve(settings, engine, host=host, port=port, demo=args.demo, scheduler=not args.no_scheduler)
+
+
+def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
+    from aggregator.scheduler import run_worker
+
+    require_migrated(engine)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_worker(engine, settings))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        engine = make_engine_checked(settings)
+        if args.command == "migrate":
+            return cmd_migrate(settings, engine)
+        if args.command == "poll":
+            return cmd_poll(settings, engine, args)
+        if args.command == "sources":
+            return cmd_sources(settings, engine, args)
+        if args.command == "stories":
+            return cmd_stories(settings, engine, args)
+        if args.command == "serve":
+            return cmd_serve(settings, engine, args)
+        if args.command == "worker":
+            return cmd_worker(settings, engine)
+    except BabelwireError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except sa.exc.OperationalError as e:
+        print(f"error: database: {e.orig}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
