@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from aggregator import LOCALES
 from aggregator.errors import BabelwireError, StorageError
+from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
 
 
@@ -59,17 +60,6 @@ def make_engine_checked(settings: Settings) -> sa.Engine:
     from aggregator.db import make_engine
 
     return make_engine(settings)
-
-
-def require_migrated(engine: sa.Engine) -> None:
-    from aggregator.migrate import current_revision, head_revision
-
-    try:
-        current = current_revision(engine)
-    except sa.exc.OperationalError as e:
-        raise StorageError(f"database unreachable: {e.orig}") from None
-    if current != head_revision():
-        raise StorageError("database is not migrated: run `python main.py migrate` first")
 
 
 def cmd_migrate(settings: Settings, engine: sa.Engine) -> int:
@@ -169,7 +159,10 @@ def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if args.command in ("serve", "worker") else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings()
         engine = make_engine_checked(settings)

@@ -10,6 +10,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from aggregator.errors import StorageError
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -35,3 +37,13 @@ def head_revision() -> str | None:
 def current_revision(engine: sa.Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def require_migrated(engine: sa.Engine) -> None:
+    """StorageError (one line) unless the database is reachable and at the newest revision."""
+    try:
+        current = current_revision(engine)
+    except sa.exc.OperationalError as e:
+        raise StorageError(f"database unreachable: {e.orig}") from None
+    if current != head_revision():
+        raise StorageError("database is not migrated: run `python main.py migrate` first")

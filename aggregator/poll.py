@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aggregator.db import session_scope
 from aggregator.decide import decide, entry_identity
@@ -85,16 +85,16 @@ def claim_due_sources(
     on PostgreSQL the due rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent workers
     never claim the same source. A lease left by a crashed worker expires after ``lease_s``.
     """
-    lease_free = sa.or_(Source.lease_until.is_(None), Source.lease_until < now)  # type: ignore[union-attr,operator]
-    due = sa.select(Source.id).where(Source.enabled, lease_free)  # type: ignore[arg-type]
+    lease_free = sa.or_(col(Source.lease_until).is_(None), col(Source.lease_until) < now)
+    due = sa.select(col(Source.id)).where(col(Source.enabled), lease_free)
     if not all_sources:
-        due = due.where(Source.next_check_at <= now)  # type: ignore[arg-type]
-    due = due.order_by(Source.next_check_at, Source.id).limit(limit)  # type: ignore[arg-type]
+        due = due.where(col(Source.next_check_at) <= now)
+    due = due.order_by(col(Source.next_check_at), col(Source.id)).limit(limit)
     if engine.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     claim = (
         sa.update(Source)
-        .where(Source.id.in_(due.scalar_subquery()))  # type: ignore[union-attr]
+        .where(col(Source.id).in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
         .returning(Source)
     )
@@ -112,10 +112,12 @@ def _prepare(
     """Parse and normalize a fetched body (CPU work, runs in a worker thread)."""
     if not fetch.ok or fetch.body is None:
         return None, []
-    parsed = parse_feed(fetch.body, url=fetch.final_url or source.url, content_type=fetch.content_type)
+    feed_url = fetch.final_url or source.url
+    parsed = parse_feed(fetch.body, url=feed_url, content_type=fetch.content_type)
+    # Relative entry links resolve against the site, as readers do (Miniflux does the same).
+    site = parsed.link if parsed.link and parsed.link.startswith(("http://", "https://")) else feed_url
     entries = [
-        normalize_entry(raw, feed_url=fetch.final_url or source.url, locale=source.locale, fetched_at=now)
-        for raw in parsed.entries
+        normalize_entry(raw, feed_url=site, locale=source.locale, fetched_at=now) for raw in parsed.entries
     ]
     return parsed, entries
 
@@ -270,8 +272,8 @@ def _release_with_error(engine: sa.Engine, source: Source, error: str) -> None:
     with session_scope(engine) as session:
         session.execute(
             sa.update(Source)
-            .where(Source.id == source.id)
-            .values(  # type: ignore[arg-type]
+            .where(col(Source.id) == source.id)
+            .values(
                 lease_owner=None,
                 lease_until=None,
                 last_error=error[:2000],

@@ -47,7 +47,6 @@ def attach_demo_sources(engine: sa.Engine, specs: list[Any]) -> int:
 
 def serve(settings: Settings, engine: sa.Engine, *, host: str, port: int, demo: bool, scheduler: bool) -> int:
     from api.app import create_app
-
     from main import require_migrated
 
     require_migrated(engine)

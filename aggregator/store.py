@@ -97,7 +97,7 @@ def stored_items(session: Session, source_id: int, identities: Iterable[str]) ->
         ).all()
         for item_id, identity, content_hash, tombstone in rows:
             found[identity] = StoredItem(
-                id=item_id, identity=identity, content_hash=content_hash, tombstone=tombstone
+                id=item_id or 0, identity=identity, content_hash=content_hash, tombstone=tombstone
             )
     return found
 
