@@ -76,6 +76,8 @@ class Source(SQLModel, table=True):
 class Story(SQLModel, table=True):
     """One article and all its versions; ``canonical_item_id`` is the original."""
 
+    __table_args__ = (sa.Index("ix_story_feed_order", "first_published_at", "id"),)
+
     id: int | None = Field(default=None, primary_key=True)
     canonical_item_id: int | None = Field(default=None, index=True)
     first_published_at: datetime = _ts(index=True, default_factory=utcnow)

@@ -1,0 +1,1 @@
+"""babelwire's read API: localized feeds, stories and delta sync for the mobile app (FastAPI)."""

@@ -1,0 +1,323 @@
+"""The read API: ``create_app(settings, engine)`` builds it; ``main.py serve`` runs it with uvicorn.
+
+Nothing is created at import time. Routes are ``async`` only to answer from the per-process
+response micro-cache without a thread hop; every database read runs in the threadpool (see
+``api.caching`` for the cache, and for ``CacheFront``, which answers an identical repeat of a
+request before FastAPI parses its parameters).
+
+Middleware, outermost first: metrics → gzip (for bodies the routes did not compress: /docs,
+/openapi.json) → cache front → FastAPI (error handlers in ``api.errors``).
+"""
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated
+
+import sqlalchemy as sa
+import sqlalchemy.exc
+from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from aggregator.migrate import current_revision, head_revision
+from aggregator.settings import Settings
+from api.caching import GZIP_MIN_BYTES, CacheFront, Rendered, ResponseCache, cached_response, raw_key
+from api.cursor import TokenSigner
+from api.errors import Problem, error_response, error_responses, install_error_handlers
+from api.feed import FeedQuery, FeedReader
+from api.locales import FALLBACKS, Chain, negotiate, parse_locale, valid_locales_message
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
+
+TICKER = re.compile(r"^[A-Z0-9]{1,15}$")
+MAX_TICKERS = 20
+CEILING_BODY = b'{"status":"ok"}'
+"""Pre-built bytes behind ``/bench/ceiling``: the fastest response this app can give, for the bench."""
+
+DESCRIPTION = """
+Multilingual crypto news, one **story** per article across thirteen locales
+(`zh-CN en vi zh-TW es ru fr pt-PT id ja ar uk pt-BR`).
+
+* **Feed screen**: `GET /v1/feed?locale=pt-PT` → `items` newest first; pass `next_cursor` back as
+  `cursor` for the next page (stop when it is null). Each entry says which locale it is in
+  (`locale_served`) — a fallback is used when no member is written in the requested one
+  (pt-PT → pt-BR → en, zh-TW → zh-CN converted to Traditional → en, uk → en, others → en, then
+  the original's locale; uk readers are never served Russian).
+* **Detail screen**: `GET /v1/stories/{id}` — the same entry plus every member.
+* **Sync**: `GET /v1/feed/changes` once to get a token, then `?since=token` for what changed.
+* **Caching**: responses carry a strong `ETag`; send it back in `If-None-Match` to get `304`.
+* **Errors** are always JSON `{"error": {"code", "message"}}`.
+"""
+
+LocaleParam = Annotated[
+    str | None,
+    Query(
+        description="One of the thirteen locales (case-insensitive). When absent, `Accept-Language` decides; "
+        "`en` when that is absent too.",
+        examples=["pt-PT"],
+    ),
+]
+AcceptLanguage = Annotated[
+    str | None,
+    Header(
+        description="Used when `locale` is absent; q-values honoured. `pt` → pt-PT, `pt-BR` → pt-BR, "
+        "`zh-Hant`/`zh-HK` → zh-TW, `zh`/`zh-Hans` → zh-CN.",
+        examples=["pt-BR,pt;q=0.9,en;q=0.5"],
+    ),
+]
+
+
+def resolve_locale(locale: str | None, accept_language: str | None) -> str | Problem:
+    if locale is None:
+        return negotiate(accept_language)
+    parsed = parse_locale(locale)
+    if parsed is None:
+        return Problem(400, "unknown_locale", f"unknown locale {locale[:40]!r}; {valid_locales_message()}")
+    return parsed
+
+
+def parse_tickers(raw: str | None) -> tuple[str, ...] | Problem:
+    """``BTC,eth`` → ("BTC", "ETH"); empty segments are ignored."""
+    if raw is None:
+        return ()
+    tickers = sorted({t.strip().upper() for t in raw.split(",") if t.strip()})
+    if len(tickers) > MAX_TICKERS:
+        return Problem(400, "invalid_tickers", f"at most {MAX_TICKERS} tickers")
+    bad = [t for t in tickers if not TICKER.match(t)]
+    if bad:
+        return Problem(400, "invalid_tickers", f"invalid ticker {bad[0][:20]!r}: use 1-15 letters or digits")
+    return tuple(tickers)
+
+
+def _keep(value: object) -> bool:
+    return isinstance(value, Rendered)
+
+
+def create_app(
+    settings: Settings,
+    engine: sa.Engine,
+    *,
+    fallbacks: Mapping[str, Chain] = FALLBACKS,
+    seed_disclaimers: Mapping[tuple[str, str], str] | None = None,
+    response_cache_s: float | None = None,
+) -> FastAPI:
+    """The API over ``engine``.
+
+    ``fallbacks`` replaces the locale fallback table (``api.locales.FALLBACKS``);
+    ``seed_disclaimers`` the bundled disclaimer texts (default: ``sources/disclaimers.toml``);
+    ``response_cache_s`` the micro-cache lifetime (default: 1 s, capped by the Cache-Control max-age;
+    0 turns it off).
+    """
+    if seed_disclaimers is None:
+        from sources.disclaimers import load_disclaimers
+
+        seed_disclaimers = load_disclaimers()
+    if response_cache_s is None:
+        response_cache_s = min(1.0, float(settings.cache_max_age_s))
+    head = head_revision()
+    metrics = ApiMetrics()
+    reader = FeedReader(
+        engine, TokenSigner(settings.cursor_secret), fallbacks=fallbacks, seed_disclaimers=seed_disclaimers
+    )
+    cache: ResponseCache[Rendered | Problem] = ResponseCache(
+        response_cache_s, record=lambda result: metrics.cache.labels(result).inc()
+    )
+    public = f"public, max-age={settings.cache_max_age_s}"
+
+    app = FastAPI(
+        title="babelwire",
+        version="0.1.0",
+        summary="Localized crypto-news feeds for the mobile app.",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "feed", "description": "The localized feed, stories, and delta sync."},
+            {"name": "ops", "description": "Health, readiness and metrics."},
+        ],
+    )
+    install_error_handlers(app)
+    app.add_middleware(CacheFront, cache=cache)
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=5)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.reader = reader
+    app.state.metrics = metrics
+    app.state.response_cache = cache
+
+    async def _serve(
+        request: Request, key: tuple[object, ...], build: Callable[[], Rendered | Problem], cache_control: str
+    ) -> Response:
+        value = await cache.get(key, build, _keep)
+        if isinstance(value, Problem):
+            return error_response(value)
+        cache.alias(raw_key(request.scope), key, (cache_control, request.scope.get("route")))
+        return cached_response(request, value, cache_control)
+
+    @app.get(
+        "/v1/feed",
+        tags=["feed"],
+        summary="Localized feed, newest first",
+        response_model=FeedPage,
+        responses={
+            304: {"description": "Not modified (the `If-None-Match` ETag is current)."},
+            **error_responses(400, 422),
+        },
+    )
+    async def feed(
+        request: Request,
+        locale: LocaleParam = None,
+        cursor: Annotated[
+            str | None, Query(description="`next_cursor` of the previous page; absent for the first page.")
+        ] = None,
+        limit: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=settings.feed_max_limit,
+                description=f"Entries per page (default {settings.feed_default_limit}, "
+                f"at most {settings.feed_max_limit}).",
+            ),
+        ] = None,
+        tickers: Annotated[
+            str | None,
+            Query(
+                description="Comma-separated tickers: only stories mentioning any of them. 1-15 letters or "
+                f"digits each, at most {MAX_TICKERS}; 400 `invalid_tickers` otherwise.",
+                examples=["BTC,ETH"],
+            ),
+        ] = None,
+        outlet: Annotated[
+            str | None,
+            Query(
+                description="Only stories with a member from this outlet id. An unknown outlet is "
+                "400 `unknown_outlet` (not an empty list), so a typo shows.",
+                examples=["gate"],
+            ),
+        ] = None,
+        accept_language: AcceptLanguage = None,
+    ) -> Response:
+        """Each story once, in the requested locale when a member has it, else through the fallback chain.
+
+        Pages are keyset-paginated and stable: a story never appears on two pages. Responses
+        carry `ETag`, `Cache-Control` and `Vary: Accept-Language`.
+        """
+        resolved = resolve_locale(locale, accept_language)
+        if isinstance(resolved, Problem):
+            return error_response(resolved)
+        after = None
+        if cursor is not None:
+            after = reader.signer.read_feed_cursor(cursor)
+            if after is None:
+                return error_response(
+                    Problem(400, "invalid_cursor", "cursor is malformed or was tampered with")
+                )
+        wanted = parse_tickers(tickers)
+        if isinstance(wanted, Problem):
+            return error_response(wanted)
+        query = FeedQuery(resolved, after, limit or settings.feed_default_limit, wanted, outlet)
+
+        def build() -> Rendered | Problem:
+            page = reader.feed_page(query)
+            return page if isinstance(page, Problem) else Rendered.of(page.model_dump_json().encode())
+
+        return await _serve(request, ("feed", query), build, public)
+
+    @app.get(
+        "/v1/stories/{story_id}",
+        tags=["feed"],
+        summary="One story with all its members",
+        response_model=StoryDetail,
+        responses={304: {"description": "Not modified."}, **error_responses(400, 404, 422)},
+    )
+    async def story(
+        request: Request,
+        story_id: Annotated[int, Path(ge=1, le=2**31 - 1, description="Story id, as in feed entries.")],
+        locale: LocaleParam = None,
+        accept_language: AcceptLanguage = None,
+    ) -> Response:
+        """The story in the requested locale (same rules as the feed), every member, related stories."""
+        resolved = resolve_locale(locale, accept_language)
+        if isinstance(resolved, Problem):
+            return error_response(resolved)
+
+        def build() -> Rendered | Problem:
+            detail = reader.story(story_id, resolved)
+            if detail is None:
+                return Problem(404, "not_found", f"story {story_id} not found")
+            return Rendered.of(detail.model_dump_json().encode())
+
+        return await _serve(request, ("story", story_id, resolved), build, public)
+
+    @app.get(
+        "/v1/feed/changes",
+        tags=["feed"],
+        summary="Delta sync: stories changed since a token",
+        response_model=ChangesPage,
+        responses={304: {"description": "Not modified."}, **error_responses(400, 422)},
+    )
+    async def changes(
+        request: Request,
+        since: Annotated[
+            str | None,
+            Query(description="`next_since` of the previous call. Absent: a token for now, and no changes."),
+        ] = None,
+        locale: LocaleParam = None,
+        accept_language: AcceptLanguage = None,
+    ) -> Response:
+        """Stories that changed after the token, one line each with its current state: `upsert` (fetch
+        it again) or `removed` (hidden, deleted, or no longer served in this locale)."""
+        resolved = resolve_locale(locale, accept_language)
+        if isinstance(resolved, Problem):
+            return error_response(resolved)
+        after: int | None = None
+        if since is not None:
+            after = reader.signer.read_since_token(since)
+            if after is None:
+                return error_response(
+                    Problem(400, "invalid_since", "since token is malformed or was tampered with")
+                )
+        page = await run_in_threadpool(reader.changes, after, resolved)
+        return cached_response(request, Rendered.of(page.model_dump_json().encode()), "no-cache")
+
+    @app.get("/healthz", tags=["ops"], summary="The process is up", response_model=Health)
+    async def healthz() -> Health:
+        return Health()
+
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        summary="The database is reachable and migrated to head",
+        response_model=Readiness,
+        responses=error_responses(503),
+    )
+    def readyz() -> Response:
+        try:
+            revision = current_revision(engine)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            return error_response(
+                Problem(503, "database_unavailable", f"database unreachable: {type(exc).__name__}")
+            )
+        if revision != head:
+            return error_response(
+                Problem(503, "migrations_pending", f"database at revision {revision}, code expects {head}")
+            )
+        return JSONResponse(Readiness(revision=revision).model_dump(), headers={"Cache-Control": "no-store"})
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}, "description": "Text exposition."}
+        },
+    )
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/bench/ceiling", include_in_schema=False)
+    async def ceiling() -> Response:
+        return Response(CEILING_BODY, media_type="application/json")
+
+    return app

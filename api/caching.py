@@ -1,0 +1,224 @@
+"""HTTP caching for JSON bodies: strong ETags, 304s, gzip, and a short per-process response cache.
+
+The response cache is a micro-cache: a rendered body lives at most ``ttl`` seconds (a second by
+default, never longer than the ``Cache-Control`` max-age the client is already allowed to keep
+it), bounded in entries, and concurrent misses for one key share one database build. Nothing in
+it is needed by another process: each replica fills its own, and losing it costs one rebuild.
+
+ETags are computed per representation: the gzip body has its own tag (``"…-gz"``), because a
+strong validator must differ when the content-coding does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+GZIP_MIN_BYTES = 1000
+"""Bodies smaller than this are sent as they are: compressing them gains nothing."""
+
+T = TypeVar("T")
+
+
+@dataclass
+class Rendered:
+    """A JSON body with its ETag; the gzip variant is made on first demand and kept."""
+
+    body: bytes
+    etag: str
+    _gzip: tuple[bytes, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, body: bytes) -> Rendered:
+        return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+
+    def gzipped(self) -> tuple[bytes, str]:
+        if self._gzip is None:
+            self._gzip = (gzip.compress(self.body, compresslevel=5, mtime=0), self.etag[:-1] + '-gz"')
+        return self._gzip
+
+
+def _accepts_gzip(request: Request) -> bool:
+    for part in request.headers.get("accept-encoding", "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() not in ("gzip", "*"):
+            continue
+        name, _, value = params.strip().partition("=")
+        if name.strip().lower() != "q":
+            return True
+        try:
+            return float(value) > 0
+        except ValueError:
+            return False
+    return False
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    if if_none_match.strip() == "*":
+        return True
+    tags = (t.strip() for t in if_none_match.split(","))
+    return any((t[2:] if t.startswith("W/") else t) == etag for t in tags)
+
+
+def cached_response(request: Request, rendered: Rendered, cache_control: str) -> Response:
+    """200 with the body (gzip when accepted and worth it), or 304 when the client's copy is current."""
+    body, etag = rendered.body, rendered.etag
+    headers = {"Cache-Control": cache_control, "Vary": "Accept-Language, Accept-Encoding"}
+    if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
+        body, etag = rendered.gzipped()
+        headers["Content-Encoding"] = "gzip"
+    headers["ETag"] = etag
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and _matches(if_none_match, etag):
+        headers.pop("Content-Encoding", None)
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@dataclass
+class _Entry(Generic[T]):
+    value: T
+    expires: float
+
+
+class ResponseCache(Generic[T]):
+    """A TTL + LRU cache of built values, with one build in flight per key (single flight).
+
+    A value past its ``ttl`` but within ``stale`` more seconds is still answered while one
+    background build refreshes it (stale-while-revalidate), so requests never queue behind the
+    database for a hot key; older values are rebuilt before answering.
+
+    Builds run in worker threads, at most ``concurrency`` at once: past a few, more threads only
+    fight over the GIL and the connection pool, and every request gets slower.
+    """
+
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int = 512,
+        record: Callable[[str], None] | None = None,
+        concurrency: int = 8,
+        stale: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.stale = 4 * ttl if stale is None else stale
+        self.max_entries = max_entries
+        self._clock = clock
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._record = record or (lambda result: None)
+        self._entries: OrderedDict[Hashable, _Entry[T]] = OrderedDict()
+        self._pending: dict[Hashable, asyncio.Future[T]] = {}
+        self._aliases: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
+
+    def alias(self, raw: Hashable, key: Hashable, extra: Any) -> None:
+        """Let ``lookup_raw(raw)`` find the value of ``key`` (with ``extra``) while it is fresh."""
+        if self.ttl <= 0 or key not in self._entries:
+            return
+        self._aliases[raw] = (key, extra)
+        self._aliases.move_to_end(raw)
+        while len(self._aliases) > 8 * self.max_entries:
+            self._aliases.popitem(last=False)
+
+    def lookup_raw(self, raw: Hashable) -> tuple[T, Any] | None:
+        """The fresh value an earlier request with the same raw key was answered with, if any."""
+        found = self._aliases.get(raw)
+        if found is None:
+            return None
+        entry = self._entries.get(found[0])
+        if entry is None or entry.expires <= self._clock():
+            del self._aliases[raw]
+            return None
+        self._record("hit")
+        return entry.value, found[1]
+
+    async def get(self, key: Hashable, build: Callable[[], T], keep: Callable[[T], bool]) -> T:
+        """The cached value for ``key``, else ``build()`` run in the threadpool; ``keep`` says
+        whether a built value may be cached (errors are not)."""
+        if self.ttl <= 0:
+            return await self._build(build)
+        now = self._clock()
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > now:
+            self._entries.move_to_end(key)
+            self._record("hit")
+            return entry.value
+        pending = self._pending.get(key)
+        if entry is not None and entry.expires + self.stale > now:
+            self._record("stale")
+            if pending is None:
+                self._start(key, build, keep)
+            return entry.value
+        if pending is not None:
+            self._record("shared")
+        else:
+            self._record("miss")
+            pending = self._start(key, build, keep)
+        return await asyncio.shield(pending)
+
+    def _start(self, key: Hashable, build: Callable[[], T], keep: Callable[[T], bool]) -> asyncio.Future[T]:
+        pending = asyncio.ensure_future(self._build(build))
+        self._pending[key] = pending
+        pending.add_done_callback(lambda fut: self._settle(key, fut, keep))
+        return pending
+
+    async def _build(self, build: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(build, limiter=self._limiter)
+
+    def _settle(self, key: Hashable, fut: asyncio.Future[T], keep: Callable[[T], bool]) -> None:
+        self._pending.pop(key, None)
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        value = fut.result()
+        if keep(value):
+            self._entries[key] = _Entry(value, self._clock() + self.ttl)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+def raw_key(scope: Scope) -> tuple[str, bytes, bytes]:
+    """What a cached JSON response depends on, straight from the request: path, query string and
+    Accept-Language (encoding and If-None-Match are applied per request by ``cached_response``)."""
+    language = b""
+    for name, value in scope["headers"]:
+        if name == b"accept-language":
+            language = value
+            break
+    return scope["path"], scope["query_string"], language
+
+
+class CacheFront:
+    """Answers a GET from the response cache before routing, when the same raw request was answered
+    moments ago.
+
+    Parameter parsing and validation in FastAPI cost more than the rest of a cached response, so a
+    repeat of an identical request (the common case: every app opening the first page of its
+    locale) skips them. Only requests a route chose to alias (``ResponseCache.alias``) are
+    served here, so errors and uncached routes always go through the app.
+    """
+
+    def __init__(self, app: ASGIApp, cache: ResponseCache[Any]) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and self.cache.ttl > 0:
+            found = self.cache.lookup_raw(raw_key(scope))
+            if found is not None:
+                rendered, (cache_control, route) = found
+                scope["route"] = route
+                await cached_response(Request(scope), rendered, cache_control)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
