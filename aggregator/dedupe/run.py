@@ -1,14 +1,36 @@
-"""Dedupe over the database (placeholder until the clustering lands: one story per item)."""
+"""Dedupe over the database: the I/O edge around the pure clustering in ``cluster``.
+
+One call, one transaction (serialized on PostgreSQL by an advisory lock):
+1. load the items without a story, in (published_at, id) order, and the stored items published
+   within the time window around them (their features are rebuilt from ``Item.text``);
+2. seed the clusterer with the stored items, then add the new ones;
+3. write stories (canonical = the original: the member others declare as original or name in an
+   attribution line, else the earliest), ``Item.story_id``, one ``MergeDecision`` per item,
+   ``RelatedStory`` rows (one row per pair, lower story id first) and a ``FeedChange`` per
+   changed story;
+4. apply every editorial override (split: the item stands alone; merge: the item joins the
+   other item's story), so they survive re-runs.
+Running it again with nothing new changes nothing.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from aggregator.db import session_scope
-from aggregator.models import FeedChange, Item, MergeDecision, Story
+from aggregator.dedupe.cluster import Assignment, Clusterer
+from aggregator.dedupe.features import DedupeDoc, Extractor, Features, norm_url
+from aggregator.dedupe.policy import DEFAULT, Thresholds
+from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
+
+LOCK_KEY = 0x62616265_6C646470
+"""pg_advisory_xact_lock key of the dedupe stage ("babeldedup")."""
 
 
 @dataclass
@@ -17,25 +39,316 @@ class DedupeReport:
     new_stories: int = 0
     merged: int = 0
     related_links: int = 0
+    overrides_applied: int = 0
+    changed_stories: set[int] = field(default_factory=set)
 
 
-def run_dedupe(engine: sa.Engine) -> DedupeReport:
-    """Give every item without a story a story of its own."""
+def _article_key_fn() -> Any:
+    try:
+        from sources.catalogue import article_key
+    except ImportError:  # catalogue not installed: fall back to the generic /news/detail/<id> rule
+        return None
+    return article_key
+
+
+def _doc(item: Item, outlet: str) -> DedupeDoc:
+    assert item.id is not None
+    return DedupeDoc(
+        id=item.id,
+        locale=item.locale,
+        outlet=outlet,
+        url=item.link or item.guid or f"item:{item.id}",
+        title=item.title,
+        text=item.text or item.title,
+        published_at=item.published_at,
+        image=item.image,
+        guid=item.guid,
+        links=item.links or {},
+        tickers=tuple(item.tickers or ()),
+        language=item.language,
+    )
+
+
+def _effective_overrides(session: Session) -> dict[str, EditorialOverride]:
+    """The newest override per item link (a later split undoes an earlier merge, and back)."""
+    out: dict[str, EditorialOverride] = {}
+    for o in session.exec(select(EditorialOverride).order_by(EditorialOverride.id)).all():  # type: ignore[arg-type]
+        key = norm_url(o.item_link)
+        if key:
+            out[key] = o
+    return out
+
+
+def run_dedupe(
+    engine: sa.Engine, thresholds: Thresholds = DEFAULT, extractor: Extractor | None = None
+) -> DedupeReport:
+    """Assign every item without a story to one; link related stories; apply editors' overrides."""
     report = DedupeReport()
     with session_scope(engine) as session:
-        items = session.exec(
-            select(Item).where(Item.story_id.is_(None)).order_by(Item.published_at, Item.id)  # type: ignore[union-attr]
+        if engine.dialect.name == "postgresql":
+            session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+        overrides = _effective_overrides(session)
+        new_rows = session.exec(
+            select(Item, Source.outlet_id)
+            .join(Source, Item.source_id == Source.id)  # type: ignore[arg-type]
+            .where(Item.story_id.is_(None))  # type: ignore[union-attr]
+            .order_by(Item.published_at, Item.id)  # type: ignore[arg-type]
         ).all()
-        for item in items:
-            story = Story(
-                canonical_item_id=item.id, first_published_at=item.published_at, updated_at=item.fetched_at
-            )
+        if new_rows:
+            _cluster(session, new_rows, overrides, thresholds, extractor, report)
+        report.overrides_applied = _apply_overrides(session, overrides, report)
+        _finish(session, report)
+    return report
+
+
+def _cluster(
+    session: Session,
+    new_rows: Any,
+    overrides: dict[str, EditorialOverride],
+    t: Thresholds,
+    extractor: Extractor | None,
+    report: DedupeReport,
+) -> None:
+    ex = extractor or Extractor(thresholds=t, article_key=_article_key_fn())
+    window = timedelta(hours=max(t.window_hours, t.related_hours))
+    lo = min(item.published_at for item, _ in new_rows) - window
+    hi = max(item.published_at for item, _ in new_rows) + window
+    context = session.exec(
+        select(Item, Source.outlet_id)
+        .join(Source, Item.source_id == Source.id)  # type: ignore[arg-type]
+        .where(Item.story_id.is_not(None), Item.published_at >= lo, Item.published_at <= hi)  # type: ignore[union-attr]
+        .order_by(Item.published_at, Item.id)  # type: ignore[arg-type]
+    ).all()
+    split_links = {k for k, o in overrides.items() if o.action == "split"}
+    clusterer = Clusterer(t)
+    items: dict[int, Item] = {}
+    for item, outlet in context:
+        assert item.id is not None and item.story_id is not None
+        items[item.id] = item
+        closed = norm_url(item.link) in split_links
+        clusterer.seed(ex.features(_doc(item, outlet)), item.story_id, closed=closed)
+    assignments: list[Assignment] = []
+    for item, outlet in new_rows:
+        assert item.id is not None
+        items[item.id] = item
+        f = ex.features(_doc(item, outlet))
+        if norm_url(item.link) in split_links:
+            key = clusterer.new_story_key()
+            clusterer.seed(f, key, closed=True)
+            assignments.append(Assignment(item.id, key, "editor", signals={"override": "split"}))
+        else:
+            assignments.append(clusterer.add(f))
+    # New stories get rows; every assignment is written with its reason.
+    real: dict[int, int] = {}
+    for a in assignments:
+        if a.story < 0 and a.story not in real:
+            story = Story(first_published_at=items[a.doc_id].published_at, updated_at=datetime.now(UTC))
             session.add(story)
             session.flush()
-            item.story_id = story.id
-            assert item.id is not None and story.id is not None
-            session.add(MergeDecision(item_id=item.id, story_id=story.id, kind="new"))
-            session.add(FeedChange(story_id=story.id, change="upsert"))
-            report.items += 1
+            assert story.id is not None
+            real[a.story] = story.id
             report.new_stories += 1
-    return report
+    for a in assignments:
+        story_id = real.get(a.story, a.story)
+        item = items[a.doc_id]
+        item.story_id = story_id
+        session.add(item)
+        session.add(
+            MergeDecision(
+                item_id=a.doc_id,
+                story_id=story_id,
+                matched_item_id=a.matched_doc,
+                kind=a.kind,
+                score=round(a.score, 4),
+                threshold=a.threshold,
+                signals=a.signals,
+            )
+        )
+        report.items += 1
+        report.merged += a.kind == "merge"
+        report.changed_stories.add(story_id)
+    session.flush()
+    # Related links, one row per pair (lower id first).
+    existing = {
+        (r.story_id, r.related_id): r
+        for r in session.exec(
+            select(RelatedStory).where(
+                RelatedStory.story_id.in_(list(report.changed_stories))  # type: ignore[attr-defined]
+                | RelatedStory.related_id.in_(list(report.changed_stories))  # type: ignore[attr-defined]
+            )
+        ).all()
+    }
+    for (ka, kb), link in sorted(clusterer.related.items()):
+        sa_id, sb_id = real.get(ka, ka), real.get(kb, kb)
+        if sa_id == sb_id:
+            continue
+        lo_id, hi_id = min(sa_id, sb_id), max(sa_id, sb_id)
+        row = existing.get((lo_id, hi_id)) or existing.get((hi_id, lo_id))
+        if row is None:
+            session.add(
+                RelatedStory(story_id=lo_id, related_id=hi_id, score=link.score, signals=link.signals)
+            )
+            report.related_links += 1
+            report.changed_stories.update((lo_id, hi_id))
+        elif link.score > row.score + 1e-9:
+            row.score, row.signals = link.score, link.signals
+            session.add(row)
+    features = {d: clusterer.docs[d] for d in clusterer.docs}
+    _set_canonicals(session, report.changed_stories, features)
+
+
+def _set_canonicals(session: Session, story_ids: set[int], features: dict[int, Features]) -> None:
+    """Canonical item and first publication time of each story in ``story_ids``."""
+    if not story_ids:
+        return
+    members: dict[int, list[tuple[Item, str]]] = defaultdict(list)
+    for item, outlet in session.exec(
+        select(Item, Source.outlet_id)
+        .join(Source, Item.source_id == Source.id)  # type: ignore[arg-type]
+        .where(Item.story_id.in_(list(story_ids)))  # type: ignore[union-attr]
+        .order_by(Item.published_at, Item.id)  # type: ignore[arg-type]
+    ).all():
+        assert item.story_id is not None
+        members[item.story_id].append((item, outlet))
+    for story_id in sorted(story_ids):
+        story = session.get(Story, story_id)
+        found = members.get(story_id)
+        if story is None or not found:
+            continue
+        canonical = original_of(found, features)
+        first = min(i.published_at for i, _ in found)
+        if story.canonical_item_id != canonical or story.first_published_at != first:
+            story.canonical_item_id = canonical
+            story.first_published_at = first
+        story.updated_at = datetime.now(UTC)
+        session.add(story)
+
+
+def original_of(members: list[tuple[Item, str]], features: dict[int, Features]) -> int:
+    """The original among a story's items: declared attribution first, else the earliest.
+
+    Declared: another member links to it as its original (``links["original"]``/``source``), or
+    names its outlet in an attribution line ("originally published on CoinDesk").
+    """
+    by_link = {norm_url(i.link): i for i, _ in members if i.link}
+    votes: dict[int, int] = defaultdict(int)
+    for item, _ in members:
+        links = item.links or {}
+        for key in ("original", "source"):
+            target = by_link.get(norm_url(links.get(key)) if isinstance(links.get(key), str) else None)
+            if target is not None and target.id != item.id and target.id is not None:
+                votes[target.id] += 2
+    if not votes:
+        outlets = {outlet for _, outlet in members}
+        for item, outlet in members:
+            f = features.get(item.id or 0)
+            if f is None:
+                continue
+            for named in f.outlets_named & outlets:
+                if named == outlet:
+                    continue
+                target = next(i for i, o in members if o == named)
+                assert target.id is not None
+                votes[target.id] += 1
+    if votes:
+        best = max(votes.values())
+        winners = [i for i, _ in members if votes.get(i.id or 0) == best]
+        chosen = min(winners, key=lambda i: (i.published_at, i.id or 0))
+    else:
+        chosen = min((i for i, _ in members), key=lambda i: (i.published_at, i.id or 0))
+    assert chosen.id is not None
+    return chosen.id
+
+
+def _apply_overrides(session: Session, overrides: dict[str, EditorialOverride], report: DedupeReport) -> int:
+    """Make the stored stories agree with every editor's split and merge; count the moves."""
+    if not overrides:
+        return 0
+    raw = {o.item_link for o in overrides.values()} | {
+        o.other_link for o in overrides.values() if o.other_link
+    }
+    by_link: dict[str, Item] = {}
+    rows = session.exec(
+        select(Item).where(Item.link.in_(sorted(raw)), Item.story_id.is_not(None)).order_by(Item.id)  # type: ignore[union-attr,arg-type]
+    ).all()
+    for row in rows:
+        link = norm_url(row.link)
+        if link is not None and link not in by_link:
+            by_link[link] = row
+    moved = 0
+    for key, o in sorted(overrides.items(), key=lambda kv: kv[1].id or 0):
+        item = by_link.get(key)
+        if item is None or item.story_id is None:
+            continue
+        old = item.story_id
+        matched: int | None = None
+        if o.action == "split":
+            others = session.exec(
+                select(sa.func.count()).select_from(Item).where(Item.story_id == old, Item.id != item.id)
+            ).one()
+            if not others:
+                continue
+            story = Story(first_published_at=item.published_at, updated_at=datetime.now(UTC))
+            session.add(story)
+            session.flush()
+            assert story.id is not None
+            target = story.id
+        elif o.action == "merge":
+            other = by_link.get(norm_url(o.other_link) or "")
+            if other is None or other.story_id is None or other.story_id == old:
+                continue
+            target = other.story_id
+            matched = other.id
+        else:
+            continue
+        item.story_id = target
+        session.add(item)
+        decision = session.exec(select(MergeDecision).where(MergeDecision.item_id == item.id)).first()
+        if decision is None:
+            assert item.id is not None
+            decision = MergeDecision(item_id=item.id, story_id=target)
+        decision.story_id = target
+        decision.kind = "editor"
+        decision.signals = {"override": o.action, "override_id": o.id, "actor": o.actor}
+        decision.matched_item_id = matched
+        session.add(decision)
+        report.changed_stories.update((old, target))
+        moved += 1
+    if moved:
+        session.flush()
+    return moved
+
+
+def _finish(session: Session, report: DedupeReport) -> None:
+    """Drop stories left empty, refresh canonicals, log feed changes."""
+    if not report.changed_stories:
+        return
+    session.flush()
+    changed = sorted(report.changed_stories)
+    counts = dict(
+        session.exec(
+            select(Item.story_id, sa.func.count())
+            .where(Item.story_id.in_(changed))  # type: ignore[union-attr]
+            .group_by(Item.story_id)  # type: ignore[arg-type]
+        ).all()
+    )
+    for story_id in changed:
+        if counts.get(story_id):
+            continue
+        for r in session.exec(
+            select(RelatedStory).where(
+                (RelatedStory.story_id == story_id) | (RelatedStory.related_id == story_id)
+            )
+        ).all():
+            session.delete(r)
+        session.flush()
+        story = session.get(Story, story_id)
+        if story is not None:
+            session.delete(story)
+        session.add(FeedChange(story_id=story_id, change="removed"))
+    session.flush()
+    live = {s for s in changed if counts.get(s)}
+    if report.overrides_applied:
+        _set_canonicals(session, live, {})
+    for story_id in sorted(live):
+        session.add(FeedChange(story_id=story_id, change="upsert"))

@@ -1,0 +1,354 @@
+"""Incremental clustering of items into stories, and related links between stories (pure).
+
+Spec of the heuristics (thresholds in ``policy.Thresholds``):
+
+1. Items are added one at a time in (published_at, id) order; an item joins an existing story or
+   founds a new one, and is never moved by later items (editors can, through overrides). The
+   same items in the same order always give the same stories.
+2. Blocking: an inverted index maps anchors to the items carrying them — identity keys (URL,
+   guid, an outlet's cross-locale article id), declared links, image URLs, figures (bucketed),
+   entities, MinHash bands. Only items within ``window_hours`` that share an anchor are
+   candidates. Each shared anchor adds its weight, scaled down by how many items carry it
+   (rarity); anchors carried by more than ``max_postings`` items propose nobody; identity,
+   declared links, images and MinHash bands always propose. The ``max_candidates`` items with
+   the most weight (at least ``min_candidate_hits``) are scored.
+3. Declared identity merges outright: the same article (URL, guid, article id), a link to the
+   original (``links["original"]``, ``<source>``, hreflang alternates) or the same declared
+   original.
+4. Otherwise a story is a merge candidate when some member pairs with the newcomer well
+   enough (``similarity.compare``): score ≥ ``merge`` with ``min_mass`` shared anchor weight;
+   or the same image URL with score ≥ ``merge_with_image``; or a body link between the two with
+   score ≥ ``merge_with_cite``; or a same-language near-duplicate text whose figures agree
+   (a template filled with another day's numbers is another article).
+5. Guards on content merges — a missed merge is better than a false one:
+   - one version per locale per story, unless the newcomer is a near-duplicate of it;
+   - complete link: every member with anchors must score ≥ ``complete_link``, so stories do
+     not grow by chaining;
+   - a headline-figure clash with any member vetoes the merge.
+6. The best candidate story wins (declared identity first, then score; ties go to the older
+   story). Stories closed by an editor's split take no newcomers.
+7. Related: two stories are linked (never merged) when an item of one and an item of the other,
+   published within ``related_hours``, share ``related`` or more anchor weight, each anchor
+   weighted by its rarity in the window; each story keeps its ``related_per_story`` strongest.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aggregator.dedupe.features import Features
+from aggregator.dedupe.numbers import buckets_near
+from aggregator.dedupe.policy import DEFAULT, Thresholds
+from aggregator.dedupe.similarity import PairScore, compare
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where one item went, and why."""
+
+    doc_id: int
+    story: int
+    kind: str
+    """``new`` | ``merge``."""
+    matched_doc: int | None = None
+    score: float = 0.0
+    threshold: float = 0.0
+    signals: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StoryState:
+    key: int
+    order: int
+    members: list[Features] = field(default_factory=list)
+    closed: bool = False
+
+    def locales(self) -> set[str]:
+        return {m.doc.locale for m in self.members}
+
+
+@dataclass(frozen=True)
+class RelatedLink:
+    score: float
+    signals: dict[str, Any]
+
+
+class Clusterer:
+    """Holds the stories of the current time window and assigns newcomers to them."""
+
+    def __init__(self, thresholds: Thresholds = DEFAULT) -> None:
+        self.t = thresholds
+        self.stories: dict[int, StoryState] = {}
+        self.story_of: dict[int, int] = {}
+        self.docs: dict[int, Features] = {}
+        self._postings: dict[str, deque[int]] = defaultdict(deque)
+        self._next_key = -1
+        self._order = 0
+        self.related: dict[tuple[int, int], RelatedLink] = {}
+        self._window = thresholds.window_hours * 3600.0
+        self._latest = float("-inf")
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def new_story_key(self) -> int:
+        key = self._next_key
+        self._next_key -= 1
+        return key
+
+    def _story(self, key: int) -> StoryState:
+        story = self.stories.get(key)
+        if story is None:
+            self._order += 1
+            story = StoryState(key, self._order)
+            self.stories[key] = story
+        return story
+
+    def seed(self, f: Features, story_key: int, closed: bool = False) -> None:
+        """An item already in a story (from an earlier run): indexed, never re-decided."""
+        story = self._story(story_key)
+        story.closed = story.closed or closed
+        self._place(f, story)
+
+    def close(self, story_key: int) -> None:
+        """An editor split this story off: it takes no newcomers."""
+        self._story(story_key).closed = True
+
+    def _place(self, f: Features, story: StoryState) -> None:
+        doc_id = f.doc.id
+        self.docs[doc_id] = f
+        self.story_of[doc_id] = story.key
+        story.members.append(f)
+        self._latest = max(self._latest, f.ts)
+        for key in self._keys(f):
+            self._postings[key].append(doc_id)
+
+    def _keys(self, f: Features) -> Iterable[str]:
+        for k in f.identity:
+            yield "id:" + k
+        for u in f.declared:
+            yield "decl:" + u
+        for u in f.cites:
+            yield "cite:" + u
+        if f.image:
+            yield "img:" + f.image
+        for value, weight in f.figures:
+            if weight >= 0.5:
+                for b in buckets_near(value, 0.0):
+                    yield "f:" + b
+        for key, weight in f.entities.items():
+            if weight >= 0.5:
+                yield "e:" + key
+        for key in f.names:
+            yield "e:" + key
+        if f.minhash is not None:
+            rows = len(f.minhash) // self.t.minhash_bands
+            for band in range(self.t.minhash_bands):
+                chunk = f.minhash[band * rows : (band + 1) * rows]
+                yield f"mh:{f.near_family}:{band}:{hash(chunk) & 0xFFFFFFFF}"
+
+    def _query_keys(self, f: Features) -> Iterable[tuple[str, float]]:
+        """(index key, weight) to look up: identity and declared keys in both directions."""
+        for k in f.identity:
+            yield "id:" + k, 100.0
+            yield "decl:" + k, 100.0
+            yield "cite:" + k, 5.0
+        for u in f.declared:
+            yield "id:" + u, 100.0
+            yield "decl:" + u, 100.0
+        for u in f.cites:
+            yield "id:" + u, 5.0
+        if f.image:
+            yield "img:" + f.image, 5.0
+        for value, weight in f.figures:
+            if weight >= 0.5:
+                for b in buckets_near(value, self.t.figure_tolerance):
+                    yield "f:" + b, weight
+        for key, weight in f.entities.items():
+            if weight >= 0.5:
+                yield "e:" + key, weight
+        for key, weight in f.names.items():
+            yield "e:" + key, weight * 0.5
+        if f.minhash is not None:
+            rows = len(f.minhash) // self.t.minhash_bands
+            for band in range(self.t.minhash_bands):
+                chunk = f.minhash[band * rows : (band + 1) * rows]
+                yield f"mh:{f.near_family}:{band}:{hash(chunk) & 0xFFFFFFFF}", 1.0
+
+    def _candidates(self, f: Features) -> list[int]:
+        horizon = self._latest - 2 * self._window
+        hits: dict[int, float] = defaultdict(float)
+        seen_keys: set[str] = set()
+        for key, weight in self._query_keys(f):
+            if key in seen_keys:
+                continue
+            seen_keys.add(key)
+            postings = self._postings.get(key)
+            if not postings:
+                continue
+            while postings and self.docs[postings[0]].ts < horizon:
+                postings.popleft()
+            n = len(postings)
+            if n > self.t.max_postings and weight < 5.0:
+                continue
+            if weight < 5.0 and n > self.t.rare_postings:
+                weight *= self.t.rare_postings / n
+            for doc_id in postings:
+                if abs(self.docs[doc_id].ts - f.ts) <= self._window or weight >= 100.0:
+                    hits[doc_id] += weight
+        ranked = sorted(
+            ((d, h) for d, h in hits.items() if h >= self.t.min_candidate_hits),
+            key=lambda kv: (-kv[1], kv[0]),
+        )
+        return [doc_id for doc_id, _ in ranked[: self.t.max_candidates]]
+
+    # -- decisions -------------------------------------------------------------------------------
+
+    def add(self, f: Features) -> Assignment:
+        """Assign one new item to a story (existing or new) and update related links."""
+        cand_docs = self._candidates(f)
+        pairs: dict[int, PairScore] = {d: compare(f, self.docs[d], self.t) for d in cand_docs}
+        by_story: dict[int, list[int]] = defaultdict(list)
+        for d in cand_docs:
+            by_story[self.story_of[d]].append(d)
+        options: list[tuple[tuple[int, float, int], int, int, PairScore, float]] = []
+        for skey, docs in by_story.items():
+            story = self.stories[skey]
+            if story.closed:
+                continue
+            verdict = self._judge(f, story, docs, pairs)
+            if verdict is not None:
+                rank, matched, pair, threshold = verdict
+                options.append(((rank, -pair.score, story.order), skey, matched, pair, threshold))
+        if options:
+            options.sort(key=lambda o: o[0])
+            _, skey, matched, pair, threshold = options[0]
+            story = self.stories[skey]
+            self._place(f, story)
+            result = Assignment(
+                f.doc.id,
+                skey,
+                "merge",
+                matched,
+                1.0 if pair.declared else pair.score,
+                threshold,
+                pair.signals(),
+            )
+        else:
+            story = self._story(self.new_story_key())
+            self._place(f, story)
+            result = Assignment(f.doc.id, story.key, "new")
+        self._relate(f, story.key, pairs)
+        return result
+
+    def _judge(
+        self, f: Features, story: StoryState, docs: list[int], pairs: dict[int, PairScore]
+    ) -> tuple[int, int, PairScore, float] | None:
+        """(rank, matched member, its pair score, threshold) when ``f`` may join ``story``."""
+        t = self.t
+        best: tuple[int, int, PairScore, float] | None = None
+        for d in sorted(docs):
+            p = pairs[d]
+            if p.declared:
+                cand = (0, d, p, 1.0)
+            else:
+                threshold = self._threshold(p)
+                if threshold is None or p.score < threshold:
+                    continue
+                cand = (1, d, p, threshold)
+            if best is None or (cand[0], -cand[2].score) < (best[0], -best[2].score):
+                best = cand
+        if best is None:
+            return None
+        if best[0] == 0:
+            return best
+        # Content merge: guards against every member (complete link).
+        for member in story.members:
+            p = pairs.get(member.doc.id) or compare(f, member, t)
+            if p.declared:
+                continue
+            if p.clash:
+                return None
+            near = self.near_duplicate(p)
+            if member.doc.locale == f.doc.locale and not near:
+                return None
+            if near or p.image:
+                continue
+            if p.mass >= 1.0 and p.score < t.complete_link:
+                return None
+        return best
+
+    def near_duplicate(self, p: PairScore) -> bool:
+        """Near-identical text whose figures agree (a template filled with other numbers is not)."""
+        if p.near_duplicate < self.t.near_duplicate:
+            return False
+        return p.figures is None or p.figures >= self.t.near_duplicate_figures
+
+    def _threshold(self, p: PairScore) -> float | None:
+        """The score this pair must reach to merge, given its strongest non-content signal."""
+        t = self.t
+        if p.clash:
+            return None
+        if self.near_duplicate(p):
+            return 0.0
+        if p.cite and p.mass >= t.min_mass_with_image:
+            return t.merge_with_cite
+        if p.image and p.mass >= t.min_mass_with_image:
+            return t.merge_with_image
+        if p.mass >= t.min_mass:
+            return t.merge
+        return None
+
+    def rarity(self, key: str) -> float:
+        """1 for an anchor few items in the window carry, less the more carry it."""
+        postings = self._postings.get(key)
+        n = len(postings) if postings else 0
+        return 1.0 if n <= self.t.rare_postings else self.t.rare_postings / n
+
+    def _relate(self, f: Features, story_key: int, pairs: dict[int, PairScore]) -> None:
+        t = self.t
+        best: dict[int, tuple[float, PairScore]] = {}
+        for d, p in pairs.items():
+            other = self.story_of[d]
+            if other == story_key or p.hours > t.related_hours:
+                continue
+            score = sum(w * self.rarity(key) for key, w in p.shared)
+            if score < t.related:
+                continue
+            if other not in best or score > best[other][0]:
+                best[other] = (score, p)
+        for other, (score, p) in best.items():
+            key = (min(story_key, other), max(story_key, other))
+            old = self.related.get(key)
+            if old is None or score > old.score:
+                signals = p.signals()
+                signals["shared"] = sorted(k for k, _ in p.shared)[:20]
+                self.related[key] = RelatedLink(round(score, 3), signals)
+
+    def merge_stories(self, src: int, dst: int) -> None:
+        """Move every member of ``src`` into ``dst`` (an editor's merge)."""
+        if src == dst or src not in self.stories:
+            return
+        source = self.stories.pop(src)
+        target = self._story(dst)
+        for m in source.members:
+            self.story_of[m.doc.id] = dst
+            target.members.append(m)
+        for a, b in list(self.related):
+            if src in (a, b):
+                link = self.related.pop((a, b))
+                other = b if a == src else a
+                if other != dst:
+                    key = (min(dst, other), max(dst, other))
+                    if key not in self.related:
+                        self.related[key] = link
+
+    def related_of(self, story_key: int) -> list[tuple[int, RelatedLink]]:
+        """The strongest related links of one story."""
+        links = [
+            (b if a == story_key else a, link) for (a, b), link in self.related.items() if story_key in (a, b)
+        ]
+        links.sort(key=lambda x: (-x[1].score, x[0]))
+        return links[: self.t.related_per_story]

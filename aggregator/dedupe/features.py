@@ -1,0 +1,614 @@
+"""From an item's plain fields to the anchors dedupe compares (pure, no I/O).
+
+A ``DedupeDoc`` is what dedupe needs of a stored item; ``Extractor.features`` turns it into
+``Features``: declared identity keys, the image, figures (``numbers``), entities (``lexicon`` plus
+Latin-script names split on script changes, and tickers), the order those anchors come in, and a
+MinHash of the text for same-language near-duplicates.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from datasketch import MinHash
+
+from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fold_chinese
+from aggregator.dedupe.numbers import Figure, extract_figures, family
+from aggregator.dedupe.policy import DEFAULT, Thresholds
+
+NON_LATIN_LOCALES = frozenset({"zh-CN", "zh-TW", "ja", "ru", "uk", "ar"})
+_ID_PATTERN = re.compile(r"/news/detail/(\d+)")
+_LATIN_TOKEN = re.compile(
+    rf"[{LATIN_LETTER}][{LATIN_LETTER}0-9]*(?:[-.'’&][{LATIN_LETTER}0-9]+)*\.?|\$[A-Z]{{2,10}}"
+)
+_CYR_TOKEN = re.compile(r"[А-Яа-яЁёІіЇїЄєҐґ][А-Яа-яЁёІіЇїЄєҐґ'’-]*")
+_AR_TOKEN = re.compile("[\u0621-\u064a\u0671-\u06d3]+")
+_OPENERS = frozenset('.!?。！？:;«»"“”—–-(')
+_HAN_KANA_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]+")
+_WORD = re.compile(r"\w+")
+
+STOPWORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "in",
+        "on",
+        "at",
+        "of",
+        "for",
+        "to",
+        "from",
+        "by",
+        "with",
+        "and",
+        "or",
+        "but",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "he",
+        "she",
+        "they",
+        "we",
+        "his",
+        "her",
+        "their",
+        "our",
+        "you",
+        "i",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+        "lunes",
+        "martes",
+        "miércoles",
+        "jueves",
+        "viernes",
+        "sábado",
+        "domingo",
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+        "lundi",
+        "mardi",
+        "mercredi",
+        "jeudi",
+        "vendredi",
+        "samedi",
+        "dimanche",
+        "janeiro",
+        "fevereiro",
+        "março",
+        "abril",
+        "maio",
+        "junho",
+        "julho",
+        "agosto",
+        "setembro",
+        "outubro",
+        "novembro",
+        "dezembro",
+        "segunda",
+        "terça",
+        "quarta",
+        "quinta",
+        "sexta",
+        "sábado",
+        "domingo",
+        "januari",
+        "februari",
+        "maret",
+        "april",
+        "mei",
+        "juni",
+        "juli",
+        "agustus",
+        "september",
+        "oktober",
+        "november",
+        "desember",
+        "senin",
+        "selasa",
+        "rabu",
+        "kamis",
+        "jumat",
+        "sabtu",
+        "minggu",
+        "tháng",
+        "thứ",
+        "chủ",
+        "nhật",
+        "el",
+        "la",
+        "los",
+        "las",
+        "un",
+        "una",
+        "de",
+        "del",
+        "en",
+        "y",
+        "o",
+        "que",
+        "por",
+        "para",
+        "con",
+        "según",
+        "le",
+        "les",
+        "des",
+        "du",
+        "une",
+        "et",
+        "ou",
+        "selon",
+        "dans",
+        "pour",
+        "sur",
+        "avec",
+        "o",
+        "os",
+        "as",
+        "um",
+        "uma",
+        "do",
+        "da",
+        "dos",
+        "das",
+        "em",
+        "no",
+        "na",
+        "e",
+        "segundo",
+        "para",
+        "com",
+        "di",
+        "dan",
+        "yang",
+        "ke",
+        "dari",
+        "untuk",
+        "dengan",
+        "pada",
+        "các",
+        "và",
+        "của",
+        "với",
+        "trong",
+        "theo",
+        "cho",
+        "một",
+        "những",
+    ]
+)
+
+
+def norm_url(url: str | None) -> str | None:
+    """Scheme and host lower-cased, no fragment, no trailing slash: one spelling per URL."""
+    if not url:
+        return None
+    p = urlsplit(url.strip())
+    if not p.netloc:
+        return url.strip() or None
+    host = p.netloc.lower()
+    if host.startswith("www."):
+        host = host[4:]
+    return urlunsplit(
+        (
+            "https" if p.scheme.lower() in ("http", "https") else p.scheme.lower(),
+            host,
+            p.path.rstrip("/"),
+            p.query,
+            "",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class DedupeDoc:
+    """What dedupe needs to know of one stored item."""
+
+    id: int
+    locale: str
+    outlet: str
+    url: str
+    title: str
+    text: str
+    """Plain text, title first (as ``Item.text``)."""
+    published_at: datetime
+    image: str | None = None
+    guid: str | None = None
+    links: Mapping[str, Any] = field(default_factory=dict)
+    tickers: Sequence[str] = ()
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Features:
+    """The anchors of one document."""
+
+    doc: DedupeDoc
+    ts: float
+    identity: frozenset[str]
+    """Keys that name this very article: its URL, guid, an outlet's cross-locale article id."""
+    declared: frozenset[str]
+    """URLs this document says it is a version of (attribution link, <source>, alternates)."""
+    cites: frozenset[str]
+    """URLs the body links to."""
+    image: str | None
+    figures: tuple[tuple[float, float], ...]
+    """(value, weight), one per distinct value, in order of first appearance."""
+    title_figures: tuple[float, ...]
+    entities: Mapping[str, float]
+    """entity key → weight: lexicon entities, tickers, acronyms — names that survive translation."""
+    names: Mapping[str, float]
+    """Title-case words of Latin-script text outside the lexicon: names, or translated words."""
+    sequence: tuple[str, ...]
+    """Anchor keys in order of first appearance (figures as ``#<value>``)."""
+    seq_values: tuple[float | None, ...]
+    """The figure value of each ``sequence`` entry (None for entities)."""
+    seq_index: Mapping[str, int]
+    """Entity key → its position in ``sequence``."""
+    seq_figures: tuple[tuple[float, int], ...]
+    """(figure value, position in ``sequence``), sorted by value."""
+    outlets_named: frozenset[str]
+    minhash: tuple[int, ...] | None
+    near_family: str
+
+    @property
+    def figure_mass(self) -> float:
+        return sum(w for _, w in self.figures)
+
+    @property
+    def entity_mass(self) -> float:
+        return sum(self.entities.values())
+
+    @property
+    def name_mass(self) -> float:
+        return sum(self.names.values())
+
+
+class Extractor:
+    """Turns ``DedupeDoc``s into ``Features``; holds the lexicon and outlet names it needs."""
+
+    def __init__(
+        self,
+        lexicon: Lexicon | None = None,
+        outlet_names: Mapping[str, str] | None = None,
+        thresholds: Thresholds = DEFAULT,
+        article_key: Any = None,
+    ) -> None:
+        self.lexicon = lexicon or default_lexicon()
+        if outlet_names is None:
+            outlet_names = catalogue_outlet_names()
+        self.outlet_names = {k.lower().replace(" ", ""): v for k, v in outlet_names.items()}
+        self.thresholds = thresholds
+        self.article_key = article_key
+        self._permutations = MinHash(num_perm=thresholds.minhash_perm, seed=7, scheme="affine32").permutations
+
+    def features(self, doc: DedupeDoc) -> Features:
+        locale = _parse_locale(doc)
+        text = doc.text or doc.title
+        if locale.startswith("zh"):
+            text = fold_chinese(text)
+            title = fold_chinese(doc.title)
+        else:
+            title = doc.title
+        anchors: list[tuple[int, str]] = []
+        figures = extract_figures(text, locale)
+        values = _distinct(figures, self.thresholds.figure_tolerance)
+        for fig in figures:
+            if fig.weight >= 0.5:
+                anchors.append((fig.pos, f"#{fig.value:.6g}"))
+        title_figures = tuple(f.value for f in extract_figures(title, locale) if f.weight >= 0.5)
+        entities: dict[str, float] = {}
+        names: dict[str, float] = {}
+        outlets: set[str] = set()
+        for pos, key, weight, strong in self._entities(text, locale):
+            if key.startswith("@"):
+                outlets.add(key[1:])
+                continue
+            target = entities if strong else names
+            if weight > target.get(key, 0.0):
+                target[key] = weight
+            anchors.append((pos, key))
+        for key in list(names):
+            if key in entities:
+                del names[key]
+        for ticker in doc.tickers:
+            key = self.lexicon.latin(ticker.upper()) or ticker.lower()
+            entities.setdefault(key, self.lexicon.weight(key) or 0.7)
+        anchors.sort()
+        seen: set[str] = set()
+        sequence: list[str] = []
+        seq_values: list[float | None] = []
+        for _, key in anchors:
+            if key not in seen:
+                seen.add(key)
+                sequence.append(key)
+                seq_values.append(float(key[1:]) if key.startswith("#") else None)
+        links = doc.links or {}
+        declared = set()
+        for key in ("original", "source"):
+            u = norm_url(links.get(key)) if isinstance(links.get(key), str) else None
+            if u:
+                declared.add(u)
+        for alt in links.get("alternates") or []:
+            href = alt.get("href") if isinstance(alt, Mapping) else alt
+            u = norm_url(href) if isinstance(href, str) else None
+            if u:
+                declared.add(u)
+        cites = {u for u in (norm_url(x) for x in links.get("outbound") or [] if isinstance(x, str)) if u}
+        identity = {k for k in (norm_url(doc.url), norm_url(doc.guid)) if k}
+        akey = self._article_key(doc)
+        if akey:
+            identity.add("article:" + akey)
+        own = norm_url(doc.url)
+        declared.discard(own or "")
+        cites.discard(own or "")
+        return Features(
+            doc=doc,
+            ts=doc.published_at.timestamp(),
+            identity=frozenset(identity),
+            declared=frozenset(declared),
+            cites=frozenset(cites - declared),
+            image=norm_url(doc.image),
+            figures=values,
+            title_figures=title_figures,
+            entities=entities,
+            names=names,
+            sequence=tuple(sequence),
+            seq_values=tuple(seq_values),
+            seq_index={k: i for i, k in enumerate(sequence) if not k.startswith("#")},
+            seq_figures=tuple(sorted((v, i) for i, v in enumerate(seq_values) if v is not None)),
+            outlets_named=frozenset(outlets),
+            minhash=self._minhash(text, locale),
+            near_family=_near_family(locale),
+        )
+
+    def _article_key(self, doc: DedupeDoc) -> str | None:
+        if self.article_key is not None:
+            key = self.article_key(doc.outlet, doc.url)
+            if key:
+                return str(key)
+        m = _ID_PATTERN.search(doc.url or "")
+        return f"{doc.outlet}:{m.group(1)}" if m else None
+
+    def _entities(self, text: str, locale: str) -> Iterable[tuple[int, str, float, bool]]:
+        """(offset, key, weight, strong) of every name; outlet names come back as ``@outlet``."""
+        lex = self.lexicon
+        latin_locale = locale not in NON_LATIN_LOCALES
+        ci, first_words, inner_words = lex.latin_ci, lex.first_words, lex.inner_words
+        tokens = [
+            (m.start(), m.end(), w if w.isalpha() else _bare(w))
+            for m in _LATIN_TOKEN.finditer(text)
+            for w in (m.group(0),)
+        ]
+        if latin_locale:
+            # Fast path: a lower-case word is only ever a lexicon form (most words are neither).
+            keep: list[tuple[int, int, str] | None] = []
+            for tok in tokens:
+                word = tok[2]
+                if word.islower() and word not in first_words and word not in inner_words:
+                    hit = ci.get(word)
+                    if hit:
+                        yield tok[0], hit, lex.weight(hit), True
+                    keep.append(None)
+                else:
+                    keep.append(tok)
+            runs: list[list[tuple[int, int, str]]] = [[]]
+            for kept in keep:
+                if kept is None:
+                    if runs[-1]:
+                        runs.append([])
+                else:
+                    runs[-1].append(kept)
+        else:
+            runs = [tokens]
+        for run in runs:
+            yield from self._latin_run(run, text, latin_locale)
+        if not latin_locale:
+            if locale in ("ru", "uk"):
+                words = [(m.start(), m.end(), m.group(0)) for m in _CYR_TOKEN.finditer(text)]
+                for i, _, hit in _phrases(words, text, lex, "cyr", lex.cyrillic_word):
+                    if hit:
+                        yield words[i][0], hit, lex.weight(hit), True
+            elif locale == "ar":
+                words = [(m.start(), m.end(), m.group(0)) for m in _AR_TOKEN.finditer(text)]
+                for i, _, hit in _phrases(words, text, lex, "ar", lex.arabic_word):
+                    if hit:
+                        yield words[i][0], hit, lex.weight(hit), True
+            else:
+                for pos, ent in lex.find_cjk(text):
+                    yield pos, ent, lex.weight(ent), True
+
+    def _minhash(self, text: str, locale: str) -> tuple[int, ...] | None:
+        if family(locale) == "cjk":
+            joined = "".join(_HAN_KANA_RUN.findall(text))
+            shingles = {joined[i : i + 3] for i in range(max(0, len(joined) - 2))}
+        else:
+            words = _WORD.findall(text.lower())
+            shingles = {" ".join(words[i : i + 3]) for i in range(max(0, len(words) - 2))}
+        if len(shingles) < 5:
+            return None
+        mh = MinHash(
+            num_perm=self.thresholds.minhash_perm,
+            permutations=self._permutations,
+            scheme="affine32",
+            hashfunc=zlib.crc32,
+        )
+        mh.update_batch([s.encode() for s in sorted(shingles)])
+        return tuple(int(h) for h in mh.hashvalues)
+
+    def _latin_run(
+        self, tokens: list[tuple[int, int, str]], text: str, latin_locale: bool
+    ) -> Iterable[tuple[int, str, float, bool]]:
+        lex = self.lexicon
+        for i, _used, hit in _phrases(tokens, text, lex, "latin", lex.latin):
+            start, _, word = tokens[i]
+            if hit:
+                yield start, hit, lex.weight(hit), True
+                continue
+            squashed = word.lower().replace("-", "").replace(".", "")
+            if squashed in self.outlet_names:
+                yield start, "@" + self.outlet_names[squashed], 0.0, True
+                continue
+            weight, strong = _latin_weight(word, text, start, latin_locale)
+            if weight:
+                yield start, word.lower(), weight, strong
+
+
+def catalogue_outlet_names() -> dict[str, str]:
+    """Name and id of every outlet in ``sources/outlets`` → outlet id (attribution lines name them)."""
+    try:
+        from sources.catalogue import load_catalogue
+
+        specs = load_catalogue()
+    except Exception:  # the catalogue is optional for pure use (tests, bench)
+        return {}
+    out: dict[str, str] = {}
+    for spec in specs.values():
+        out[spec.id] = spec.id
+        out[spec.name] = spec.id
+        out[spec.name.split()[0]] = spec.id
+    return out
+
+
+def _bare(word: str) -> str:
+    """A token without ``$``, a final dot, an elided article (l', d') or a possessive 's."""
+    word = word.lstrip("$").rstrip(".")
+    if len(word) > 3 and word[1] in "'’" and word[0] in "lLdDjJsSnN":
+        word = word[2:]
+    if word.endswith(("'s", "’s")):
+        word = word[:-2]
+    return word
+
+
+def _phrases(
+    tokens: list[tuple[int, int, str]],
+    text: str,
+    lex: Lexicon,
+    script: str,
+    lookup: Callable[[str], str | None],
+) -> Iterable[tuple[int, int, str | None]]:
+    """Walk ``tokens``: (index, tokens used, entity id or None), longest lexicon phrase first."""
+    i, n_tokens = 0, len(tokens)
+    while i < n_tokens:
+        span = min(lex.span(tokens[i][2], script), n_tokens - i)
+        hit, used = None, 1
+        for n in range(span, 1, -1):
+            if any(text[tokens[j][1] : tokens[j + 1][0]].strip() for j in range(i, i + n - 1)):
+                continue
+            hit = lookup(" ".join(t[2] for t in tokens[i : i + n]))
+            if hit:
+                used = n
+                break
+        if hit is None:
+            hit = lookup(tokens[i][2])
+        yield i, used, hit
+        i += used
+
+
+def _parse_locale(doc: DedupeDoc) -> str:
+    """The declared locale, unless detection found a language of another family."""
+    lang = doc.language
+    if lang and family(lang) != family(doc.locale):
+        return lang
+    return doc.locale
+
+
+def _near_family(locale: str) -> str:
+    base = locale.split("-")[0].lower()
+    return base
+
+
+def _distinct(figures: list[Figure], tolerance: float) -> tuple[tuple[float, float], ...]:
+    out: list[list[float]] = []
+    for fig in figures:
+        for entry in out:
+            if abs(entry[0] - fig.value) <= tolerance * max(entry[0], fig.value):
+                entry[1] = max(entry[1], fig.weight)
+                break
+        else:
+            out.append([fig.value, fig.weight])
+    return tuple((v, w) for v, w in out)
+
+
+def _latin_weight(word: str, text: str, start: int, latin_locale: bool) -> tuple[float, bool]:
+    """How much a Latin token outside the lexicon counts as a name, and whether it survives
+    translation (acronyms, CamelCase, digits: strong) or may be a translated title-case word (weak)."""
+    low = word.lower()
+    if len(word) < 2 or low in STOPWORDS:
+        return 0.0, False
+    if not latin_locale:
+        return 0.7, True
+    if word.isupper() and len(word) <= 10:
+        return 0.7, True
+    upper = sum(c.isupper() for c in word)
+    if any(c.isdigit() for c in word) or upper >= 2 or (word[0].islower() and upper):
+        return 0.7, True
+    if word[0].isupper() and len(word) >= 3:
+        gap_start = start
+        while gap_start > 0 and text[gap_start - 1].isspace():
+            gap_start -= 1
+        if gap_start == 0 or "\n" in text[gap_start:start] or text[gap_start - 1] in _OPENERS:
+            return 0.0, False
+        return 0.6, False
+    return 0.0, False

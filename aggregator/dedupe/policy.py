@@ -1,0 +1,84 @@
+"""Every dedupe threshold, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers that decide merges and related links (tuned on ``eval/tune`` only).
+
+    Time
+    - ``window_hours``: a newcomer is compared only with items published this close to it;
+      translations appear minutes to hours after the original (Miranda et al. use σ = 72 h).
+    - ``related_hours``: independent stories of one event are linked when this close.
+
+    Figures
+    - ``figure_tolerance``: relative difference under which two figures are the same (translators
+      round: $1.23 billion → 12 亿).
+
+    Merging on content (no declared identity): a newcomer joins a story when its best pair score
+    against a member reaches ``merge`` — or ``merge_with_image`` when they share an image URL, or
+    ``merge_with_cite`` when one links the other — provided that
+    - the pair has at least ``min_mass`` of shared anchor weight (a figure like $1.2 billion weighs
+      1.0, a year 0.2, Bitcoin 0.3, BlackRock 1.0), so that a couple of shared names never merge;
+    - every member of the story with anchors of its own scores at least ``complete_link`` against
+      the newcomer (complete link: no chaining through one lenient member);
+    - no member's headline figures clash with the newcomer's (a title figure found nowhere in
+      the other text, in both directions);
+    - the story has no version in the newcomer's locale yet, unless the two are near-duplicate
+      texts (MinHash Jaccard ≥ ``near_duplicate``).
+
+    The pair score is ``figure_share * figures + entity_share * entities + order_share * order``
+    renormalized over the parts both sides have. ``figures`` blends the weighted coverage of
+    the less covered side with that of the more covered side (``containment`` of the blend):
+    a translation that drops a paragraph is still contained in the original, while two
+    independent reports each carry figures the other lacks. ``entities`` averages both
+    directions; ``order`` is how much of the shared anchors come in the same order
+    (translations keep the order of facts; independent reports reshuffle them).
+
+    Same-language near-duplicates (MinHash on shingles, zh folded to Simplified): Jaccard at or
+    above ``near_duplicate`` merges without other evidence, unless a headline figure clashes or
+    the figures disagree (coverage below ``near_duplicate_figures``: the same template filled
+    with another day's numbers is another article).
+
+    Related (never merged): a story is linked to another when an item of each, published within
+    ``related_hours``, share ``related`` or more anchor weight, each shared anchor weighted by its
+    rarity in the window (1 when at most ``rare_postings`` items carry it, falling as 1/n beyond:
+    on a busy day "Bitcoin" links nothing, "halving" still does); at most ``related_per_story``
+    links per story, strongest first.
+
+    Blocking: each anchor a candidate shares adds its weight, scaled down by rarity as above;
+    anchors shared by more than ``max_postings`` items in the window propose nobody (they still
+    count in scores); candidates need ``min_candidate_hits`` and at most ``max_candidates``
+    are scored. Identity, declared links, images and MinHash bands always propose.
+    """
+
+    window_hours: float = 72.0
+    related_hours: float = 48.0
+    figure_tolerance: float = 0.025
+    merge: float = 0.72
+    merge_with_image: float = 0.35
+    merge_with_cite: float = 0.30
+    min_mass: float = 2.0
+    min_mass_with_image: float = 0.6
+    complete_link: float = 0.45
+    near_duplicate: float = 0.55
+    near_duplicate_figures: float = 0.8
+    figure_share: float = 0.5
+    entity_share: float = 0.2
+    order_share: float = 0.3
+    containment: float = 0.75
+    related: float = 1.0
+    rare_postings: int = 30
+    related_entity_weight: float = 0.6
+    related_per_story: int = 8
+    max_postings: int = 120
+    max_candidates: int = 10
+    min_candidate_hits: float = 1.0
+    minhash_perm: int = 64
+    minhash_bands: int = 16
+
+
+DEFAULT = Thresholds()

@@ -1,0 +1,188 @@
+"""Clustering: translations merge, independent reports only relate; guards, determinism, increments."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregator.dedupe.cluster import Clusterer
+from aggregator.dedupe.corpus import load_corpus
+from aggregator.dedupe.features import DedupeDoc, Extractor
+from aggregator.dedupe.policy import Thresholds
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
+T0 = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
+EXTRACTOR = Extractor(outlet_names={"coindesk": "coindesk", "CoinDesk": "coindesk"})
+
+
+def doc(n: int, locale: str, outlet: str, title: str, body: str, minutes: int = 0, **kw: object) -> DedupeDoc:
+    return DedupeDoc(
+        id=n,
+        locale=locale,
+        outlet=outlet,
+        url=f"https://{outlet}.example/{locale.lower()}/news/{n}",
+        title=title,
+        text=title + "\n" + body,
+        published_at=T0 + timedelta(minutes=minutes),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+ORIGINAL = doc(
+    1,
+    "en",
+    "coindesk",
+    "Spot bitcoin ETFs pull in $1.2 billion in a single day",
+    "US spot bitcoin ETFs took in $1.2 billion on Thursday, the largest inflow in five weeks.\n"
+    "BlackRock's fund accounted for $640 million of the total. BTC traded near $84,500.",
+)
+PT = doc(
+    2,
+    "pt-PT",
+    "gate",
+    "ETF de bitcoin à vista atraem 1,2 mil milhões de dólares num só dia",
+    "Os ETF de bitcoin à vista dos EUA registaram entradas de 1,2 mil milhões de dólares na quinta-feira.\n"
+    "O fundo da BlackRock respondeu por 640 milhões de dólares. O BTC negociava perto de 84.500 dólares.",
+    minutes=40,
+)
+JA = doc(
+    3,
+    "ja",
+    "gate",
+    "米国の現物ビットコインETF、1日で12億ドルの資金流入",
+    "米国の現物ビットコインETFには木曜日、合計12億ドルの資金が流入した。\n"
+    "ブラックロックのファンドが6億4000万ドルを占めた。BTCは8万4500ドル付近で取引された。",
+    minutes=55,
+)
+# Same day, same entities, the same headline number — but another article.
+INDEPENDENT = doc(
+    4,
+    "en",
+    "cointelegraph",
+    "Bitcoin ETFs log $1.2 billion day as Ether funds bleed $95 million",
+    "Ether ETFs saw $95 million leave on Thursday while bitcoin funds added $1.2 billion.\n"
+    "Fidelity's fund led with $310 million, and BTC briefly touched $86,100 before easing.",
+    minutes=90,
+)
+INDEPENDENT_ZH = doc(
+    5,
+    "zh-CN",
+    "cointelegraph",
+    "比特币ETF单日流入12亿美元，以太坊ETF流出9500万美元",
+    "以太坊ETF周四流出9500万美元，比特币基金则流入12亿美元。\n"
+    "富达的基金以3.1亿美元领先，BTC一度触及86,100美元后回落。",
+    minutes=100,
+)
+
+
+def cluster(docs: list[DedupeDoc], thresholds: Thresholds | None = None) -> tuple[Clusterer, dict[int, int]]:
+    c = Clusterer(thresholds or Thresholds())
+    for d in docs:
+        c.add(EXTRACTOR.features(d))
+    return c, dict(c.story_of)
+
+
+def test_translations_merge_and_independent_report_relates() -> None:
+    c, story = cluster([ORIGINAL, PT, JA, INDEPENDENT, INDEPENDENT_ZH])
+    assert story[1] == story[2] == story[3]
+    assert story[4] == story[5] != story[1]
+    assert [other for other, _ in c.related_of(story[1])] == [story[4]]
+
+
+def test_merge_decision_explains_itself() -> None:
+    c = Clusterer()
+    c.add(EXTRACTOR.features(ORIGINAL))
+    a = c.add(EXTRACTOR.features(PT))
+    assert a.kind == "merge" and a.matched_doc == 1
+    assert a.score >= a.threshold > 0
+    assert {"figures", "entities", "order", "mass"} <= set(a.signals)
+
+
+def test_one_version_per_locale_per_story() -> None:
+    # A second English text with the very same figures is still another article.
+    twin = replace(
+        INDEPENDENT, id=9, title=ORIGINAL.title + " again", text=ORIGINAL.text.replace("Thursday", "Friday")
+    )
+    _, story = cluster([ORIGINAL, twin], Thresholds(near_duplicate=0.99))
+    assert story[1] != story[9]
+
+
+def test_exact_near_duplicate_in_the_same_locale_merges() -> None:
+    copy = replace(ORIGINAL, id=9, outlet="mirror", url="https://mirror.example/en/1")
+    _, story = cluster([ORIGINAL, copy])
+    assert story[1] == story[9]
+
+
+def test_headline_figure_clash_vetoes_a_merge() -> None:
+    other_day = doc(
+        7,
+        "pt-PT",
+        "gate",
+        "ETF de bitcoin atraem 2,3 mil milhões de dólares num só dia",
+        "Os ETF de bitcoin à vista dos EUA registaram entradas de 2,3 mil milhões de dólares.\n"
+        "O fundo da BlackRock respondeu por 640 milhões de dólares. O BTC negociava perto de 84.500 dólares.",
+        minutes=40,
+    )
+    _, story = cluster([ORIGINAL, other_day], Thresholds(merge=0.1, min_mass=0.5))
+    assert story[1] != story[7]
+
+
+def test_declared_identity_merges_without_shared_content() -> None:
+    a = doc(1, "en", "gate", "Short note", "Nothing to compare here.")
+    b = replace(doc(2, "vi", "gate", "Ghi chú ngắn", "Không có gì để so sánh."), links={"original": a.url})
+    c = replace(
+        doc(3, "ja", "gate", "短いメモ", "比較するものはない。"), url="https://gate.example/ja/news/detail/42"
+    )
+    d = replace(
+        doc(4, "es", "gate", "Nota breve", "Nada que comparar."), url="https://gate.example/es/news/detail/42"
+    )
+    _, story = cluster([a, b, c, d])
+    assert story[1] == story[2]
+    assert story[3] == story[4] != story[1]
+
+
+def test_same_input_same_stories_and_later_items_join_existing_stories() -> None:
+    docs = [ORIGINAL, PT, INDEPENDENT, JA, INDEPENDENT_ZH]
+    _, first = cluster(docs)
+    _, again = cluster(docs)
+    assert first == again
+    # Incremental: seed the first three as stored, then add the rest.
+    c = Clusterer()
+    for d in docs[:3]:
+        c.seed(EXTRACTOR.features(d), first[d.id])
+    for d in docs[3:]:
+        c.add(EXTRACTOR.features(d))
+    assert c.story_of == first
+
+
+def test_closed_story_takes_no_newcomers() -> None:
+    c = Clusterer()
+    c.seed(EXTRACTOR.features(ORIGINAL), 100, closed=True)
+    assert c.add(EXTRACTOR.features(PT)).story != 100
+
+
+def test_items_outside_the_time_window_never_merge() -> None:
+    late = replace(PT, published_at=T0 + timedelta(days=10))
+    _, story = cluster([ORIGINAL, late])
+    assert story[1] != story[2]
+
+
+@pytest.mark.parametrize("mode", ["blind", "hints", "rehost"])
+def test_contract_testdata_scores(mode: str) -> None:
+    sys.path.insert(0, str(ROOT / "eval"))
+    from run_eval import pure_scores
+
+    s = pure_scores(TESTDATA, mode)
+    assert s["b3_f1"] >= 0.95 and s["false_merge_rate"] <= 0.01 and s["related_recall"] >= 0.8
+
+
+def test_corpus_loader_marks_hints() -> None:
+    blind = load_corpus(TESTDATA)
+    hints = load_corpus(TESTDATA, hints=True)
+    assert not any("/news/detail/" in d.doc.url for d in blind)
+    assert any(d.doc.links.get("original") for d in hints)
