@@ -36,8 +36,6 @@ class Settings(BaseSettings):
     feed_max_limit: int = Field(100, ge=1, le=1000)
     feed_default_limit: int = Field(20, ge=1, le=1000)
     cache_max_age_s: int = Field(30, ge=0)
-    retention_days: int | None = None
-    """Pruning of old items; off (None) by default: items are kept whatever their age."""
 
     @field_validator("database_url")
     @classmethod

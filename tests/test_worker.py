@@ -1,0 +1,77 @@
+"""Two real `main.py worker` processes share PostgreSQL's source table without double polling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from aggregator.db import make_engine
+from aggregator.migrate import upgrade
+from aggregator.registry import add_sources
+from aggregator.settings import Settings
+from sources.opml import SourceSpec
+from tests.feedserver import FeedServer, Response
+from tests.pgserver import PostgresServer
+
+ROOT = Path(__file__).resolve().parents[1]
+FEED = (Path(__file__).parent / "fixtures" / "e2e" / "coindesk-en.xml").read_bytes()
+
+
+def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
+    url = pg_server.create_database()
+    engine = make_engine(Settings(database_url=url))
+    upgrade(engine)
+    with FeedServer() as server:
+        paths = [f"/feed/{i}.xml" for i in range(12)]
+        for p in paths:
+            server.routes[p] = Response(
+                body=FEED.replace(b"cd-10", p.encode()),
+                headers={"Content-Type": "application/rss+xml"},
+                delay_s=0.2,
+            )
+        add_sources(
+            engine, [SourceSpec(url=server.url(p), outlet="coindesk", locale="en", title=None) for p in paths]
+        )
+        env = dict(
+            os.environ,
+            BABELWIRE_DATABASE_URL=url,
+            BABELWIRE_ALLOW_PRIVATE_FEEDS="1",
+            BABELWIRE_TICK_S="0.3",
+            BABELWIRE_FETCH_CONCURRENCY="2",
+        )
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "main.py", "worker"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and sum(server.hits.get(p, 0) for p in paths) < len(paths):
+                time.sleep(0.2)
+            time.sleep(2.0)  # several more ticks of both workers: nothing is due again yet
+        finally:
+            for w in workers:
+                w.send_signal(signal.SIGINT)
+            errs = [w.communicate(timeout=30)[1] for w in workers]
+        assert [server.hits.get(p, 0) for p in paths] == [1] * len(paths), errs
+        assert all(w.returncode == 0 for w in workers), errs
+        assert all("Traceback" not in e for e in errs), errs
+    with engine.connect() as conn:
+        import sqlalchemy as sa
+
+        n = conn.execute(sa.text("SELECT count(*) FROM item")).scalar_one()
+        leased = conn.execute(
+            sa.text("SELECT count(*) FROM source WHERE lease_owner IS NOT NULL")
+        ).scalar_one()
+    assert n == 12 * 3 and leased == 0
+    engine.dispose()
