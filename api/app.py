@@ -219,7 +219,7 @@ def create_app(
 
         def build() -> Rendered | Problem:
             page = reader.feed_page(query)
-            return page if isinstance(page, Problem) else Rendered.of(page.model_dump_json().encode())
+            return page if isinstance(page, Problem) else Rendered.of_json(page)
 
         return await _serve(request, ("feed", query), build, public)
 
@@ -245,7 +245,7 @@ def create_app(
             detail = reader.story(story_id, resolved)
             if detail is None:
                 return Problem(404, "not_found", f"story {story_id} not found")
-            return Rendered.of(detail.model_dump_json().encode())
+            return Rendered.of_json(detail)
 
         return await _serve(request, ("story", story_id, resolved), build, public)
 
@@ -278,7 +278,7 @@ def create_app(
                     Problem(400, "invalid_since", "since token is malformed or was tampered with")
                 )
         page = await run_in_threadpool(reader.changes, after, resolved)
-        return cached_response(request, Rendered.of(page.model_dump_json().encode()), "no-cache")
+        return cached_response(request, Rendered.of_json(page), "no-cache")
 
     @app.get("/healthz", tags=["ops"], summary="The process is up", response_model=Health)
     async def healthz() -> Health:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
+import pydantic_core
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,6 +43,12 @@ class Rendered:
     @classmethod
     def of(cls, body: bytes) -> Rendered:
         return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+
+    @classmethod
+    def of_json(cls, value: Any) -> Rendered:
+        """``value`` (plain dicts, lists, strings, numbers) encoded once, compact UTF-8 JSON — the
+        bytes pydantic's ``model_dump_json`` gives for the same data."""
+        return cls.of(pydantic_core.to_json(value))
 
     def gzipped(self) -> tuple[bytes, str]:
         if self._gzip is None:

@@ -1,23 +1,40 @@
 """Reading stories for the API: the keyset feed page, one story, and delta-sync changes.
 
-A feed page costs three indexed queries whatever its size (no N+1, no OFFSET):
-1. the page — keyset on (first_published_at, id), newest first, ``limit + 1`` stories — joined
-   with their live members and each member's outlet;
-2. related links of the page's stories (either direction) joined with the related stories'
-   live members (title and url only), hidden stories left out;
-3. the disclaimer rows of the policies in play.
-(``outlet=`` adds a fourth, only when the page is empty, to tell an unknown outlet from none.)
-Everything else (locale choice, OpenCC conversion, sanitizing) happens in Python on those rows.
+A feed page (or one story) is **one statement, one round trip**, whatever its size (no N+1, no
+OFFSET). A CTE ``page`` picks the stories — keyset on (first_published_at, id), newest first,
+``limit + 1`` — and three parts are stacked with UNION ALL, told apart by their ``kind``:
+
+0. ``MEMBER`` — the page's stories joined with their live members and each member's outlet;
+1. ``RELATED_MEMBER`` — related links of the page's stories (either direction) joined with the
+   related stories' live members (title and url only), hidden stories left out;
+2. ``DISCLAIMER_ROW`` — the newest version of every (policy, locale) disclaimer.
+
+(``outlet=`` adds a second statement, only when the page is empty, to tell an unknown outlet from
+none.) Everything else (locale choice, OpenCC conversion, sanitizing) happens in Python on those
+rows, and the response is built as plain dicts, encoded once by the route: ``api.schemas`` is the
+documented contract, and the tests validate bodies against it.
+
+Why it is shaped like this — an uncached page must cost a millisecond or two of CPU, not ten:
+
+* LIMIT is a literal (one statement per limit), so PostgreSQL keeps a generic plan for the
+  prepared statement; a bound LIMIT made it plan every execution (~1 ms of server CPU).
+* On PostgreSQL reads run in autocommit (no BEGIN/ROLLBACK round trips). One statement sees one
+  snapshot, so the page, its related links and its disclaimers are consistent with each other.
+* Values come back plain: naive UTC datetimes (formatted as pydantic would, ``…Z``), tickers as
+  their JSON text parsed through a small cache, instead of per-value type decorators.
+* Sanitizing, plain text and OpenCC conversion are pure functions of their input, so they are
+  memoized per process (bounded LRU); nothing else is kept between requests.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,19 +48,6 @@ from aggregator.models import UTCDateTime
 from api.cursor import FeedPosition, TokenSigner
 from api.errors import Problem
 from api.locales import FALLBACKS, Chain, ScriptConverter, best_by_locale, chain_for, choose, member_locale
-from api.schemas import (
-    ChangesPage,
-    DisclaimerRef,
-    FeedChangeRef,
-    FeedEntry,
-    FeedPage,
-    OriginalRef,
-    OutletRef,
-    RelatedRef,
-    StoryDetail,
-    StoryMember,
-    Translation,
-)
 
 STORY = SQLModel.metadata.tables["story"]
 ITEM = SQLModel.metadata.tables["item"]
@@ -56,9 +60,14 @@ FEEDCHANGE = SQLModel.metadata.tables["feedchange"]
 RELATED_PER_STORY = 5
 CHANGES_PER_PAGE = 1000
 SEED_VERSION = "seed-1"
+SUMMARY_CACHE = 4096
+"""Sanitized summaries kept per process: a few pages of every locale's feed."""
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _LOCALE_ORDER = {code: i for i, code in enumerate(LOCALES)}
+
+Json = dict[str, Any]
+"""A response body (or part of one) as plain JSON-able values, in the shape ``api.schemas`` documents."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,9 @@ class FeedQuery:
 
 @dataclass(slots=True)
 class MemberRow:
-    """A live (not tombstoned) member of a story, as locale choice and rendering need it."""
+    """A live (not tombstoned) member of a story, as locale choice and rendering need it.
+
+    ``published_at`` is naive UTC, as the database returns it: it is only compared here."""
 
     id: int
     story_id: int
@@ -95,6 +106,7 @@ class MemberRow:
 class StoryRow:
     id: int
     first_published_at: datetime
+    """Naive UTC."""
     pinned: bool
 
 
@@ -111,53 +123,175 @@ class RelatedMember:
     is_original: bool
 
 
+@dataclass(slots=True)
+class PageRows:
+    """Everything one page statement returned, grouped."""
+
+    stories: list[StoryRow] = field(default_factory=list)
+    """Newest first."""
+    members: dict[int, list[MemberRow]] = field(default_factory=lambda: defaultdict(list))
+    related: dict[int, list[int]] = field(default_factory=dict)
+    """Story id → related story ids, most related first."""
+    related_members: dict[int, list[RelatedMember]] = field(default_factory=dict)
+    disclaimers: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    """(policy, locale) → (text, version) of the newest editors' version."""
+
+
 def plain_text(sanitized_html: str) -> str:
     """Text of already sanitized HTML (tags become spaces; entities are decoded)."""
     return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", sanitized_html))).strip()
 
 
+def iso_utc(naive_utc: datetime) -> str:
+    """``2026-11-25T09:30:00Z``: the text pydantic gives an aware UTC datetime."""
+    return naive_utc.isoformat() + "Z"
+
+
+@lru_cache(maxsize=1024)
+def _tickers(raw: str | None) -> tuple[str, ...]:
+    """The stored JSON list of tickers (few distinct values: parsed once per process)."""
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return ()
+    return tuple(t for t in value if isinstance(t, str)) if isinstance(value, list) else ()
+
+
 def _live_member(never: frozenset[str]) -> sa.Exists:
     cond = [ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false()]
-    if never:
-        cond.append(ITEM.c.locale.not_in(sorted(never)))
+    # one plain bind per locale, not an expanding IN: ``CompiledStatement`` binds values as they are
+    cond += [ITEM.c.locale != sa.bindparam(f"never_{i}", loc) for i, loc in enumerate(sorted(never))]
     return sa.exists().where(*cond)
 
 
-def _with_members(stories: sa.Select[Any]) -> sa.Select[Any]:
-    """The stories ``stories`` selects (ordered, limited), joined with their live members."""
-    page = stories.subquery("page")
+# ---- the page statement ---------------------------------------------------------------------
+
+MEMBER, RELATED_MEMBER, DISCLAIMER_ROW = 0, 1, 2
+
+_COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
+    "kind": sa.Integer(),
+    "sid": sa.Integer(),
+    "other": sa.Integer(),
+    "score": sa.Float(),
+    "first_published_at": sa.DateTime(),
+    "pinned": sa.Boolean(),
+    "canonical_item_id": sa.Integer(),
+    "item_id": sa.Integer(),
+    "link": sa.String(),
+    "title": sa.String(),
+    "summary_html": sa.Text(),
+    "published_at": sa.DateTime(),
+    "image": sa.String(),
+    "locale": sa.String(),
+    "language": sa.String(),
+    "tickers": sa.Text(),
+    "outlet_id": sa.String(),
+    "outlet_name": sa.String(),
+    "policy": sa.String(),
+    "version": sa.Integer(),
+    "text": sa.Text(),
+}
+"""The columns every part of the page statement returns (NULL where a part has nothing), in order.
+
+Datetimes are plain ``DateTime`` (naive UTC), not ``UTCDateTime``: see the module docstring."""
+
+
+def _part(kind: int, **given: sa.ColumnElement[Any]) -> sa.Select[Any]:
     return sa.select(
-        page.c.id.label("sid"),
-        page.c.first_published_at,
-        page.c.pinned,
-        page.c.canonical_item_id,
-        ITEM.c.id,
-        ITEM.c.link,
-        ITEM.c.title,
-        ITEM.c.summary_html,
-        ITEM.c.published_at,
-        ITEM.c.image,
-        ITEM.c.locale,
-        ITEM.c.language,
-        ITEM.c.tickers,
-        SOURCE.c.outlet_id,
-        OUTLET.c.name,
-        OUTLET.c.disclaimer_policy,
+        *(
+            (
+                sa.literal_column(str(kind), type_)
+                if name == "kind"
+                else sa.type_coerce(given[name], type_)
+                if name in given
+                else sa.cast(sa.null(), type_)
+            ).label(name)
+            for name, type_ in _COLUMNS.items()
+        )
+    )
+
+
+def _page_statement(stories: sa.Select[Any]) -> sa.CompoundSelect[Any]:
+    """Members, related members and disclaimers of the stories ``stories`` selects (ordered, limited)."""
+    page = stories.cte("page")
+    members = _part(
+        MEMBER,
+        sid=page.c.id,
+        first_published_at=page.c.first_published_at,
+        pinned=page.c.pinned,
+        canonical_item_id=page.c.canonical_item_id,
+        item_id=ITEM.c.id,
+        link=ITEM.c.link,
+        title=ITEM.c.title,
+        summary_html=ITEM.c.summary_html,
+        published_at=ITEM.c.published_at,
+        image=ITEM.c.image,
+        locale=ITEM.c.locale,
+        language=ITEM.c.language,
+        tickers=sa.cast(ITEM.c.tickers, sa.Text),
+        outlet_id=SOURCE.c.outlet_id,
+        outlet_name=OUTLET.c.name,
+        policy=OUTLET.c.disclaimer_policy,
     ).select_from(
         page.join(ITEM, sa.and_(ITEM.c.story_id == page.c.id, ITEM.c.tombstone == sa.false()))
         .join(SOURCE, SOURCE.c.id == ITEM.c.source_id)
         .join(OUTLET, OUTLET.c.id == SOURCE.c.outlet_id)
     )
+    in_page = sa.select(page.c.id)
+    pairs = sa.union_all(
+        sa.select(
+            RELATED.c.story_id.label("mine"), RELATED.c.related_id.label("other"), RELATED.c.score
+        ).where(RELATED.c.story_id.in_(in_page)),
+        sa.select(RELATED.c.related_id, RELATED.c.story_id, RELATED.c.score).where(
+            RELATED.c.related_id.in_(in_page)
+        ),
+    ).subquery("pairs")
+    related = _part(
+        RELATED_MEMBER,
+        sid=pairs.c.mine,
+        other=pairs.c.other,
+        score=pairs.c.score,
+        canonical_item_id=STORY.c.canonical_item_id,
+        item_id=ITEM.c.id,
+        link=ITEM.c.link,
+        title=ITEM.c.title,
+        published_at=ITEM.c.published_at,
+        locale=ITEM.c.locale,
+        language=ITEM.c.language,
+    ).select_from(
+        pairs.join(STORY, sa.and_(STORY.c.id == pairs.c.other, STORY.c.hidden == sa.false())).join(
+            ITEM, sa.and_(ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false())
+        )
+    )
+    newer = DISCLAIMER.alias("newer")
+    disclaimers = _part(
+        DISCLAIMER_ROW,
+        policy=DISCLAIMER.c.policy,
+        locale=DISCLAIMER.c.locale,
+        version=DISCLAIMER.c.version,
+        text=DISCLAIMER.c.text,
+    ).where(
+        ~sa.exists().where(
+            newer.c.policy == DISCLAIMER.c.policy,
+            newer.c.locale == DISCLAIMER.c.locale,
+            newer.c.version > DISCLAIMER.c.version,
+        )
+    )
+    return sa.union_all(members, related, disclaimers)
 
 
 _STORY_COLUMNS = (STORY.c.id, STORY.c.first_published_at, STORY.c.pinned, STORY.c.canonical_item_id)
 
 
 @lru_cache(maxsize=256)
-def feed_statement(keyset: bool, tickers: int, by_outlet: bool, never: frozenset[str]) -> sa.Select[Any]:
-    """The page query of one request shape, built once: SQLAlchemy statement construction costs
-    more CPU than the database spends running it. Bind ``limit`` and, by shape, ``after_ts``/
-    ``after_id``, ``ticker_0``… (LIKE patterns) and ``outlet``."""
+def feed_statement(
+    keyset: bool, tickers: int, by_outlet: bool, never: frozenset[str], limit: int
+) -> sa.CompoundSelect[Any]:
+    """The page statement of one request shape, built once: SQLAlchemy statement construction costs
+    more CPU than the database spends running it. ``limit`` (stories to fetch) is rendered as a
+    literal; bind, by shape, ``after_ts``/``after_id``, ``ticker_0``… (LIKE patterns) and ``outlet``."""
     q = sa.select(*_STORY_COLUMNS).where(STORY.c.hidden == sa.false(), _live_member(never))
     if keyset:
         after = sa.tuple_(
@@ -184,60 +318,151 @@ def feed_statement(keyset: bool, tickers: int, by_outlet: bool, never: frozenset
             )
         )
     q = q.order_by(STORY.c.first_published_at.desc(), STORY.c.id.desc()).limit(
-        sa.bindparam("limit", type_=sa.Integer())
+        sa.literal_column(str(int(limit)), sa.Integer)
     )
-    return _with_members(q)
+    return _page_statement(q)
 
 
 @lru_cache(maxsize=1)
-def story_statement() -> sa.Select[Any]:
+def story_statement() -> sa.CompoundSelect[Any]:
     """One visible story with its live members; bind ``story_id``."""
-    return _with_members(
-        sa.select(*_STORY_COLUMNS).where(STORY.c.id == sa.bindparam("story_id"), STORY.c.hidden == sa.false())
-    )
-
-
-@lru_cache(maxsize=1)
-def related_statement() -> sa.Select[Any]:
-    """Related links of stories ``ids`` (either direction) with the linked stories' live members."""
-    ids: sa.BindParameter[int] = sa.bindparam("ids", expanding=True)
-    pairs = sa.union_all(
-        sa.select(
-            RELATED.c.story_id.label("mine"), RELATED.c.related_id.label("other"), RELATED.c.score
-        ).where(RELATED.c.story_id.in_(ids)),
-        sa.select(RELATED.c.related_id, RELATED.c.story_id, RELATED.c.score).where(
-            RELATED.c.related_id.in_(ids)
-        ),
-    ).subquery("pairs")
-    return sa.select(
-        pairs.c.mine,
-        pairs.c.other,
-        pairs.c.score,
-        ITEM.c.id,
-        ITEM.c.link,
-        ITEM.c.title,
-        ITEM.c.published_at,
-        ITEM.c.locale,
-        ITEM.c.language,
-        STORY.c.canonical_item_id,
-    ).select_from(
-        pairs.join(STORY, sa.and_(STORY.c.id == pairs.c.other, STORY.c.hidden == sa.false())).join(
-            ITEM, sa.and_(ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false())
+    return _page_statement(
+        sa.select(*_STORY_COLUMNS).where(
+            STORY.c.id == sa.bindparam("story_id", type_=sa.Integer()), STORY.c.hidden == sa.false()
         )
     )
 
 
-@lru_cache(maxsize=1)
-def disclaimer_statement() -> sa.Select[Any]:
-    return (
-        sa.select(DISCLAIMER.c.policy, DISCLAIMER.c.locale, DISCLAIMER.c.version, DISCLAIMER.c.text)
-        .where(DISCLAIMER.c.policy.in_(sa.bindparam("policies", expanding=True)))
-        .order_by(DISCLAIMER.c.version)
-    )
+@dataclass(frozen=True)
+class CompiledStatement:
+    """A fixed statement compiled once for one dialect and run straight on the DBAPI cursor.
+
+    SQLAlchemy's execute path (cache key, parameter and result processing, result metadata) costs
+    more CPU than the driver's own work for a page; these statements never change, so that work is
+    done once here, with SQLAlchemy's public compiler and type APIs. Driver errors are wrapped as
+    SQLAlchemy's (``OperationalError`` → 503), and a dropped connection is invalidated.
+    """
+
+    sql: str
+    positional: tuple[str, ...] | None
+    """Parameter order for positional paramstyles (SQLite's ``?``); None for named ones."""
+    defaults: Mapping[str, Any]
+    binds: Mapping[str, Callable[[Any], Any]]
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """Columns the driver does not return as the Python type (SQLite's datetimes and booleans)."""
+
+    @classmethod
+    def of(cls, statement: sa.Select[Any] | sa.CompoundSelect[Any], dialect: sa.Dialect) -> CompiledStatement:
+        compiled = statement.compile(dialect=dialect)
+        if compiled.has_out_parameters or "POSTCOMPILE" in compiled.string:
+            raise ValueError("expanding or OUT parameters are not supported here")
+        binds = {}
+        defaults = {}
+        for bind, name in compiled.bind_names.items():
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                binds[name] = process
+            if not bind.required:
+                defaults[name] = bind.effective_value
+        results = []
+        for i, column in enumerate(statement.selected_columns):
+            if isinstance(column.type, sa.DateTime | sa.Boolean):
+                process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+                if process is not None:
+                    results.append((i, process))
+        positional = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        return cls(compiled.string, positional, defaults, binds, tuple(results))
+
+    def rows(self, conn: sa.Connection, params: Mapping[str, Any]) -> Sequence[Any]:
+        values = {**self.defaults, **params}
+        for name, process in self.binds.items():
+            values[name] = process(values[name])
+        args: Any = values if self.positional is None else [values[name] for name in self.positional]
+        dbapi = conn.dialect.loaded_dbapi
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(self.sql, args)
+            rows: Sequence[Any] = cursor.fetchall()
+        except dbapi.Error as exc:
+            if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
+                conn.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(self.sql, args, exc, dbapi.Error) from exc
+        finally:
+            cursor.close()
+        if self.results:
+            converted = [list(row) for row in rows]
+            for row in converted:
+                for i, process in self.results:
+                    row[i] = process(row[i])
+            return converted
+        return rows
+
+
+@lru_cache(maxsize=256)
+def compiled_for(
+    statement: sa.Select[Any] | sa.CompoundSelect[Any], dialect: sa.Dialect
+) -> CompiledStatement:
+    return CompiledStatement.of(statement, dialect)
+
+
+def read_page(conn: sa.Connection, statement: sa.CompoundSelect[Any], params: Mapping[str, Any]) -> PageRows:
+    """Run a page statement and group its rows (one round trip)."""
+    out = PageRows()
+    stories: dict[int, StoryRow] = {}
+    scored: dict[int, dict[int, float]] = defaultdict(dict)
+    related: dict[int, dict[int, RelatedMember]] = defaultdict(dict)
+    for (
+        kind, sid, other, score, first_published_at, pinned, canonical_item_id, item_id, link, title,
+        summary_html, published_at, image, locale, language, tickers, outlet_id, outlet_name, policy,
+        version, text,
+    ) in compiled_for(statement, conn.dialect).rows(conn, params):  # fmt: skip
+        if kind == MEMBER:
+            if sid not in stories:
+                stories[sid] = StoryRow(sid, first_published_at, bool(pinned))
+            out.members[sid].append(
+                MemberRow(
+                    item_id,
+                    sid,
+                    link,
+                    title or "",
+                    summary_html or "",
+                    published_at,
+                    image,
+                    member_locale(locale, language) if language else locale,
+                    _tickers(tickers),
+                    outlet_id,
+                    outlet_name,
+                    policy,
+                    canonical_item_id == item_id,
+                )
+            )
+        elif kind == RELATED_MEMBER:
+            if sid == other:
+                continue
+            mine = scored[sid]
+            mine[other] = max(score or 0.0, mine.get(other, float("-inf")))
+            related[other][item_id] = RelatedMember(
+                item_id,
+                other,
+                link,
+                title or "",
+                published_at,
+                member_locale(locale, language) if language else locale,
+                canonical_item_id == item_id,
+            )
+        else:
+            out.disclaimers[(policy, locale)] = (text or "", str(version))
+    out.stories = sorted(stories.values(), key=lambda s: (s.first_published_at, s.id), reverse=True)
+    out.related = {
+        sid: [o for o, _ in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))]
+        for sid, others in scored.items()
+    }
+    out.related_members = {sid: list(ms.values()) for sid, ms in related.items()}
+    return out
 
 
 class FeedReader:
-    """Builds the API's response models from the database; one instance per app, thread-safe."""
+    """Builds the API's response bodies (plain dicts) from the database; one per app, thread-safe."""
 
     def __init__(
         self,
@@ -247,265 +472,186 @@ class FeedReader:
         fallbacks: Mapping[str, Chain] = FALLBACKS,
         seed_disclaimers: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
-        self.engine = engine
+        self.engine = (
+            engine
+            if engine.dialect.name == "sqlite"
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.signer = signer
         self.fallbacks = fallbacks
         self.seed_disclaimers = dict(seed_disclaimers or {})
         self.converter = ScriptConverter()
-
-    # ---- queries -------------------------------------------------------------------------
-
-    def _page(
-        self, conn: sa.Connection, statement: sa.Select[Any], params: dict[str, Any]
-    ) -> tuple[list[StoryRow], dict[int, list[MemberRow]]]:
-        """Stories and their live members from a ``_with_members`` statement: one round trip."""
-        rows: dict[int, StoryRow] = {}
-        members: dict[int, list[MemberRow]] = defaultdict(list)
-        for r in conn.execute(statement, params).all():
-            if r.sid not in rows:
-                rows[r.sid] = StoryRow(r.sid, r.first_published_at, r.pinned)
-            members[r.sid].append(
-                MemberRow(
-                    id=r.id,
-                    story_id=r.sid,
-                    url=r.link,
-                    title=r.title or "",
-                    summary_html=r.summary_html or "",
-                    published_at=r.published_at,
-                    image=r.image,
-                    effective_locale=member_locale(r.locale, r.language),
-                    tickers=tuple(t for t in (r.tickers or ()) if isinstance(t, str)),
-                    outlet_id=r.outlet_id,
-                    outlet_name=r.name,
-                    policy=r.disclaimer_policy,
-                    is_original=r.canonical_item_id == r.id,
-                )
-            )
-        ordered = sorted(rows.values(), key=lambda row: (row.first_published_at, row.id), reverse=True)
-        return ordered, members
-
-    def _related(
-        self, conn: sa.Connection, story_ids: Sequence[int]
-    ) -> tuple[dict[int, list[int]], dict[int, list[RelatedMember]]]:
-        """Visible related stories of each story, most related first (a link counts both ways), and
-        their live members: one round trip."""
-        if not story_ids:
-            return {}, {}
-        ids = sorted(set(story_ids))
-        scored: dict[int, dict[int, float]] = defaultdict(dict)
-        members: dict[int, dict[int, RelatedMember]] = defaultdict(dict)
-        for r in conn.execute(related_statement(), {"ids": ids}).all():
-            if r.mine == r.other:
-                continue
-            scored[r.mine][r.other] = max(r.score or 0.0, scored[r.mine].get(r.other, float("-inf")))
-            members[r.other][r.id] = RelatedMember(
-                id=r.id,
-                story_id=r.other,
-                url=r.link,
-                title=r.title or "",
-                published_at=r.published_at,
-                effective_locale=member_locale(r.locale, r.language),
-                is_original=r.canonical_item_id == r.id,
-            )
-        ranked = {
-            sid: [o for o, _ in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))]
-            for sid, others in scored.items()
-        }
-        return ranked, {sid: list(ms.values()) for sid, ms in members.items()}
-
-    def _disclaimer_rows(
-        self, conn: sa.Connection, policies: Iterable[str]
-    ) -> dict[tuple[str, str], DisclaimerRef]:
-        wanted = sorted(set(policies))
-        if not wanted:
-            return {}
-        return {
-            (p, loc): DisclaimerRef(text=text, version=str(version), locale=loc)
-            for p, loc, version, text in conn.execute(disclaimer_statement(), {"policies": wanted})
-        }
+        self._summary = lru_cache(maxsize=SUMMARY_CACHE)(self._render_summary)
 
     # ---- rendering -----------------------------------------------------------------------
 
-    def _disclaimer(
-        self, policy: str, locale: str, rows: Mapping[tuple[str, str], DisclaimerRef]
-    ) -> DisclaimerRef | None:
-        """The newest editors' text for (policy, locale), else the bundled one; then English."""
-        for loc in dict.fromkeys((locale, "en")):
-            row = rows.get((policy, loc))
-            if row is not None:
-                return row if row.text.strip() else None
-            seed = self.seed_disclaimers.get((policy, loc))
-            if seed is not None:
-                return DisclaimerRef(text=seed, version=SEED_VERSION, locale=loc) if seed.strip() else None
-        return None
+    def _render_summary(self, summary_html: str, config: str | None) -> tuple[str, str]:
+        """(sanitized HTML in the served script, its plain text); memoized in ``self._summary``."""
+        summary = nh3.clean(summary_html)
+        if config:
+            summary = self.converter.convert(summary, config)
+        return summary, plain_text(summary)
 
     def _convert(self, text: str, config: str | None) -> str:
         return self.converter.convert(text, config) if config else text
 
-    def _related_refs(
-        self, related_ids: Sequence[int], locale: str, members: Mapping[int, list[RelatedMember]]
-    ) -> list[RelatedRef]:
-        refs: list[RelatedRef] = []
+    def _disclaimer(
+        self, policy: str, locale: str, rows: Mapping[tuple[str, str], tuple[str, str]]
+    ) -> Json | None:
+        """The newest editors' text for (policy, locale), else the bundled one; then English."""
+        for loc in (locale, "en") if locale != "en" else ("en",):
+            row = rows.get((policy, loc))
+            if row is not None:
+                text, version = row
+                return {"text": text, "version": version, "locale": loc} if text.strip() else None
+            seed = self.seed_disclaimers.get((policy, loc))
+            if seed is not None:
+                return {"text": seed, "version": SEED_VERSION, "locale": loc} if seed.strip() else None
+        return None
+
+    def _related_refs(self, related_ids: Sequence[int], locale: str, rows: PageRows) -> list[Json]:
+        refs: list[Json] = []
         for rid in related_ids:
-            rm = members.get(rid)
+            rm = rows.related_members.get(rid)
             choice = choose(rm, locale, self.fallbacks) if rm else None
             if rm is None or choice is None:
                 continue
             m = rm[choice.member_index]
             refs.append(
-                RelatedRef(
-                    id=rid,
-                    title=self._convert(m.title, choice.converted),
-                    url=m.url,
-                    locale=choice.locale_served,
-                )
+                {
+                    "id": rid,
+                    "title": self._convert(m.title, choice.converted),
+                    "url": m.url,
+                    "locale": choice.locale_served,
+                }
             )
             if len(refs) == RELATED_PER_STORY:
                 break
         return refs
 
-    def _entry_parts(
+    def _entry(
         self,
-        story_id: int,
-        first_published_at: datetime,
-        pinned: bool,
+        story: StoryRow,
         members: list[MemberRow],
         locale: str,
-        related: list[RelatedRef],
-        disclaimers: Mapping[tuple[str, str], DisclaimerRef],
+        rows: PageRows,
+        disclaimers: dict[tuple[str, str], Json | None],
         *,
         strict: bool,
-    ) -> dict[str, object] | None:
-        choice = choose(members, locale, self.fallbacks, strict=strict)
+    ) -> Json | None:
+        """One story as a ``FeedEntry`` body; None when it cannot be served in ``locale``."""
+        best = best_by_locale(members)
+        choice = choose(members, locale, self.fallbacks, strict=strict, best=best)
         if choice is None:
             return None
         served = members[choice.member_index]
         original = next((m for m in members if m.is_original), None) or min(
             members, key=lambda m: (m.published_at, m.id)
         )
-        summary = self._convert(nh3.clean(served.summary_html), choice.converted)
+        summary, summary_text = self._summary(served.summary_html, choice.converted)
         never = chain_for(locale, self.fallbacks).never
-        best = best_by_locale(members)
         translations = [
-            Translation(locale=loc, url=members[i].url)
+            {"locale": loc, "url": members[i].url}
             for loc, i in sorted(best.items(), key=lambda kv: (_LOCALE_ORDER.get(kv[0], 99), kv[0]))
             if loc != choice.locale_served and loc not in never
         ]
         image = served.image or original.image or next((m.image for m in members if m.image), None)
+        key = (served.policy, choice.locale_served)
+        if key in disclaimers:
+            disclaimer = disclaimers[key]
+        else:
+            disclaimer = disclaimers[key] = self._disclaimer(*key, rows.disclaimers)
         return {
-            "id": story_id,
+            "id": story.id,
             "title": self._convert(served.title, choice.converted),
             "summary": summary,
-            "summary_text": plain_text(summary),
+            "summary_text": summary_text,
             "url": served.url,
-            "outlet": OutletRef(id=served.outlet_id, name=served.outlet_name),
-            "published_at": first_published_at,
+            "outlet": {"id": served.outlet_id, "name": served.outlet_name},
+            "published_at": iso_utc(story.first_published_at),
             "image": image,
             "tickers": sorted({t for m in members for t in m.tickers}),
             "locale_served": choice.locale_served,
             "converted": choice.converted,
-            "pinned": pinned,
-            "original": OriginalRef(
-                outlet=OutletRef(id=original.outlet_id, name=original.outlet_name),
-                url=original.url,
-                locale=original.effective_locale,
-            ),
+            "pinned": story.pinned,
+            "original": {
+                "outlet": {"id": original.outlet_id, "name": original.outlet_name},
+                "url": original.url,
+                "locale": original.effective_locale,
+            },
             "translations": translations,
-            "related": related,
-            "disclaimer": self._disclaimer(served.policy, choice.locale_served, disclaimers),
+            "related": self._related_refs(rows.related.get(story.id, ()), locale, rows),
+            "disclaimer": disclaimer,
         }
-
-    def _related_for_page(
-        self, conn: sa.Connection, story_ids: Sequence[int], locale: str
-    ) -> dict[int, list[RelatedRef]]:
-        related_ids, rel_members = self._related(conn, story_ids)
-        return {sid: self._related_refs(ids, locale, rel_members) for sid, ids in related_ids.items()}
 
     # ---- endpoints -----------------------------------------------------------------------
 
-    def feed_page(self, query: FeedQuery) -> FeedPage | Problem:
+    def feed_page(self, query: FeedQuery) -> Json | Problem:
+        """A ``FeedPage`` body."""
         never = chain_for(query.locale, self.fallbacks).never
+        params: dict[str, Any] = {}
+        if query.after is not None:
+            params["after_ts"] = query.after.published_at
+            params["after_id"] = query.after.story_id
+        for i, ticker in enumerate(query.tickers):
+            params[f"ticker_{i}"] = f'%"{ticker}"%'
+        if query.outlet is not None:
+            params["outlet"] = query.outlet
+        statement = feed_statement(
+            query.after is not None, len(query.tickers), query.outlet is not None, never, query.limit + 1
+        )
         with self.engine.connect() as conn:
-            params: dict[str, Any] = {"limit": query.limit + 1}
-            if query.after is not None:
-                params["after_ts"] = query.after.published_at
-                params["after_id"] = query.after.story_id
-            for i, ticker in enumerate(query.tickers):
-                params[f"ticker_{i}"] = f'%"{ticker}"%'
-            if query.outlet is not None:
-                params["outlet"] = query.outlet
-            statement = feed_statement(
-                query.after is not None, len(query.tickers), query.outlet is not None, never
-            )
-            rows, members = self._page(conn, statement, params)
-            if not rows and query.outlet is not None:
+            rows = read_page(conn, statement, params)
+            if not rows.stories and query.outlet is not None:
                 known = conn.execute(sa.select(OUTLET.c.id).where(OUTLET.c.id == query.outlet)).first()
                 if known is None:
                     return Problem(400, "unknown_outlet", f"unknown outlet {query.outlet!r}")
-            more = len(rows) > query.limit
-            rows = rows[: query.limit]
-            ids = [r.id for r in rows]
-            related = self._related_for_page(conn, ids, query.locale)
-            disclaimers = self._disclaimer_rows(conn, {m.policy for ms in members.values() for m in ms})
+        more = len(rows.stories) > query.limit
+        page = rows.stories[: query.limit]
         items = []
-        for r in rows:
-            parts = self._entry_parts(
-                r.id,
-                r.first_published_at,
-                r.pinned,
-                members.get(r.id, []),
-                query.locale,
-                related.get(r.id, []),
-                disclaimers,
-                strict=True,
-            )
-            if parts is not None:
-                items.append(FeedEntry.model_validate(parts))
+        disclaimers: dict[tuple[str, str], Json | None] = {}
+        for story in page:
+            entry = self._entry(story, rows.members[story.id], query.locale, rows, disclaimers, strict=True)
+            if entry is not None:
+                items.append(entry)
         next_cursor = None
-        if more and rows:
-            last = rows[-1]
-            next_cursor = self.signer.feed_cursor(FeedPosition(last.first_published_at, last.id))
-        return FeedPage(items=items, next_cursor=next_cursor, locale_requested=query.locale)
+        if more and page:
+            last = page[-1]
+            next_cursor = self.signer.feed_cursor(
+                FeedPosition(last.first_published_at.replace(tzinfo=UTC), last.id)
+            )
+        return {"items": items, "next_cursor": next_cursor, "locale_requested": query.locale}
 
-    def story(self, story_id: int, locale: str) -> StoryDetail | None:
+    def story(self, story_id: int, locale: str) -> Json | None:
+        """A ``StoryDetail`` body; None when the story is missing, hidden or has no live member."""
         with self.engine.connect() as conn:
-            rows, by_story = self._page(conn, story_statement(), {"story_id": story_id})
-            if not rows:
-                return None
-            row, members = rows[0], by_story[story_id]
-            related = self._related_for_page(conn, [story_id], locale)
-            disclaimers = self._disclaimer_rows(conn, {m.policy for m in members})
-        parts = self._entry_parts(
-            story_id,
-            row.first_published_at,
-            row.pinned,
-            members,
-            locale,
-            related.get(story_id, []),
-            disclaimers,
-            strict=False,
-        )
-        if parts is None:
+            rows = read_page(conn, story_statement(), {"story_id": story_id})
+        if not rows.stories:
+            return None
+        members = rows.members[story_id]
+        entry = self._entry(rows.stories[0], members, locale, rows, {}, strict=False)
+        if entry is None:
             return None
         ordered = sorted(members, key=lambda m: (not m.is_original, m.published_at, m.id))
-        parts["locale_requested"] = locale
-        parts["canonical"] = parts["original"]
-        parts["members"] = [
-            StoryMember(
-                id=m.id,
-                locale=m.effective_locale,
-                url=m.url,
-                title=m.title,
-                outlet=OutletRef(id=m.outlet_id, name=m.outlet_name),
-                published_at=m.published_at,
-                is_original=m.is_original,
-            )
+        entry["locale_requested"] = locale
+        entry["canonical"] = entry["original"]
+        entry["members"] = [
+            {
+                "id": m.id,
+                "locale": m.effective_locale,
+                "url": m.url,
+                "title": m.title,
+                "outlet": {"id": m.outlet_id, "name": m.outlet_name},
+                "published_at": iso_utc(m.published_at),
+                "is_original": m.is_original,
+            }
             for m in ordered
         ]
-        return StoryDetail.model_validate(parts)
+        return entry
 
-    def changes(self, since: int | None, locale: str) -> ChangesPage:
-        """Stories changed after change ``since``; without it, a token for now and no changes.
+    def changes(self, since: int | None, locale: str) -> Json:
+        """A ``ChangesPage`` body: stories changed after change ``since``; without it, a token for
+        now and no changes.
 
         Each story is reported once with its *current* state (visible in this locale → upsert,
         else removed), whatever the logged change said: the log says what to look at, the tables
@@ -517,9 +663,7 @@ class FeedReader:
         with self.engine.connect() as conn:
             if since is None:
                 newest = conn.execute(sa.select(sa.func.max(FEEDCHANGE.c.id))).scalar()
-                return ChangesPage(
-                    changes=[], next_since=self.signer.since_token(newest or 0), has_more=False
-                )
+                return {"changes": [], "next_since": self.signer.since_token(newest or 0), "has_more": False}
             rows = conn.execute(
                 sa.select(FEEDCHANGE.c.id, FEEDCHANGE.c.story_id)
                 .where(FEEDCHANGE.c.id > since)
@@ -544,8 +688,8 @@ class FeedReader:
                     )
                 }
         changes = [
-            FeedChangeRef(id=sid, change="upsert" if sid in visible else "removed")
+            {"id": sid, "change": "upsert" if sid in visible else "removed"}
             for sid, _ in sorted(latest.items(), key=lambda kv: kv[1])
         ]
         next_since = rows[-1][0] if rows else since
-        return ChangesPage(changes=changes, next_since=self.signer.since_token(next_since), has_more=has_more)
+        return {"changes": changes, "next_since": self.signer.since_token(next_since), "has_more": has_more}

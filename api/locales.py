@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import opencc
 
@@ -162,8 +162,7 @@ class Member(Protocol):
     def published_at(self) -> datetime: ...
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
     """The member served to a reader, in which locale, and the script conversion applied."""
 
     member_index: int
@@ -186,16 +185,25 @@ def best_by_locale(members: Sequence[Member]) -> dict[str, int]:
 
 
 def choose(
-    members: Sequence[Member], requested: str, table: Mapping[str, Chain] = FALLBACKS, *, strict: bool = True
+    members: Sequence[Member],
+    requested: str,
+    table: Mapping[str, Chain] = FALLBACKS,
+    *,
+    strict: bool = True,
+    best: Mapping[str, int] | None = None,
 ) -> Choice | None:
     """The member to serve a reader of ``requested``; None when every member is in a ``never``
     locale (``strict``; with ``strict=False`` — a story asked for by id — the original is served).
+    ``best`` is ``best_by_locale(members)`` when the caller has it already.
     """
     if not members:
         return None
     chain = chain_for(requested, table)
-    best = best_by_locale(members)
-    for step in (Step(requested), *chain.steps):
+    if best is None:
+        best = best_by_locale(members)
+    if requested in best:
+        return Choice(best[requested], requested, None)
+    for step in chain.steps:
         if step.locale in best:
             served = requested if step.convert else step.locale
             return Choice(best[step.locale], served, step.convert)
@@ -214,15 +222,21 @@ def choose(
 
 
 class ScriptConverter:
-    """OpenCC converters (zh-Hans ↔ zh-Hant), built once per config and shared by threads."""
+    """OpenCC converters (zh-Hans ↔ zh-Hant), built once per config and shared by threads.
 
-    def __init__(self) -> None:
+    Conversion is a pure function of (text, config), so results are memoized (bounded LRU): the
+    same titles are converted for every reader of a page.
+    """
+
+    def __init__(self, cache_size: int = 8192) -> None:
         self._lock = threading.Lock()
         self._converters: dict[str, opencc.OpenCC] = {}
+        self._cached = lru_cache(maxsize=cache_size)(self._convert)
 
     def convert(self, text: str, config: str) -> str:
-        if not text:
-            return text
+        return self._cached(text, config) if text else text
+
+    def _convert(self, text: str, config: str) -> str:
         with self._lock:
             converter = self._converters.get(config)
             if converter is None:

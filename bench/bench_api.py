@@ -9,11 +9,12 @@ reload, httptools, uvloop, ``--workers``), and drives it with ``wrk -t2 -c64 -d1
 * ``/v1/feed?locale=en`` — the first page;
 * a deep page (a signed cursor half way down the feed);
 * the first page revalidated with ``If-None-Match`` (304);
-* the first and deep pages again with the response micro-cache off (``--no-uncached`` skips):
-  every request then runs the page's queries.
+* the ceiling, first and deep pages again on a second server with the response micro-cache off
+  (``--no-uncached`` skips): every request then runs the page's statement, so these rows show what
+  a page really costs (the cached rows mostly show the cache).
 
-Every speed is reported as a ratio to the ceiling measured in the same run, with absolute numbers
-beside it; nothing here asserts a timing. The markdown table goes to stdout, progress to stderr.
+Every speed is reported as a ratio to the ceiling measured on the same server in the same run, with
+absolute numbers beside it; nothing here asserts a timing. The markdown table goes to stdout, progress to stderr.
 Needs ``wrk`` (Debian: ``apt-get install -y wrk``).
 
 uvicorn imports this module in its workers and calls ``app_factory`` (``--factory``), which
@@ -291,9 +292,7 @@ def measure(base: str, args: argparse.Namespace, cursor: str, *, full: bool) -> 
     etag = headers["etag"]
     assert _get(first, {"If-None-Match": etag})[0] == 304
     label = "" if full else " (micro-cache off)"
-    runs = []
-    if full:
-        runs.append(wrk("ceiling: /bench/ceiling", f"{base}/bench/ceiling", args))
+    runs = [wrk(f"ceiling: /bench/ceiling{label}", f"{base}/bench/ceiling", args)]
     runs.append(wrk(f"/v1/feed?locale=en first page{label}", first, args))
     runs.append(wrk(f"/v1/feed deep page ({args.depth} stories down){label}", deep, args))
     if full:
@@ -301,8 +300,8 @@ def measure(base: str, args: argparse.Namespace, cursor: str, *, full: bool) -> 
     return runs
 
 
-def table(runs: Sequence[Run], args: argparse.Namespace) -> str:
-    ceiling = runs[0].rps
+def table(servers: Sequence[Sequence[Run]], args: argparse.Namespace) -> str:
+    """One row per run; each server's rows are ratios to the ceiling measured on that server."""
     lines = [
         f"### API: {args.stories:,} stories in PostgreSQL, uvicorn --workers {args.workers} (httptools), "
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s",
@@ -310,9 +309,16 @@ def table(runs: Sequence[Run], args: argparse.Namespace) -> str:
         "| route | req/s | × ceiling | p99 ms | failed |",
         "|---|---:|---:|---:|---:|",
     ]
-    for r in runs:
-        lines.append(f"| {r.name} | {r.rps:,.0f} | {r.rps / ceiling:.2f} | {r.p99_ms:.1f} | {r.bad} |")
-    lines += ["", "Target: /v1/feed first page ≥ 0.50 × ceiling (goal 0.60), p99 < 50 ms at 100k stories."]
+    for runs in servers:
+        ceiling = runs[0].rps
+        for r in runs:
+            lines.append(f"| {r.name} | {r.rps:,.0f} | {r.rps / ceiling:.2f} | {r.p99_ms:.1f} | {r.bad} |")
+    lines += [
+        "",
+        "Target: /v1/feed first page ≥ 0.50 × ceiling (goal 0.60), p99 < 50 ms at 100k stories. "
+        "Rows marked (micro-cache off) come from a second server started with the 1 s response cache "
+        "off: every request reads the database, so they show the cost of a page, not of the cache.",
+    ]
     return "\n".join(lines)
 
 
@@ -356,15 +362,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             load(settings.database_url, args.stories)
             log(f"loaded {args.stories:,} stories in {time.perf_counter() - t:.1f} s")
             cursor = deep_cursor(settings.database_url, settings.cursor_secret, args.depth)
+            servers = []
             with server(settings.database_url, args.workers, None) as base:
-                runs = measure(base, args, cursor, full=True)
+                servers.append(measure(base, args, cursor, full=True))
             if not args.no_uncached:
                 with server(settings.database_url, args.workers, 0) as base:
-                    runs += measure(base, args, cursor, full=False)
+                    servers.append(measure(base, args, cursor, full=False))
         finally:
             if pg is not None:
                 pg.stop()
-    print(table(runs, args))
+    print(table(servers, args))
     return 0
 
 

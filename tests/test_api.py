@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from aggregator.settings import Settings
 from api.app import create_app
 from api.cursor import FeedPosition, TokenSigner
 from api.locales import negotiate
+from api.schemas import ChangesPage, FeedPage, StoryDetail
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SEEDS = {("third-party", loc): f"seed third-party {loc}" for loc in LOCALES} | {
@@ -734,6 +736,43 @@ def test_openapi_documents_every_endpoint(client: TestClient) -> None:
     assert not undocumented
     assert entry["properties"]["converted"]["examples"] == [None, "s2twp"]
     assert client.get("/docs").status_code == 200
+
+
+def test_bodies_are_what_the_documented_models_give(client: TestClient, seed: Seeder) -> None:
+    """The routes build plain dicts and encode them once (no pydantic on the hot path); each body must
+    still be exactly what the documented response model validates and serializes to."""
+    other = seed.story(Member("zh-CN", title="软件"), at=T0 - timedelta(hours=1))
+    sid = seed.story(
+        Member(
+            "zh-TW", outlet="blocktempo", title="比特幣", tickers=["BTC"], image="https://img.example/1.png"
+        ),
+        Member("en", outlet="coindesk", tickers=["ETH"], minutes=30),
+        Member("pt-BR", summary="<p>a &amp; <b>b</b><script>x</script></p>", minutes=45),
+    )
+    seed.relate(sid, other, 0.4)
+    seed.story(Member("en", tombstone=True), Member("ja"), at=T0 + timedelta(seconds=1, microseconds=250))
+    seed.disclaimer("third-party", "en", 3, "editors' en text")
+    seed.change(sid)
+    bodies = [
+        (FeedPage, client.get("/v1/feed", params={"locale": locale, "limit": 2}).content)
+        for locale in ("pt-PT", "zh-CN", "zh-TW", "uk", "en")
+    ]
+    page = json.loads(bodies[0][1])
+    assert page["next_cursor"] and page["items"][0]["published_at"] == "2026-11-01T12:00:01.000250Z"
+    bodies.append((FeedPage, client.get("/v1/feed", params={"cursor": page["next_cursor"]}).content))
+    bodies += [
+        (StoryDetail, client.get(f"/v1/stories/{sid}", params={"locale": locale}).content)
+        for locale in ("zh-CN", "ru")
+    ]
+    first_sync = client.get("/v1/feed/changes").content
+    bodies.append((ChangesPage, first_sync))
+    token = json.loads(first_sync)["next_since"]
+    seed.change(other, "removed")
+    bodies.append((ChangesPage, client.get("/v1/feed/changes", params={"since": token}).content))
+    for model, body in bodies:
+        assert model.model_validate_json(body).model_dump_json().encode() == body, body[:300]
+    assert any(b'"converted":"t2s"' in body for _, body in bodies)
+    assert any(b"editors' en text" in body for _, body in bodies)
 
 
 def test_ceiling_route(client: TestClient) -> None:
