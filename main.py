@@ -74,20 +74,29 @@ def cmd_migrate(settings: Settings, engine: sa.Engine) -> int:
 
 
 def cmd_poll(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
-    from aggregator.dedupe.run import run_dedupe
     from aggregator.poll import poll_round, print_progress
+    from aggregator.store import items_without_story
 
     require_migrated(engine)
     started = time.perf_counter()
     report = asyncio.run(
         poll_round(engine, settings, progress=None if args.quiet else print_progress, all_sources=args.all)
     )
-    dedupe = run_dedupe(engine)
+    summary = "dedupe: nothing new"
+    # Dedupe (and its heavy imports) only when there is something to assign; a round of 304s
+    # stays as cheap as its fetches.
+    if report.inserted or report.updated or items_without_story(engine):
+        from aggregator.dedupe.run import run_dedupe
+
+        dedupe = run_dedupe(engine)
+        summary = (
+            f"dedupe: {dedupe.items} items → {dedupe.new_stories} new stories, "
+            f"{dedupe.merged} merged, {dedupe.related_links} related links"
+        )
     print(
         f"polled {report.polled} sources in {time.perf_counter() - started:.1f}s: "
         f"{report.inserted} new items, {report.updated} updated, {report.not_modified} not modified, "
-        f"{report.errors} errors; dedupe: {dedupe.items} items → {dedupe.new_stories} new stories, "
-        f"{dedupe.merged} merged, {dedupe.related_links} related links"
+        f"{report.errors} errors; {summary}"
     )
     return 0
 

@@ -1,19 +1,24 @@
 """One polling round: claim due sources, then fetch → parse → normalize → decide → store each.
 
 A broken feed is data: its error lands on its source row and the round goes on. Parsing and
-normalizing run in worker threads; storing runs one source per transaction.
+normalizing are CPU-bound Python, so big bodies go to a pool of worker processes (one per
+core: threads would share one core through the GIL) while the event loop fetches and a thread
+stores, one source per transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import multiprocessing
 import os
 import socket
 import sys
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -24,10 +29,10 @@ from aggregator.db import session_scope
 from aggregator.decide import decide, entry_identity
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.models import Source, utcnow
-from aggregator.normalize import NormalizedEntry, normalize_entry
-from aggregator.parse import ParsedFeed, parse_feed
+from aggregator.normalize import NormalizedEntry, prepare_feed
+from aggregator.parse import ParsedFeed
 from aggregator.settings import Settings
-from aggregator.store import plan_next_check, record_source_state, store_decisions, stored_items
+from aggregator.store import NextCheck, plan_next_check, record_source_state, store_decisions, stored_items
 
 
 def worker_id() -> str:
@@ -106,33 +111,112 @@ def claim_due_sources(
     return rows
 
 
-def _prepare(
-    fetch: FetchResult, source: Source, now: datetime
-) -> tuple[ParsedFeed | None, list[NormalizedEntry]]:
-    """Parse and normalize a fetched body (CPU work, runs in a worker thread)."""
-    if not fetch.ok or fetch.body is None:
-        return None, []
-    feed_url = fetch.final_url or source.url
-    parsed = parse_feed(fetch.body, url=feed_url, content_type=fetch.content_type)
-    # Relative entry links resolve against the site, as readers do (Miniflux does the same).
-    site = parsed.link if parsed.link and parsed.link.startswith(("http://", "https://")) else feed_url
-    entries = [
-        normalize_entry(raw, feed_url=site, locale=source.locale, fetched_at=now) for raw in parsed.entries
-    ]
-    return parsed, entries
+PROCESS_MIN_BYTES = 16 * 1024
+"""Smaller bodies are parsed in a thread: sending them to a process would cost about what it saves."""
+
+
+class ParsePool:
+    """Where parse + normalize run: worker processes for big bodies, a thread for small ones.
+
+    The processes start on first use (a round of 304s starts none) from a fork server that has
+    imported the parser once: safe next to the event loop's and the store's threads (a plain
+    ``fork`` would copy their locks mid-use) and cheaper than ``spawn``, which re-imports
+    everything in each worker. Until they are up (a second or so), big bodies are parsed in a
+    thread too, so the first fetched feeds do not wait for them. They live until
+    :meth:`shutdown`: one pool per ``poll --once`` round, one per worker process for the
+    scheduler. With one core there is nothing to gain, so no processes. Results do not depend
+    on where a body was parsed: :func:`prepare_feed` is pure.
+    """
+
+    def __init__(self, workers: int | None = None, *, min_process_bytes: int = PROCESS_MIN_BYTES) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        self.min_process_bytes = min_process_bytes
+        self._processes: ProcessPoolExecutor | None = None
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def executor_for(self, body_bytes: int) -> Executor | None:
+        """The process pool for a body this big once it is up, else None (a thread)."""
+        if self.workers < 2 or body_bytes < self.min_process_bytes:
+            return None
+        with self._lock:
+            if self._processes is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["__main__", "aggregator.normalize"])
+                self._processes = ProcessPoolExecutor(self.workers, mp_context=context)
+                self._ready = threading.Event()
+                threading.Thread(
+                    target=self._start, args=(self._processes, self._ready), name="parse-pool", daemon=True
+                ).start()
+            return self._processes if self._ready.is_set() else None
+
+    def _start(self, processes: ProcessPoolExecutor, ready: threading.Event) -> None:
+        """Start every worker (off the event loop: the first start waits for the fork server)."""
+        try:
+            for started in [processes.submit(os.getpid) for _ in range(self.workers)]:
+                started.result()
+        except Exception:  # shut down or broken meanwhile: bodies stay on threads
+            return
+        ready.set()
+
+    def discard(self, broken: Executor) -> None:
+        """Drop a pool whose worker died; the next big body starts a fresh one."""
+        with self._lock:
+            if self._processes is broken:
+                self._processes = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            processes, self._processes = self._processes, None
+        if processes is not None:
+            processes.shutdown(wait=True, cancel_futures=True)
 
 
 class SourceUpdater:
-    """Runs one source through the pipeline and stores the outcome in one transaction."""
+    """Runs one source through the pipeline and stores the outcome in one transaction.
+
+    ``executor``: a :class:`ParsePool`, or any executor to run every parse in (the profiler
+    passes one that runs work inline), or None for the event loop's thread pool.
+    """
 
     def __init__(
-        self, engine: sa.Engine, settings: Settings, fetcher: Fetcher, executor: Executor | None = None
+        self,
+        engine: sa.Engine,
+        settings: Settings,
+        fetcher: Fetcher,
+        executor: Executor | ParsePool | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.fetcher = fetcher
         self.executor = executor
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    async def _prepare(
+        self, fetch: FetchResult, source: Source, now: datetime
+    ) -> tuple[ParsedFeed | None, list[NormalizedEntry]]:
+        """Parse and normalize a fetched body off the event loop."""
+        if not fetch.ok or fetch.body is None:
+            return None, []
+        job = functools.partial(
+            prepare_feed,
+            fetch.body,
+            url=fetch.final_url or source.url,
+            content_type=fetch.content_type,
+            locale=source.locale,
+            fetched_at=now,
+        )
+        loop = asyncio.get_running_loop()
+        if not isinstance(self.executor, ParsePool):
+            return await loop.run_in_executor(self.executor, job)
+        executor = self.executor.executor_for(len(fetch.body))
+        try:
+            return await loop.run_in_executor(executor, job)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): this body goes to a thread
+            assert executor is not None
+            self.executor.discard(executor)
+            return await loop.run_in_executor(None, job)
 
     async def update(self, source: Source) -> SourceOutcome:
         assert source.id is not None
@@ -143,7 +227,7 @@ class SourceUpdater:
         now = utcnow()
         loop = asyncio.get_running_loop()
         try:
-            parsed, entries = await loop.run_in_executor(self.executor, _prepare, fetch, source, now)
+            parsed, entries = await self._prepare(fetch, source, now)
         except Exception as e:  # a parser bug must not stop the round
             parsed, entries = None, []
             outcome.error = f"parse failed: {type(e).__name__}: {e}"[:500]
@@ -186,11 +270,8 @@ class SourceUpdater:
         entries: list[NormalizedEntry],
         outcome: SourceOutcome,
         now: datetime,
-        plan: object,
+        plan: NextCheck,
     ) -> None:
-        from aggregator.store import NextCheck
-
-        assert isinstance(plan, NextCheck)
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             if entries:
                 stored = stored_items(session, outcome.source_id, (entry_identity(e) for e in entries))
@@ -232,13 +313,18 @@ async def poll_round(
     owner: str | None = None,
     progress: Progress | None = None,
     all_sources: bool = False,
-    executor: Executor | None = None,
+    executor: Executor | ParsePool | None = None,
 ) -> PollReport:
-    """Claim every due source and update each; returns what happened, never raises for a feed."""
+    """Claim every due source and update each; returns what happened, never raises for a feed.
+
+    Without an ``executor`` the round parses in its own :class:`ParsePool`, shut down at the end.
+    """
     owner = owner or worker_id()
     report = PollReport()
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(settings)
+    own_pool = executor is None
+    executor = executor or ParsePool()
     try:
         updater = SourceUpdater(engine, settings, fetcher, executor)
         sources = await asyncio.to_thread(
@@ -263,6 +349,9 @@ async def poll_round(
             if progress:
                 progress(outcome, report.polled, len(sources))
     finally:
+        if own_pool:
+            assert isinstance(executor, ParsePool)
+            await asyncio.to_thread(executor.shutdown)
         if own_fetcher:
             await fetcher.aclose()
     return report

@@ -15,26 +15,29 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.dedupe.run import run_dedupe
 from aggregator.fetch import Fetcher
-from aggregator.poll import poll_round, worker_id
+from aggregator.poll import ParsePool, poll_round, worker_id
 from aggregator.settings import Settings
 
 log = logging.getLogger("babelwire.scheduler")
 
 
 class Ticker:
-    """Owns the scheduler, one fetcher and this worker's lease name."""
+    """Owns the scheduler, one fetcher, the parse worker processes and this worker's lease name."""
 
     def __init__(self, engine: sa.Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
         self.owner = worker_id()
         self.fetcher: Fetcher | None = None
+        self.parse_pool: ParsePool | None = None
         self.scheduler: AsyncIOScheduler | None = None
 
     async def tick(self) -> None:
         assert self.fetcher is not None
         try:
-            report = await poll_round(self.engine, self.settings, fetcher=self.fetcher, owner=self.owner)
+            report = await poll_round(
+                self.engine, self.settings, fetcher=self.fetcher, owner=self.owner, executor=self.parse_pool
+            )
             if report.inserted or report.updated:
                 await asyncio.to_thread(run_dedupe, self.engine)
             if report.polled:
@@ -53,6 +56,7 @@ class Ticker:
         from datetime import datetime
 
         self.fetcher = Fetcher(self.settings)
+        self.parse_pool = ParsePool()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_job(
             self.tick,
@@ -70,6 +74,8 @@ class Ticker:
             self.scheduler.shutdown(wait=False)
         if self.fetcher is not None:
             await self.fetcher.aclose()
+        if self.parse_pool is not None:
+            await asyncio.to_thread(self.parse_pool.shutdown)
 
 
 async def run_worker(engine: sa.Engine, settings: Settings) -> None:

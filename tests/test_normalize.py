@@ -406,3 +406,38 @@ def test_charset_and_broken_corpus_feeds_keep_as_many_entries_as_feedparser() ->
             if any(e.get(key) for key in ("id", "link", "title", "summary", "content"))
         ]
         assert len(ours.entries) >= len(with_content), path
+
+
+def test_prepared_feed_survives_pickling_for_worker_processes() -> None:
+    import pickle
+
+    from aggregator.normalize import prepare_feed
+
+    body = (Path(__file__).parent / "fixtures" / "e2e" / "coindesk-en.xml").read_bytes()
+    parsed, entries = prepare_feed(body, url=FEED_URL, content_type=None, locale="en", fetched_at=FETCHED)
+    assert entries and parsed.entries == () and parsed.error is None
+    assert pickle.loads(pickle.dumps((parsed, entries))) == (parsed, entries)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://img.example.com/a/b-1.jpg",
+        "https://Img.Example.com/a",
+        "https://example.com",
+        "https://example.com/a;",
+        "https://example.com/a?utm_source=x",
+        "http://example.com:80/a",
+        "https://example.com./a",
+        "https://example.com/a b",
+    ],
+)
+def test_canonical_url_fast_paths_agree_with_the_full_rules(url: str) -> None:
+    """Absolute URLs skip urljoin (and plain ones everything): the answer must not change."""
+    from urllib.parse import urljoin
+
+    from aggregator.normalize import _canonical_url
+
+    for base in (None, FEED_URL, "http://other.example/x/"):
+        full = _canonical_url(urljoin(base, url) if base else url, None)
+        assert canonical_url(url, base) == full

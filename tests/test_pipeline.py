@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,3 +191,129 @@ def test_lease_stops_a_second_worker_from_claiming(engine: sa.Engine, server: Fe
     # A crashed worker's lease expires.
     later = claim_due_sources(engine, "worker-b", now=now + timedelta(seconds=61), lease_s=60)
     assert len(later) == 3
+
+
+def test_worker_processes_store_what_a_thread_would(
+    engine: sa.Engine, settings: Settings, server: FeedServer
+) -> None:
+    """Every body goes to the process pool (no size floor); the items equal an in-thread parse."""
+    from aggregator.normalize import prepare_feed
+    from aggregator.poll import ParsePool
+
+    specs = _good_routes(server)
+    add_sources(engine, specs)
+    pool = ParsePool(workers=2, min_process_bytes=0)
+    try:
+        deadline = time.monotonic() + 60
+        while pool.executor_for(1) is None and time.monotonic() < deadline:  # threads until workers are up
+            time.sleep(0.05)
+        assert pool.executor_for(1) is not None
+        report = asyncio.run(poll_round(engine, settings, executor=pool))
+    finally:
+        pool.shutdown()
+    assert report.errors == 0 and report.inserted == 9
+    stored = {(i.source_id, i.guid, i.link): i for i in _items(engine)}
+    by_url = {s.url: s for s in _sources(engine).values()}
+    expected = 0
+    for spec in specs:
+        source = by_url[spec.url]
+        path = spec.url.split(str(server.url("")).rstrip("/"), 1)[1]
+        body = server.routes[path].body
+        _, entries = prepare_feed(
+            body, url=spec.url, content_type=None, locale=spec.locale, fetched_at=datetime.now(UTC)
+        )
+        for entry in entries:
+            item = stored.get((source.id, entry.guid, entry.link))
+            if item is None:  # the duplicate guid of the ja feed
+                continue
+            expected += 1
+            assert (item.title, item.text, item.summary_html, item.content_html) == (
+                entry.title,
+                entry.text,
+                entry.summary_html,
+                entry.content_html,
+            )
+            assert (item.tickers, item.links, item.language, item.image) == (
+                list(entry.tickers),
+                entry.links,
+                entry.language,
+                entry.image,
+            )
+            if entry.published_at < datetime.now(UTC) - timedelta(hours=1):  # dated entries
+                assert item.content_hash == entry.content_hash
+    assert expected == 9
+
+
+def test_update_of_an_item_in_a_story_logs_a_feed_change(
+    engine: sa.Engine, settings: Settings, server: FeedServer
+) -> None:
+    from aggregator.models import FeedChange
+    from aggregator.store import items_without_story
+
+    assert not items_without_story(engine)
+    add_sources(engine, _good_routes(server))
+    asyncio.run(poll_round(engine, settings))
+    assert items_without_story(engine)
+    run_dedupe(engine)
+    assert not items_without_story(engine)
+    with Session(engine) as session:
+        before = len(session.exec(select(FeedChange)).all())
+    body = (FIXTURES / "coindesk-en.xml").read_bytes().replace(b"as fees dropped", b"as fees fell")
+    server.routes["/coindesk/en.xml"] = Response(body=body, headers={"Content-Type": "application/rss+xml"})
+    report = asyncio.run(poll_round(engine, settings, all_sources=True))
+    assert report.updated == 1 and report.inserted == 0
+    changed = next(i for i in _items(engine) if "as fees fell" in i.title)
+    assert changed.story_id is not None and changed.updated_at > changed.fetched_at
+    with Session(engine) as session:
+        changes = session.exec(select(FeedChange).order_by(FeedChange.id)).all()  # type: ignore[arg-type]
+    assert len(changes) == before + 1 and changes[-1].story_id == changed.story_id
+    # Unchanged again: nothing more is written.
+    again = asyncio.run(poll_round(engine, settings, all_sources=True))
+    assert again.updated == 0 and again.inserted == 0
+
+
+def test_second_poll_with_nothing_new_skips_dedupe_and_alembic(db_url: str, server: FeedServer) -> None:
+    """``poll --once`` after a round of 304s loads neither the dedupe stage nor Alembic."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BABELWIRE_")}
+    env.update(BABELWIRE_DATABASE_URL=db_url, BABELWIRE_ALLOW_PRIVATE_FEEDS="1")
+    run = [sys.executable, str(root / "main.py")]
+    assert subprocess.run([*run, "migrate"], env=env, cwd=root, capture_output=True).returncode == 0
+    from aggregator.db import make_engine
+
+    engine = make_engine(Settings(database_url=db_url))
+    add_sources(engine, _good_routes(server))
+    engine.dispose()
+    first = subprocess.run(
+        [*run, "poll", "--once", "--quiet"], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert first.returncode == 0 and "9 new items" in first.stdout and "dedupe: 9 items" in first.stdout
+    probe = (
+        "import sys, main; code = main.main(['poll', '--once', '--all', '--quiet']); "
+        "print(sorted(m for m in ('aggregator.dedupe.run', 'alembic', 'mako') if m in sys.modules)); "
+        "sys.exit(code)"
+    )
+    second = subprocess.run([sys.executable, "-c", probe], env=env, cwd=root, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert "3 not modified" in second.stdout and "dedupe: nothing new" in second.stdout
+    assert second.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_require_migrated_reads_the_head_without_alembic(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory
+
+    from aggregator.db import make_engine
+    from aggregator.errors import StorageError
+    from aggregator.migrate import alembic_config, head_revision, require_migrated, upgrade
+
+    assert head_revision() == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    engine = make_engine(Settings(database_url=f"sqlite:///{tmp_path}/fresh.sqlite"))
+    with pytest.raises(StorageError, match="not migrated"):
+        require_migrated(engine)
+    upgrade(engine)
+    require_migrated(engine)
+    engine.dispose()
