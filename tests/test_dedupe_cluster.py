@@ -13,6 +13,7 @@ from aggregator.dedupe.cluster import Clusterer
 from aggregator.dedupe.corpus import load_corpus
 from aggregator.dedupe.features import DedupeDoc, Extractor
 from aggregator.dedupe.policy import Thresholds
+from aggregator.dedupe.similarity import compare, finish, jaccard
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
@@ -186,3 +187,86 @@ def test_corpus_loader_marks_hints() -> None:
     hints = load_corpus(TESTDATA, hints=True)
     assert not any("/news/detail/" in d.doc.url for d in blind)
     assert any(d.doc.links.get("original") for d in hints)
+
+
+def test_look_alike_reports_do_not_crowd_out_the_original() -> None:
+    # A template filled with other numbers shares every word but no figure with the newcomer, so
+    # it outranks the original on shared anchors; the original, sharing the figures, is still scored.
+    look_alike = replace(
+        PT,
+        id=8,
+        outlet="mirror",
+        url="https://mirror.example/pt/8",
+        title=PT.title.replace("1,2", "2,7"),
+        text=PT.text.replace("1,2", "2,7").replace("640", "310").replace("84.500", "91.200"),
+        published_at=PT.published_at - timedelta(minutes=30),
+    )
+    _, story = cluster([ORIGINAL, look_alike, PT], Thresholds(max_candidates=1))
+    assert story[2] == story[1] != story[8]
+
+
+def test_window_keeps_memory_bounded() -> None:
+    c = Clusterer()
+    for n in range(40):
+        day = replace(
+            ORIGINAL,
+            id=100 + n,
+            url=f"https://coindesk.example/en/{n}",
+            title=f"Spot bitcoin ETFs pull in ${n + 1}.{n % 7} billion in a single day",
+            text=ORIGINAL.text.replace("1.2", f"{n + 1}.{n % 7}").replace("640", str(200 + 13 * n)),
+            published_at=T0 + timedelta(days=n),
+        )
+        c.add(EXTRACTOR.features(day))
+    # Items of the last two windows (six days and the newest), one story each; the rest is gone
+    # from memory, but every item keeps its story id.
+    assert len(c.docs) <= 8 and len(c.stories) <= 8
+    assert len(c.story_of) == 40
+
+
+def test_partial_pairs_finish_to_the_full_score() -> None:
+    t = Thresholds()
+    feats = [EXTRACTOR.features(d.doc) for d in load_corpus(TESTDATA)]
+    for a in feats:
+        for b in feats:
+            full = compare(a, b, t)
+            partial = compare(a, b, t, full=False)
+            assert partial.score >= full.score - 1e-12
+            assert finish(partial, a, b, t) == full
+            assert full.near_duplicate == (
+                jaccard(a.minhash, b.minhash) if a.near_family == b.near_family else 0
+            )
+
+
+def test_features_from_worker_processes_match_one_process() -> None:
+    docs = [d.doc for d in load_corpus(TESTDATA)]
+    alone = [EXTRACTOR.features(d) for d in docs]
+    pooled = list(EXTRACTOR.features_many(docs, workers=2, chunk=3))
+    assert [f.doc.id for f in pooled] == [d.id for d in docs]
+    assert pooled == alone
+
+
+def test_independent_report_quoting_the_same_figures_stays_apart() -> None:
+    long_report = doc(
+        20,
+        "en",
+        "coindesk",
+        "Mt. Gox moves repayment deadline to October 2026",
+        "The defunct exchange Mt. Gox pushed its creditor repayment deadline to Oct. 31, 2026.\n"
+        "The trustee still holds 34,689 BTC worth about $4.1 billion, after returning 19,500 BTC.\n"
+        "Kraken and Bitstamp distributed the last batch; 7,300 creditors have yet to register.",
+    )
+    # A shorter piece of its own: both of its figures are in the long one, little else is.
+    short_piece = doc(
+        21,
+        "es",
+        "criptonoticias",
+        "Los acreedores de Mt. Gox esperarán otro año",
+        "Los usuarios de Mt. Gox tendrán que esperar: el fideicomisario conserva 34.689 BTC, "
+        "unos 4.100 millones de dólares.\nEl analista Samson Mow cree que el mercado lo absorberá sin problemas.",
+        minutes=60,
+    )
+    _, story = cluster([long_report, short_piece])
+    assert story[20] != story[21]
+    lenient = Thresholds(min_figures=0.0, min_coverage=0.0, min_entities=0.0, min_order=0.0)
+    _, story = cluster([long_report, short_piece], lenient)
+    assert story[20] == story[21]

@@ -11,12 +11,17 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
    candidates. Each shared anchor adds its weight, scaled down by how many items carry it
    (rarity); anchors carried by more than ``max_postings`` items propose nobody; identity,
    declared links, images and MinHash bands always propose. The ``max_candidates`` items with
-   the most weight (at least ``min_candidate_hits``) are scored.
+   the most weight (at least ``min_candidate_hits``) are scored, and after them items that share
+   a figure or a declared link, image or cite with the newcomer, until ``max_candidates`` such
+   items are scored: a day of look-alike reports (one template, other numbers) shares more words
+   with a newcomer than its translation does, and must not crowd the translation out. Items
+   published more than two windows before the newest one are forgotten (memory stays bounded).
 3. Declared identity merges outright: the same article (URL, guid, article id), a link to the
    original (``links["original"]``, ``<source>``, hreflang alternates) or the same declared
    original.
 4. Otherwise a story is a merge candidate when some member pairs with the newcomer well
-   enough (``similarity.compare``): score ≥ ``merge`` with ``min_mass`` shared anchor weight;
+   enough (``similarity.compare``; the costly order of anchors only for pairs whose score could
+   still reach a threshold, or that become a related link): score ≥ ``merge`` with ``min_mass`` shared anchor weight;
    or the same image URL with score ≥ ``merge_with_image``; or a body link between the two with
    score ≥ ``merge_with_cite``; or a same-language near-duplicate text whose figures agree
    (a template filled with another day's numbers is another article).
@@ -34,15 +39,15 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict, deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aggregator.dedupe.features import Features
 from aggregator.dedupe.numbers import buckets_near
 from aggregator.dedupe.policy import DEFAULT, Thresholds
-from aggregator.dedupe.similarity import PairScore, compare
+from aggregator.dedupe.similarity import PairScore, compare, finish
 
 
 @dataclass(frozen=True)
@@ -77,14 +82,24 @@ class RelatedLink:
 
 
 class Clusterer:
-    """Holds the stories of the current time window and assigns newcomers to them."""
+    """Holds the stories of the current time window and assigns newcomers to them.
+
+    Memory is bounded by the window: an item published more than two windows before the newest
+    one leaves the index, ``docs`` and its story's member list (``story_of`` keeps its story id,
+    ``related`` its links); a story whose members all left is forgotten.
+    """
 
     def __init__(self, thresholds: Thresholds = DEFAULT) -> None:
         self.t = thresholds
         self.stories: dict[int, StoryState] = {}
         self.story_of: dict[int, int] = {}
         self.docs: dict[int, Features] = {}
-        self._postings: dict[str, deque[int]] = defaultdict(deque)
+        self._postings: dict[str, deque[int]] = {}
+        self._ts: dict[int, float] = {}
+        self._doc_keys: dict[int, tuple[str, ...]] = {}
+        self._by_time: list[tuple[float, int]] = []
+        self._in_order = True
+        """Every item so far came no earlier than the one before: postings are sorted by time."""
         self._next_key = -1
         self._order = 0
         self.related: dict[tuple[int, int], RelatedLink] = {}
@@ -110,106 +125,162 @@ class Clusterer:
         """An item already in a story (from an earlier run): indexed, never re-decided."""
         story = self._story(story_key)
         story.closed = story.closed or closed
-        self._place(f, story)
+        self._place(f, story, self._keys(f, self._bands(f)))
 
     def close(self, story_key: int) -> None:
         """An editor split this story off: it takes no newcomers."""
         self._story(story_key).closed = True
 
-    def _place(self, f: Features, story: StoryState) -> None:
+    def _place(self, f: Features, story: StoryState, keys: list[str]) -> None:
         doc_id = f.doc.id
         self.docs[doc_id] = f
         self.story_of[doc_id] = story.key
         story.members.append(f)
-        self._latest = max(self._latest, f.ts)
-        for key in self._keys(f):
-            self._postings[key].append(doc_id)
+        if f.ts < self._latest:
+            self._in_order = False
+        else:
+            self._latest = f.ts
+        self._ts[doc_id] = f.ts
+        postings = self._postings
+        for key in keys:
+            p = postings.get(key)
+            if p is None:
+                postings[key] = deque((doc_id,))
+            else:
+                p.append(doc_id)
+        self._doc_keys[doc_id] = tuple(keys)
+        heapq.heappush(self._by_time, (f.ts, doc_id))
 
-    def _keys(self, f: Features) -> Iterable[str]:
-        for k in f.identity:
-            yield "id:" + k
-        for u in f.declared:
-            yield "decl:" + u
-        for u in f.cites:
-            yield "cite:" + u
+    def _evict(self, horizon: float) -> None:
+        """Forget every item published before ``horizon``: it can no longer be a candidate."""
+        by_time = self._by_time
+        postings, ts_of = self._postings, self._ts
+        while by_time and by_time[0][0] < horizon:
+            _, doc_id = heapq.heappop(by_time)
+            f = self.docs.pop(doc_id)
+            del ts_of[doc_id]
+            for key in self._doc_keys.pop(doc_id):
+                p = postings[key]
+                if p[0] == doc_id:
+                    p.popleft()
+                else:
+                    p.remove(doc_id)
+                if not p:
+                    del postings[key]
+            story = self.stories.get(self.story_of[doc_id])
+            if story is not None:
+                story.members = [m for m in story.members if m is not f]
+                if not story.members:
+                    del self.stories[story.key]
+
+    def _bands(self, f: Features) -> list[str]:
+        """MinHash band keys: same-language near-duplicates share at least one."""
+        if f.minhash is None:
+            return []
+        bands = self.t.minhash_bands
+        rows = len(f.minhash) // bands
+        mh, fam = f.minhash, f.near_family
+        return [
+            f"mh:{fam}:{band}:{hash(mh[band * rows : (band + 1) * rows]) & 0xFFFFFFFF}"
+            for band in range(bands)
+        ]
+
+    def _keys(self, f: Features, bands: list[str]) -> list[str]:
+        keys = ["id:" + k for k in f.identity]
+        keys += ["decl:" + u for u in f.declared]
+        keys += ["cite:" + u for u in f.cites]
         if f.image:
-            yield "img:" + f.image
+            keys.append("img:" + f.image)
         for value, weight in f.figures:
             if weight >= 0.5:
-                for b in buckets_near(value, 0.0):
-                    yield "f:" + b
-        for key, weight in f.entities.items():
-            if weight >= 0.5:
-                yield "e:" + key
-        for key in f.names:
-            yield "e:" + key
-        if f.minhash is not None:
-            rows = len(f.minhash) // self.t.minhash_bands
-            for band in range(self.t.minhash_bands):
-                chunk = f.minhash[band * rows : (band + 1) * rows]
-                yield f"mh:{f.near_family}:{band}:{hash(chunk) & 0xFFFFFFFF}"
+                keys += ["f:" + b for b in buckets_near(value, 0.0)]
+        keys += ["e:" + key for key, weight in f.entities.items() if weight >= 0.5]
+        keys += ["e:" + key for key in f.names]
+        keys += bands
+        return keys
 
-    def _query_keys(self, f: Features) -> Iterable[tuple[str, float]]:
+    def _query_keys(self, f: Features, bands: list[str]) -> list[tuple[str, float]]:
         """(index key, weight) to look up: identity and declared keys in both directions."""
+        out: list[tuple[str, float]] = []
         for k in f.identity:
-            yield "id:" + k, 100.0
-            yield "decl:" + k, 100.0
-            yield "cite:" + k, 5.0
+            out += [("id:" + k, 100.0), ("decl:" + k, 100.0), ("cite:" + k, 5.0)]
         for u in f.declared:
-            yield "id:" + u, 100.0
-            yield "decl:" + u, 100.0
-        for u in f.cites:
-            yield "id:" + u, 5.0
+            out += [("id:" + u, 100.0), ("decl:" + u, 100.0)]
+        out += [("id:" + u, 5.0) for u in f.cites]
         if f.image:
-            yield "img:" + f.image, 5.0
+            out.append(("img:" + f.image, 5.0))
+        tol = self.t.figure_tolerance
         for value, weight in f.figures:
             if weight >= 0.5:
-                for b in buckets_near(value, self.t.figure_tolerance):
-                    yield "f:" + b, weight
-        for key, weight in f.entities.items():
-            if weight >= 0.5:
-                yield "e:" + key, weight
-        for key, weight in f.names.items():
-            yield "e:" + key, weight * 0.5
-        if f.minhash is not None:
-            rows = len(f.minhash) // self.t.minhash_bands
-            for band in range(self.t.minhash_bands):
-                chunk = f.minhash[band * rows : (band + 1) * rows]
-                yield f"mh:{f.near_family}:{band}:{hash(chunk) & 0xFFFFFFFF}", 1.0
+                out += [("f:" + b, weight) for b in buckets_near(value, tol)]
+        out += [("e:" + key, weight) for key, weight in f.entities.items() if weight >= 0.5]
+        out += [("e:" + key, weight * 0.5) for key, weight in f.names.items()]
+        out += [(b, 1.0) for b in bands]
+        return out
 
-    def _candidates(self, f: Features) -> list[int]:
-        horizon = self._latest - 2 * self._window
-        hits: dict[int, float] = defaultdict(float)
+    def _candidates(self, f: Features, query: list[tuple[str, float]]) -> list[int]:
+        t = self.t
+        max_postings, rare = t.max_postings, t.rare_postings
+        ts_of, fts, window = self._ts, f.ts, self._window
+        lo, hi = fts - window, fts + window
+        hits: defaultdict[int, float] = defaultdict(float)
+        strong: set[int] = set()
         seen_keys: set[str] = set()
-        for key, weight in self._query_keys(f):
+        for key, weight in query:
             if key in seen_keys:
                 continue
             seen_keys.add(key)
             postings = self._postings.get(key)
             if not postings:
                 continue
-            while postings and self.docs[postings[0]].ts < horizon:
-                postings.popleft()
             n = len(postings)
-            if n > self.t.max_postings and weight < 5.0:
-                continue
-            if weight < 5.0 and n > self.t.rare_postings:
-                weight *= self.t.rare_postings / n
-            for doc_id in postings:
-                if abs(self.docs[doc_id].ts - f.ts) <= self._window or weight >= 100.0:
+            if weight < 5.0:
+                if n > max_postings:
+                    continue
+                if n > rare:
+                    weight *= rare / n
+            if weight >= 100.0:
+                for doc_id in postings:
                     hits[doc_id] += weight
-        ranked = sorted(
-            ((d, h) for d, h in hits.items() if h >= self.t.min_candidate_hits),
-            key=lambda kv: (-kv[1], kv[0]),
-        )
-        return [doc_id for doc_id, _ in ranked[: self.t.max_candidates]]
+            elif self._in_order:
+                # Sorted by time: walk back from the newest until the window's start.
+                for doc_id in reversed(postings):
+                    ts = ts_of[doc_id]
+                    if ts < lo:
+                        break
+                    if ts <= hi:
+                        hits[doc_id] += weight
+            else:
+                for doc_id in postings:
+                    if abs(ts_of[doc_id] - fts) <= window:
+                        hits[doc_id] += weight
+            if weight >= 5.0 or key.startswith("f:"):
+                strong.update(postings)
+        min_hits = t.min_candidate_hits
+        ranked = sorted(((-h, d) for d, h in hits.items() if h >= min_hits))
+        # The best ``max_candidates``; then items that share a figure (or a declared link, image or
+        # cite) ranked below them, up to ``max_candidates`` of those in all: on a busy day a dozen
+        # look-alike reports (a template filled with other numbers) share more names with a
+        # newcomer than its translation does, but only the translation shares its figures.
+        out = [doc_id for _, doc_id in ranked[: t.max_candidates]]
+        room = t.max_candidates - sum(1 for d in out if d in strong)
+        for _, doc_id in ranked[t.max_candidates :]:
+            if room <= 0:
+                break
+            if doc_id in strong:
+                out.append(doc_id)
+                room -= 1
+        return out
 
     # -- decisions -------------------------------------------------------------------------------
 
     def add(self, f: Features) -> Assignment:
         """Assign one new item to a story (existing or new) and update related links."""
-        cand_docs = self._candidates(f)
-        pairs: dict[int, PairScore] = {d: compare(f, self.docs[d], self.t) for d in cand_docs}
+        self._evict(self._latest - 2 * self._window)
+        bands = self._bands(f)
+        cand_docs = self._candidates(f, self._query_keys(f, bands))
+        # Orders of anchors are computed only for pairs that may merge or link (``finish``).
+        pairs: dict[int, PairScore] = {d: compare(f, self.docs[d], self.t, full=False) for d in cand_docs}
         by_story: dict[int, list[int]] = defaultdict(list)
         for d in cand_docs:
             by_story[self.story_of[d]].append(d)
@@ -226,7 +297,7 @@ class Clusterer:
             options.sort(key=lambda o: o[0])
             _, skey, matched, pair, threshold = options[0]
             story = self.stories[skey]
-            self._place(f, story)
+            self._place(f, story, self._keys(f, bands))
             result = Assignment(
                 f.doc.id,
                 skey,
@@ -238,7 +309,7 @@ class Clusterer:
             )
         else:
             story = self._story(self.new_story_key())
-            self._place(f, story)
+            self._place(f, story, self._keys(f, bands))
             result = Assignment(f.doc.id, story.key, "new")
         self._relate(f, story.key, pairs)
         return result
@@ -252,11 +323,17 @@ class Clusterer:
         for d in sorted(docs):
             p = pairs[d]
             if p.declared:
+                p = pairs[d] = finish(p, f, self.docs[d], t)
                 cand = (0, d, p, 1.0)
             else:
                 threshold = self._threshold(p)
                 if threshold is None or p.score < threshold:
                     continue
+                if not p.complete:
+                    p = pairs[d] = finish(p, f, self.docs[d], t)
+                    threshold = self._threshold(p)
+                    if threshold is None or p.score < threshold:
+                        continue
                 cand = (1, d, p, threshold)
             if best is None or (cand[0], -cand[2].score) < (best[0], -best[2].score):
                 best = cand
@@ -266,7 +343,7 @@ class Clusterer:
             return best
         # Content merge: guards against every member (complete link).
         for member in story.members:
-            p = pairs.get(member.doc.id) or compare(f, member, t)
+            p = pairs.get(member.doc.id) or compare(f, member, t, full=False)
             if p.declared:
                 continue
             if p.clash:
@@ -276,8 +353,11 @@ class Clusterer:
                 return None
             if near or p.image:
                 continue
-            if p.mass >= 1.0 and p.score < t.complete_link:
-                return None
+            if p.mass >= 1.0:
+                if not p.complete and p.score >= t.complete_link:
+                    p = finish(p, f, member, t)
+                if p.score < t.complete_link:
+                    return None
         return best
 
     def near_duplicate(self, p: PairScore) -> bool:
@@ -297,9 +377,22 @@ class Clusterer:
             return t.merge_with_cite
         if p.image and p.mass >= t.min_mass_with_image:
             return t.merge_with_image
-        if p.mass >= t.min_mass:
-            return t.merge
+        if p.mass >= t.min_mass and self._content_agrees(p):
+            return t.merge if p.figures is not None else t.merge_without_figures
         return None
+
+    def _content_agrees(self, p: PairScore) -> bool:
+        """Two independent reports of one event share most figures and names one way, seldom
+        both ways, and tell the facts in another order: a merge on content alone needs both."""
+        t = self.t
+        if p.figures is not None:
+            if p.figures < t.min_figures:
+                return False
+            if p.entities is not None and p.figures + p.entities < t.min_coverage:
+                return False
+        if p.entities_max is not None and p.entities_max < t.min_entities:
+            return False
+        return p.order is None or p.order >= t.min_order
 
     def rarity(self, key: str) -> float:
         """1 for an anchor few items in the window carry, less the more carry it."""
@@ -309,21 +402,27 @@ class Clusterer:
 
     def _relate(self, f: Features, story_key: int, pairs: dict[int, PairScore]) -> None:
         t = self.t
-        best: dict[int, tuple[float, PairScore]] = {}
+        best: dict[int, tuple[float, int, PairScore]] = {}
+        rarity: dict[str, float] = {}
         for d, p in pairs.items():
             other = self.story_of[d]
             if other == story_key or p.hours > t.related_hours:
                 continue
-            score = sum(w * self.rarity(key) for key, w in p.shared)
+            score = 0.0
+            for anchor, w in p.shared:
+                r = rarity.get(anchor)
+                if r is None:
+                    r = rarity[anchor] = self.rarity(anchor)
+                score += w * r
             if score < t.related:
                 continue
             if other not in best or score > best[other][0]:
-                best[other] = (score, p)
-        for other, (score, p) in best.items():
+                best[other] = (score, d, p)
+        for other, (score, d, p) in best.items():
             key = (min(story_key, other), max(story_key, other))
             old = self.related.get(key)
             if old is None or score > old.score:
-                signals = p.signals()
+                signals = finish(p, f, self.docs[d], t).signals()
                 signals["shared"] = sorted(k for k, _ in p.shared)[:20]
                 self.related[key] = RelatedLink(round(score, 3), signals)
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
 from datasketch import MinHash
 
 from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fold_chinese
@@ -311,18 +315,26 @@ class Features:
     outlets_named: frozenset[str]
     minhash: tuple[int, ...] | None
     near_family: str
+    # Derived once here, read by every pair comparison.
+    figure_mass: float = field(init=False)
+    entity_mass: float = field(init=False)
+    name_mass: float = field(init=False)
+    figures_sorted: tuple[tuple[float, float], ...] = field(init=False)
+    anchor_weights: Mapping[str, float] = field(init=False)
+    """``entities`` and ``names`` in one lookup (an entity's weight wins)."""
+    minhash_lanes: int = field(init=False)
+    """The MinHash as one integer, 32 bits per value, so two signatures compare in a few operations."""
 
-    @property
-    def figure_mass(self) -> float:
-        return sum(w for _, w in self.figures)
-
-    @property
-    def entity_mass(self) -> float:
-        return sum(self.entities.values())
-
-    @property
-    def name_mass(self) -> float:
-        return sum(self.names.values())
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "figure_mass", sum(w for _, w in self.figures))
+        object.__setattr__(self, "entity_mass", sum(self.entities.values()))
+        object.__setattr__(self, "name_mass", sum(self.names.values()))
+        object.__setattr__(self, "figures_sorted", tuple(sorted(self.figures)))
+        object.__setattr__(self, "anchor_weights", {**self.names, **self.entities})
+        lanes = 0
+        for h in reversed(self.minhash or ()):
+            lanes = (lanes << 32) | h
+        object.__setattr__(self, "minhash_lanes", lanes)
 
 
 class Extractor:
@@ -341,7 +353,35 @@ class Extractor:
         self.outlet_names = {k.lower().replace(" ", ""): v for k, v in outlet_names.items()}
         self.thresholds = thresholds
         self.article_key = article_key
-        self._permutations = MinHash(num_perm=thresholds.minhash_perm, seed=7, scheme="affine32").permutations
+        perm = MinHash(num_perm=thresholds.minhash_perm, seed=7, scheme="affine32").permutations
+        self._perm_a = np.asarray(perm[0], dtype=np.uint32)
+        self._perm_b = np.asarray(perm[1], dtype=np.uint32)
+        self._latin_infos: dict[str, _LatinToken] = {}
+        self._cyr_infos: dict[str, tuple[int, str | None]] = {}
+        self._ar_infos: dict[str, tuple[int, str | None]] = {}
+
+    def features_many(
+        self, docs: Iterable[DedupeDoc], workers: int = 1, chunk: int = 500
+    ) -> Iterator[Features]:
+        """``features`` of every doc, in order; with ``workers`` > 1 extracted in that many processes,
+        ``chunk`` docs at a time, while the caller consumes the earlier ones (clustering is serial)."""
+        if workers <= 1:
+            yield from map(self.features, docs)
+            return
+        batches = _batched(docs, chunk)
+        with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(self,)) as pool:
+            pending: deque[Future[list[Features]]] = deque()
+            for batch in batches:
+                pending.append(pool.submit(_worker_features, batch))
+                if len(pending) > 2 * workers:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_latin_infos"], state["_cyr_infos"], state["_ar_infos"] = {}, {}, {}
+        return state
 
     def features(self, doc: DedupeDoc) -> Features:
         locale = _parse_locale(doc)
@@ -431,88 +471,205 @@ class Extractor:
         m = _ID_PATTERN.search(doc.url or "")
         return f"{doc.outlet}:{m.group(1)}" if m else None
 
-    def _entities(self, text: str, locale: str) -> Iterable[tuple[int, str, float, bool]]:
+    def _entities(self, text: str, locale: str) -> list[tuple[int, str, float, bool]]:
         """(offset, key, weight, strong) of every name; outlet names come back as ``@outlet``."""
         lex = self.lexicon
+        out: list[tuple[int, str, float, bool]] = []
         latin_locale = locale not in NON_LATIN_LOCALES
-        ci, first_words, inner_words = lex.latin_ci, lex.first_words, lex.inner_words
-        tokens = [
-            (m.start(), m.end(), w if w.isalpha() else _bare(w))
-            for m in _LATIN_TOKEN.finditer(text)
-            for w in (m.group(0),)
-        ]
+        infos = self._latin_infos
+        tokens: list[tuple[int, int, _LatinToken]] = []
+        for m in _LATIN_TOKEN.finditer(text):
+            raw = m.group()
+            info = infos.get(raw) or self._latin_info(raw)
+            tokens.append((m.start(), m.end(), info))
         if latin_locale:
             # Fast path: a lower-case word is only ever a lexicon form (most words are neither).
-            keep: list[tuple[int, int, str] | None] = []
+            runs: list[list[tuple[int, int, _LatinToken]]] = [[]]
             for tok in tokens:
-                word = tok[2]
-                if word.islower() and word not in first_words and word not in inner_words:
-                    hit = ci.get(word)
-                    if hit:
-                        yield tok[0], hit, lex.weight(hit), True
-                    keep.append(None)
-                else:
-                    keep.append(tok)
-            runs: list[list[tuple[int, int, str]]] = [[]]
-            for kept in keep:
-                if kept is None:
+                info = tok[2]
+                if info.plain:
+                    if info.plain_hit:
+                        out.append((tok[0], info.plain_hit, info.plain_weight, True))
                     if runs[-1]:
                         runs.append([])
                 else:
-                    runs[-1].append(kept)
+                    runs[-1].append(tok)
         else:
             runs = [tokens]
         for run in runs:
-            yield from self._latin_run(run, text, latin_locale)
+            if run:
+                self._latin_run(run, text, latin_locale, out)
         if not latin_locale:
             if locale in ("ru", "uk"):
-                words = [(m.start(), m.end(), m.group(0)) for m in _CYR_TOKEN.finditer(text)]
-                for i, _, hit in _phrases(words, text, lex, "cyr", lex.cyrillic_word):
-                    if hit:
-                        yield words[i][0], hit, lex.weight(hit), True
+                words = [(m.start(), m.end(), m.group()) for m in _CYR_TOKEN.finditer(text)]
+                self._script_run(words, text, "cyr", lex.cyrillic_word, self._cyr_infos, out)
             elif locale == "ar":
-                words = [(m.start(), m.end(), m.group(0)) for m in _AR_TOKEN.finditer(text)]
-                for i, _, hit in _phrases(words, text, lex, "ar", lex.arabic_word):
-                    if hit:
-                        yield words[i][0], hit, lex.weight(hit), True
+                words = [(m.start(), m.end(), m.group()) for m in _AR_TOKEN.finditer(text)]
+                self._script_run(words, text, "ar", lex.arabic_word, self._ar_infos, out)
             else:
                 for pos, ent in lex.find_cjk(text):
-                    yield pos, ent, lex.weight(ent), True
+                    out.append((pos, ent, lex.weight(ent), True))
+        return out
+
+    def _latin_info(self, raw: str) -> _LatinToken:
+        """Everything about one Latin token that does not depend on where it stands."""
+        if len(self._latin_infos) > _CACHE_LIMIT:
+            self._latin_infos.clear()
+        lex = self.lexicon
+        word = raw if raw.isalpha() else _bare(raw)
+        low = word.lower()
+        plain = word.islower() and word not in lex.first_words and word not in lex.inner_words
+        plain_hit = lex.latin_ci.get(word) if plain else None
+        squashed = low.replace("-", "").replace(".", "")
+        info = _LatinToken(
+            word=word,
+            low=low,
+            plain=plain,
+            plain_hit=plain_hit,
+            plain_weight=lex.weight(plain_hit) if plain_hit else 0.0,
+            span=lex.span(word, "latin"),
+            hit=lex.latin(word),
+            outlet=self.outlet_names.get(squashed),
+            weight_native=_latin_weight_static(word),
+            weight_foreign=(0.0, False) if len(word) < 2 or low in STOPWORDS else (0.7, True),
+        )
+        self._latin_infos[raw] = info
+        return info
 
     def _minhash(self, text: str, locale: str) -> tuple[int, ...] | None:
+        """datasketch's ``affine32`` MinHash of the shingles (crc32, fmix32, a·h + b mod 2³²),
+        computed in one numpy pass instead of through a ``MinHash`` object per document."""
         if family(locale) == "cjk":
             joined = "".join(_HAN_KANA_RUN.findall(text))
             shingles = {joined[i : i + 3] for i in range(max(0, len(joined) - 2))}
         else:
             words = _WORD.findall(text.lower())
-            shingles = {" ".join(words[i : i + 3]) for i in range(max(0, len(words) - 2))}
+            shingles = {" ".join(w) for w in zip(words, words[1:], words[2:], strict=False)}
         if len(shingles) < 5:
             return None
-        mh = MinHash(
-            num_perm=self.thresholds.minhash_perm,
-            permutations=self._permutations,
-            scheme="affine32",
-            hashfunc=zlib.crc32,
-        )
-        mh.update_batch([s.encode() for s in sorted(shingles)])
-        return tuple(int(h) for h in mh.hashvalues)
+        crc = zlib.crc32
+        hv = np.fromiter((crc(s.encode()) for s in shingles), dtype=np.uint32, count=len(shingles))
+        hv ^= hv >> _U16
+        hv *= _FMIX_1
+        hv ^= hv >> _U13
+        hv *= _FMIX_2
+        hv ^= hv >> _U16
+        phv = hv[:, None] * self._perm_a + self._perm_b
+        return tuple(phv.min(axis=0).tolist())
 
     def _latin_run(
-        self, tokens: list[tuple[int, int, str]], text: str, latin_locale: bool
-    ) -> Iterable[tuple[int, str, float, bool]]:
+        self,
+        tokens: list[tuple[int, int, _LatinToken]],
+        text: str,
+        latin_locale: bool,
+        out: list[tuple[int, str, float, bool]],
+    ) -> None:
+        """Longest lexicon phrase first, then the single word: lexicon entity, outlet, or name."""
         lex = self.lexicon
-        for i, _used, hit in _phrases(tokens, text, lex, "latin", lex.latin):
-            start, _, word = tokens[i]
+        i, n_tokens = 0, len(tokens)
+        while i < n_tokens:
+            start, _, info = tokens[i]
+            span = min(info.span, n_tokens - i)
+            hit, used = None, 1
+            for n in range(span, 1, -1):
+                if any(text[tokens[j][1] : tokens[j + 1][0]].strip() for j in range(i, i + n - 1)):
+                    continue
+                hit = lex.latin(" ".join(t[2].word for t in tokens[i : i + n]))
+                if hit:
+                    used = n
+                    break
+            if hit is None:
+                hit = info.hit
+            i += used
             if hit:
-                yield start, hit, lex.weight(hit), True
-                continue
-            squashed = word.lower().replace("-", "").replace(".", "")
-            if squashed in self.outlet_names:
-                yield start, "@" + self.outlet_names[squashed], 0.0, True
-                continue
-            weight, strong = _latin_weight(word, text, start, latin_locale)
-            if weight:
-                yield start, word.lower(), weight, strong
+                out.append((start, hit, lex.weight(hit), True))
+            elif info.outlet:
+                out.append((start, "@" + info.outlet, 0.0, True))
+            else:
+                if not latin_locale:
+                    weight, strong = info.weight_foreign
+                elif info.weight_native is None:
+                    weight, strong = _sentence_start_weight(text, start)
+                else:
+                    weight, strong = info.weight_native
+                if weight:
+                    out.append((start, info.low, weight, strong))
+
+    def _script_run(
+        self,
+        words: list[tuple[int, int, str]],
+        text: str,
+        script: str,
+        lookup: Callable[[str], str | None],
+        cache: dict[str, tuple[int, str | None]],
+        out: list[tuple[int, str, float, bool]],
+    ) -> None:
+        """Lexicon entities in Cyrillic or Arabic words, longest phrase first."""
+        lex = self.lexicon
+        i, n_words = 0, len(words)
+        while i < n_words:
+            start, _, word = words[i]
+            known = cache.get(word)
+            if known is None:
+                if len(cache) > _CACHE_LIMIT:
+                    cache.clear()
+                known = cache[word] = (lex.span(word, script), lookup(word))
+            span = min(known[0], n_words - i)
+            hit, used = None, 1
+            for n in range(span, 1, -1):
+                if any(text[words[j][1] : words[j + 1][0]].strip() for j in range(i, i + n - 1)):
+                    continue
+                hit = lookup(" ".join(w[2] for w in words[i : i + n]))
+                if hit:
+                    used = n
+                    break
+            if hit is None:
+                hit = known[1]
+            if hit:
+                out.append((start, hit, lex.weight(hit), True))
+            i += used
+
+
+_WORKER_EXTRACTOR: list[Extractor] = []
+
+
+def _worker_init(extractor: Extractor) -> None:
+    _WORKER_EXTRACTOR[:] = [extractor]
+
+
+def _worker_features(docs: list[DedupeDoc]) -> list[Features]:
+    return [_WORKER_EXTRACTOR[0].features(d) for d in docs]
+
+
+def _batched(docs: Iterable[DedupeDoc], size: int) -> Iterator[list[DedupeDoc]]:
+    it = iter(docs)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+_CACHE_LIMIT = 200_000
+"""Per-word caches are dropped past this many distinct words (memory stays bounded)."""
+_U16, _U13 = np.uint32(16), np.uint32(13)
+_FMIX_1, _FMIX_2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
+
+
+@dataclass(frozen=True, slots=True)
+class _LatinToken:
+    """One Latin token's lexicon and name facts, cached by its spelling."""
+
+    word: str
+    low: str
+    plain: bool
+    """Lower-case and not part of any multi-word form: a lexicon form or nothing."""
+    plain_hit: str | None
+    plain_weight: float
+    span: int
+    hit: str | None
+    outlet: str | None
+    weight_native: tuple[float, bool] | None
+    """``_latin_weight`` in a Latin-script text; None when it depends on the position."""
+    weight_foreign: tuple[float, bool]
+    """... inside a non-Latin text."""
 
 
 def catalogue_outlet_names() -> dict[str, str]:
@@ -541,31 +698,6 @@ def _bare(word: str) -> str:
     return word
 
 
-def _phrases(
-    tokens: list[tuple[int, int, str]],
-    text: str,
-    lex: Lexicon,
-    script: str,
-    lookup: Callable[[str], str | None],
-) -> Iterable[tuple[int, int, str | None]]:
-    """Walk ``tokens``: (index, tokens used, entity id or None), longest lexicon phrase first."""
-    i, n_tokens = 0, len(tokens)
-    while i < n_tokens:
-        span = min(lex.span(tokens[i][2], script), n_tokens - i)
-        hit, used = None, 1
-        for n in range(span, 1, -1):
-            if any(text[tokens[j][1] : tokens[j + 1][0]].strip() for j in range(i, i + n - 1)):
-                continue
-            hit = lookup(" ".join(t[2] for t in tokens[i : i + n]))
-            if hit:
-                used = n
-                break
-        if hit is None:
-            hit = lookup(tokens[i][2])
-        yield i, used, hit
-        i += used
-
-
 def _parse_locale(doc: DedupeDoc) -> str:
     """The declared locale, unless detection found a language of another family."""
     lang = doc.language
@@ -591,24 +723,28 @@ def _distinct(figures: list[Figure], tolerance: float) -> tuple[tuple[float, flo
     return tuple((v, w) for v, w in out)
 
 
-def _latin_weight(word: str, text: str, start: int, latin_locale: bool) -> tuple[float, bool]:
-    """How much a Latin token outside the lexicon counts as a name, and whether it survives
-    translation (acronyms, CamelCase, digits: strong) or may be a translated title-case word (weak)."""
+def _latin_weight_static(word: str) -> tuple[float, bool] | None:
+    """How much a Latin token outside the lexicon counts as a name in a Latin-script text, and
+    whether it survives translation (acronyms, CamelCase, digits: strong) or may be a translated
+    title-case word (weak). None: a title-case word, which counts unless it opens a sentence."""
     low = word.lower()
     if len(word) < 2 or low in STOPWORDS:
         return 0.0, False
-    if not latin_locale:
-        return 0.7, True
     if word.isupper() and len(word) <= 10:
         return 0.7, True
     upper = sum(c.isupper() for c in word)
     if any(c.isdigit() for c in word) or upper >= 2 or (word[0].islower() and upper):
         return 0.7, True
     if word[0].isupper() and len(word) >= 3:
-        gap_start = start
-        while gap_start > 0 and text[gap_start - 1].isspace():
-            gap_start -= 1
-        if gap_start == 0 or "\n" in text[gap_start:start] or text[gap_start - 1] in _OPENERS:
-            return 0.0, False
-        return 0.6, False
+        return None
     return 0.0, False
+
+
+def _sentence_start_weight(text: str, start: int) -> tuple[float, bool]:
+    """A title-case word at the start of a line or sentence says nothing; elsewhere it is a name."""
+    gap_start = start
+    while gap_start > 0 and text[gap_start - 1].isspace():
+        gap_start -= 1
+    if gap_start == 0 or "\n" in text[gap_start:start] or text[gap_start - 1] in _OPENERS:
+        return 0.0, False
+    return 0.6, False

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import cache
 
 _DIGIT_BLOCKS = (0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0E50, 0xFF10)
 _DIGITS: dict[int, str] = {block + d: str(d) for block in _DIGIT_BLOCKS for d in range(10)}
 _DIGITS.update({0x066B: ".", 0x066C: ",", 0x2212: "-"})
+_FOREIGN_DIGIT = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_DIGITS)) + "]")
 
 COMMA_DECIMAL = frozenset({"vi", "es", "ru", "fr", "pt-PT", "pt-BR", "id", "uk"})
 """Locales whose decimal mark is a comma (their group mark is ``.`` or a space)."""
@@ -197,6 +199,8 @@ class Figure:
 
 def ascii_digits(text: str) -> str:
     """Every decimal digit as ASCII, Arabic decimal/group marks as ``.``/``,``."""
+    if text.isascii() or not _FOREIGN_DIGIT.search(text):
+        return text
     return text.translate(_DIGITS)
 
 
@@ -306,9 +310,14 @@ def _multiplier(token: str, words: tuple[tuple[str, float], ...], abbrev: dict[s
     if token in abbrev:
         return abbrev[token]
     for pattern, mult in words:
-        if mult and re.fullmatch(pattern, token):
+        if mult and _compiled(pattern).fullmatch(token):
             return mult
     return 0.0
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def close(a: float, b: float, tolerance: float) -> bool:

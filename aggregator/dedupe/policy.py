@@ -23,6 +23,13 @@ class Thresholds:
     ``merge_with_cite`` when one links the other — provided that
     - the pair has at least ``min_mass`` of shared anchor weight (a figure like $1.2 billion weighs
       1.0, a year 0.2, Bitcoin 0.3, BlackRock 1.0), so that a couple of shared names never merge;
+    - on content alone (no image, cite or near-duplicate), the content agrees both ways: the less
+      covered side still has ``min_figures`` of its figures matched, figure plus entity coverage
+      of the less covered sides reach ``min_coverage``, the better covered side has
+      ``min_entities`` of its names matched, and the shared anchors come ``min_order`` in the
+      same order; a pair without figures needs ``merge_without_figures``. Independent reports of
+      one event quote the same filing (one side's figures all found in the other) but seldom
+      cover each other both ways, and they tell the facts in another order;
     - every member of the story with anchors of its own scores at least ``complete_link`` against
       the newcomer (complete link: no chaining through one lenient member);
     - no member's headline figures clash with the newcomer's (a title figure found nowhere in
@@ -51,14 +58,21 @@ class Thresholds:
 
     Blocking: each anchor a candidate shares adds its weight, scaled down by rarity as above;
     anchors shared by more than ``max_postings`` items in the window propose nobody (they still
-    count in scores); candidates need ``min_candidate_hits`` and at most ``max_candidates``
-    are scored. Identity, declared links, images and MinHash bands always propose.
+    count in scores); candidates need ``min_candidate_hits`` and the ``max_candidates`` best
+    are scored, then those ranked lower that share a figure (or a declared link, image, cite)
+    until ``max_candidates`` of that kind are in. Identity, declared links, images and MinHash
+    bands always propose.
     """
 
     window_hours: float = 72.0
     related_hours: float = 48.0
     figure_tolerance: float = 0.025
     merge: float = 0.72
+    merge_without_figures: float = 0.85
+    min_figures: float = 0.5
+    min_entities: float = 0.6
+    min_order: float = 0.65
+    min_coverage: float = 1.3
     merge_with_image: float = 0.35
     merge_with_cite: float = 0.30
     min_mass: float = 2.0

@@ -122,16 +122,19 @@ def _cluster(
     split_links = {k for k, o in overrides.items() if o.action == "split"}
     clusterer = Clusterer(t)
     items: dict[int, Item] = {}
+    # Kept apart from the clusterer, which forgets items that fall out of its window.
+    features: dict[int, Features] = {}
     for item, outlet in context:
         assert item.id is not None and item.story_id is not None
         items[item.id] = item
         closed = norm_url(item.link) in split_links
-        clusterer.seed(ex.features(_doc(item, outlet)), item.story_id, closed=closed)
+        f = features[item.id] = ex.features(_doc(item, outlet))
+        clusterer.seed(f, item.story_id, closed=closed)
     assignments: list[Assignment] = []
     for item, outlet in new_rows:
         assert item.id is not None
         items[item.id] = item
-        f = ex.features(_doc(item, outlet))
+        f = features[item.id] = ex.features(_doc(item, outlet))
         if norm_url(item.link) in split_links:
             key = clusterer.new_story_key()
             clusterer.seed(f, key, closed=True)
@@ -193,7 +196,6 @@ def _cluster(
         elif link.score > row.score + 1e-9:
             row.score, row.signals = link.score, link.signals
             session.add(row)
-    features = {d: clusterer.docs[d] for d in clusterer.docs}
     _set_canonicals(session, report.changed_stories, features)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from operator import eq
 from typing import Any
 
 from aggregator.dedupe.features import Features
@@ -34,6 +36,8 @@ class PairScore:
     hours: float
     shared: tuple[tuple[str, float], ...] = ()
     """(index key, weight) of the anchors both carry, for rarity-weighted related links."""
+    complete: bool = True
+    """False: ``order`` is not computed yet and ``score`` is only an upper bound (see ``compare``)."""
 
     def signals(self) -> dict[str, Any]:
         out: dict[str, Any] = {"score": round(self.score, 3), "mass": round(self.mass, 2)}
@@ -62,7 +66,7 @@ def _figure_coverage(
     ma, mb = a.figure_mass, b.figure_mass
     if not a.figures or not b.figures:
         return None, 0.0, 0.0
-    bvals = sorted(b.figures)
+    bvals = b.figures_sorted
     matched_a = shared = rare = 0.0
     matched_b_idx: set[int] = set()
     for v, w in a.figures:
@@ -81,7 +85,7 @@ def _figure_coverage(
     return (min(matched_a / ma, matched_b / mb), max(matched_a / ma, matched_b / mb)), shared, rare
 
 
-def _find_close(sorted_vals: list[tuple[float, float]], v: float, tol: float) -> int | None:
+def _find_close(sorted_vals: Sequence[tuple[float, float]], v: float, tol: float) -> int | None:
     i = bisect_left(sorted_vals, (v * (1 - tol), -1.0))
     while i < len(sorted_vals) and sorted_vals[i][0] <= v * (1 + tol) + 1e-12:
         if close(sorted_vals[i][0], v, tol):
@@ -100,26 +104,27 @@ def _entity_coverage(
     """
     shared = rare = 0.0
     a_names_shared = b_names_shared = 0.0
+    b_weights, b_names = b.anchor_weights, b.names
     for key, w in a.entities.items():
-        other = b.entities.get(key) or b.names.get(key)
+        other = b_weights.get(key)
         if other:
-            m = min(w, other)
+            m = w if w <= other else other
             shared += m
             shared_keys.append(("e:" + key, m))
             if m >= rare_min:
                 rare += m
-            if key in b.names:
+            if key in b_names:
                 b_names_shared += other
     for key, w in a.names.items():
-        other = b.entities.get(key) or b.names.get(key)
+        other = b_weights.get(key)
         if other:
-            m = min(w, other)
+            m = w if w <= other else other
             shared += m
             shared_keys.append(("e:" + key, m))
             if m >= rare_min:
                 rare += m
             a_names_shared += w
-            if key in b.names:
+            if key in b_names:
                 b_names_shared += other
     if a.near_family == b.near_family:
         mass_a, mass_b = a.entity_mass + a.name_mass, b.entity_mass + b.name_mass
@@ -162,8 +167,7 @@ def _clash(a: Features, b: Features, tol: float) -> bool:
     """Both headlines carry figures, and neither headline's figures appear anywhere in the other."""
     if not a.title_figures or not b.title_figures:
         return False
-    bvals = sorted(b.figures)
-    avals = sorted(a.figures)
+    bvals, avals = b.figures_sorted, a.figures_sorted
     a_in_b = any(_find_close(bvals, v, tol) is not None for v in a.title_figures)
     b_in_a = any(_find_close(avals, v, tol) is not None for v in b.title_figures)
     return not a_in_b and not b_in_a
@@ -182,34 +186,84 @@ def _declared(a: Features, b: Features) -> str | None:
 def jaccard(a: tuple[int, ...] | None, b: tuple[int, ...] | None) -> float:
     if a is None or b is None:
         return 0.0
-    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+    if len(a) != len(b):
+        raise ValueError("MinHash signatures of different lengths")
+    return sum(map(eq, a, b)) / len(a)
 
 
-def compare(a: Features, b: Features, t: Thresholds) -> PairScore:
-    """Every signal between ``a`` and ``b``; ``score`` blends the content ones (0–1)."""
+_LOW_BITS: dict[int, int] = {}
+
+
+def _lane_jaccard(a: Features, b: Features) -> float:
+    """``jaccard(a.minhash, b.minhash)`` on the packed signatures: XOR, fold each 32-bit lane onto
+    its lowest bit (bits never cross into the lane below), count the lanes left non-zero."""
+    if a.minhash is None or b.minhash is None:
+        return 0.0
+    n = len(a.minhash)
+    if n != len(b.minhash):
+        raise ValueError("MinHash signatures of different lengths")
+    z = a.minhash_lanes ^ b.minhash_lanes
+    z |= z >> 16
+    z |= z >> 8
+    z |= z >> 4
+    z |= z >> 2
+    z |= z >> 1
+    mask = _LOW_BITS.get(n)
+    if mask is None:
+        mask = _LOW_BITS[n] = sum(1 << (32 * i) for i in range(n))
+    return (n - (z & mask).bit_count()) / n
+
+
+def _blend(fig_part: float | None, ent_part: float | None, order: float | None, t: Thresholds) -> float:
+    parts = [(fig_part, t.figure_share), (ent_part, t.entity_share), (order, t.order_share)]
+    total = sum(w for v, w in parts if v is not None)
+    return sum(v * w for v, w in parts if v is not None) / total if total else 0.0
+
+
+def _parts(p: PairScore, t: Thresholds) -> tuple[float | None, float | None]:
+    """The figure and entity parts of the score, from the coverages."""
+    fig_part = None
+    if p.figures is not None and p.figures_max is not None:
+        fig_part = (1 - t.containment) * p.figures + t.containment * p.figures_max
+    ent_part = None
+    if p.entities is not None and p.entities_max is not None:
+        ent_part = (p.entities + p.entities_max) / 2
+    return fig_part, ent_part
+
+
+def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> PairScore:
+    """Every signal between ``a`` and ``b``; ``score`` blends the content ones (0–1).
+
+    With ``full=False`` the order of anchors (the costly part) is left out where it would count:
+    ``complete`` is then False and ``score`` is an upper bound (the score with every anchor in
+    order); ``finish`` adds the order. A pair whose bound misses a threshold never needs it.
+    """
     tol = t.figure_tolerance
     shared_keys: list[tuple[str, float]] = []
     fig_cov, fig_shared, fig_rare = _figure_coverage(a, b, tol, shared_keys)
     ent_cov, ent_shared, ent_rare = _entity_coverage(a, b, t.related_entity_weight, shared_keys)
-    figs = fig_cov[0] if fig_cov else None
-    ents = ent_cov[0] if ent_cov else None
     mass = fig_shared + ent_shared
-    # Order only matters for pairs that could merge at all (it is the costly part).
-    order = _order(a, b, tol) if mass >= t.min_mass_with_image else None
     fig_part = (1 - t.containment) * fig_cov[0] + t.containment * fig_cov[1] if fig_cov else None
     ent_part = (ent_cov[0] + ent_cov[1]) / 2 if ent_cov else None
-    parts = [(fig_part, t.figure_share), (ent_part, t.entity_share), (order, t.order_share)]
-    total = sum(w for v, w in parts if v is not None)
-    score = sum(v * w for v, w in parts if v is not None) / total if total else 0.0
-    near = jaccard(a.minhash, b.minhash) if a.near_family == b.near_family else 0.0
+    order = None
+    complete = True
+    # Order only matters for pairs that could merge at all (it is the costly part).
+    if mass < t.min_mass_with_image:
+        score = _blend(fig_part, ent_part, None, t)
+    elif full:
+        order = _order(a, b, tol)
+        score = _blend(fig_part, ent_part, order, t)
+    else:
+        complete = False
+        score = max(_blend(fig_part, ent_part, None, t), _blend(fig_part, ent_part, 1.0, t))
     return PairScore(
         declared=_declared(a, b),
         image=bool(a.image and a.image == b.image),
         cite=bool(a.cites & b.identity or b.cites & a.identity),
-        near_duplicate=near,
-        figures=figs,
+        near_duplicate=_lane_jaccard(a, b) if a.near_family == b.near_family else 0.0,
+        figures=fig_cov[0] if fig_cov else None,
         figures_max=fig_cov[1] if fig_cov else None,
-        entities=ents,
+        entities=ent_cov[0] if ent_cov else None,
         entities_max=ent_cov[1] if ent_cov else None,
         order=order,
         score=score,
@@ -218,4 +272,14 @@ def compare(a: Features, b: Features, t: Thresholds) -> PairScore:
         related=fig_rare + ent_rare,
         shared=tuple(shared_keys),
         hours=abs(a.ts - b.ts) / 3600.0,
+        complete=complete,
     )
+
+
+def finish(p: PairScore, a: Features, b: Features, t: Thresholds) -> PairScore:
+    """``p`` (from ``compare(a, b, t, full=False)``) with the order of anchors and the exact score."""
+    if p.complete:
+        return p
+    fig_part, ent_part = _parts(p, t)
+    order = _order(a, b, t.figure_tolerance)
+    return replace(p, order=order, score=_blend(fig_part, ent_part, order, t), complete=True)
