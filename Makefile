@@ -40,7 +40,8 @@ check: $(STAMP)  ## the outside CLI contract check
 	$(PY) ../shared/contract/check
 
 eval: $(STAMP)  ## dedupe quality on the labelled corpus, end to end through the CLI
-	$(PY) eval/run_eval.py
+	$(PY) bench/run_all.py --only eval
+	sed -n '/<!-- bench:eval -->/,/<!-- \/bench:eval -->/p' BENCHMARKS.md
 
 bench: $(STAMP) postgres  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py

@@ -64,6 +64,13 @@ BENCHMARKS = (
         full=(),
         quick=("--quick", "--stories", "5000", "--duration", "3"),
     ),
+    Benchmark(
+        "eval",
+        "bench_eval.py",
+        "Dedupe quality: labelled corpus through the real CLI (B-cubed, false merges, related recall)",
+        full=(),
+        quick=("--quick",),
+    ),
 )
 
 
