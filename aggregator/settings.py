@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     feed_max_limit: int = Field(100, ge=1, le=1000)
     feed_default_limit: int = Field(20, ge=1, le=1000)
     cache_max_age_s: int = Field(30, ge=0)
+    locale_fallbacks: str = ""
+    """Rows replacing the API's fallback table, e.g. ``uk=en,!ru;fr=es,en`` (api/locales.py)."""
 
     @field_validator("database_url")
     @classmethod

@@ -28,7 +28,7 @@ from api.caching import GZIP_MIN_BYTES, CacheFront, Rendered, ResponseCache, cac
 from api.cursor import TokenSigner
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.feed import FeedQuery, FeedReader
-from api.locales import FALLBACKS, Chain, negotiate, parse_locale, valid_locales_message
+from api.locales import Chain, negotiate, parse_fallbacks, parse_locale, valid_locales_message
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
 
@@ -100,17 +100,20 @@ def create_app(
     settings: Settings,
     engine: sa.Engine,
     *,
-    fallbacks: Mapping[str, Chain] = FALLBACKS,
+    fallbacks: Mapping[str, Chain] | None = None,
     seed_disclaimers: Mapping[tuple[str, str], str] | None = None,
     response_cache_s: float | None = None,
 ) -> FastAPI:
     """The API over ``engine``.
 
-    ``fallbacks`` replaces the locale fallback table (``api.locales.FALLBACKS``);
+    ``fallbacks`` replaces the locale fallback table (default: ``api.locales.FALLBACKS`` with the
+    rows of ``settings.locale_fallbacks``);
     ``seed_disclaimers`` the bundled disclaimer texts (default: ``sources/disclaimers.toml``);
     ``response_cache_s`` the micro-cache lifetime (default: 1 s, capped by the Cache-Control max-age;
     0 turns it off).
     """
+    if fallbacks is None:
+        fallbacks = parse_fallbacks(settings.locale_fallbacks)
     if seed_disclaimers is None:
         from sources.disclaimers import load_disclaimers
 

@@ -20,7 +20,9 @@ is written in their locale. A reader of locale L gets, in order:
 | any other | en                          |       |
 | en        | (original)                  |       |
 
-``create_app(..., fallbacks=...)`` takes another table of the same shape.
+``create_app(..., fallbacks=...)`` takes another table of the same shape, and the setting
+``BABELWIRE_LOCALE_FALLBACKS`` replaces rows of this one (see ``parse_fallbacks``), e.g.
+``uk=en,!ru;fr=es,en``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,37 @@ FALLBACKS: Mapping[str, Chain] = {
     **{code: _chain("en") for code in ("vi", "es", "ru", "fr", "id", "ja", "ar")},
 }
 """The fallback table documented above; every one of the thirteen locales has a row."""
+
+
+def parse_fallbacks(text: str, base: Mapping[str, Chain] = FALLBACKS) -> dict[str, Chain]:
+    """``base`` with rows replaced from ``BABELWIRE_LOCALE_FALLBACKS`` syntax.
+
+    ``LOCALE=STEP,STEP,…;LOCALE=…`` where a step is a locale, ``locale:opencc-config`` (a
+    converted fallback, e.g. ``zh-CN:s2twp``) or ``!locale`` (never served to this reader).
+    Example: ``uk=en,!ru;fr=es,en``. ConfigError (one line) on anything else.
+    """
+    from aggregator.errors import ConfigError
+
+    table = dict(base)
+    for row in filter(None, (part.strip() for part in text.split(";"))):
+        head, sep, body = row.partition("=")
+        reader = parse_locale(head)
+        if not sep or reader is None:
+            raise ConfigError(f"BABELWIRE_LOCALE_FALLBACKS: {row!r} is not LOCALE=STEP,… with a known locale")
+        steps: list[Step] = []
+        never: set[str] = set()
+        for raw in filter(None, (x.strip() for x in body.split(","))):
+            banned = raw.startswith("!")
+            code, _, convert = raw.lstrip("!").partition(":")
+            locale = parse_locale(code)
+            if locale is None or (banned and convert):
+                raise ConfigError(f"BABELWIRE_LOCALE_FALLBACKS: bad step {raw!r} in {row!r}")
+            if banned:
+                never.add(locale)
+            else:
+                steps.append(Step(locale, convert or None))
+        table[reader] = Chain(steps=tuple(steps), never=frozenset(never))
+    return table
 
 
 def chain_for(locale: str, table: Mapping[str, Chain] = FALLBACKS) -> Chain:
