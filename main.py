@@ -22,6 +22,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from aggregator import LOCALES
+from aggregator.db import make_engine
 from aggregator.errors import BabelwireError, StorageError
 from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
@@ -54,12 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     exp = stories.add_parser("export", help="print every story")
     exp.add_argument("--format", choices=["jsonl"], default="jsonl")
     return p
-
-
-def make_engine_checked(settings: Settings) -> sa.Engine:
-    from aggregator.db import make_engine
-
-    return make_engine(settings)
 
 
 def cmd_migrate(settings: Settings, engine: sa.Engine) -> int:
@@ -174,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = load_settings()
-        engine = make_engine_checked(settings)
+        engine = make_engine(settings)
         if args.command == "migrate":
             return cmd_migrate(settings, engine)
         if args.command == "poll":

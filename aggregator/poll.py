@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from aggregator.models import Source, utcnow
 from aggregator.normalize import NormalizedEntry, prepare_feed
 from aggregator.parse import ParsedFeed
 from aggregator.settings import Settings
-from aggregator.store import NextCheck, plan_next_check, record_source_state, store_decisions, stored_items
+from aggregator.store import plan_next_check, record_source_state, store_decisions, stored_items
 
 
 def worker_id() -> str:
@@ -191,7 +192,10 @@ class SourceUpdater:
         self.settings = settings
         self.fetcher = fetcher
         self.executor = executor
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # SQLite has one writer: serialize this process's source transactions instead of retrying.
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
 
     async def _prepare(
         self, fetch: FetchResult, source: Source, now: datetime
@@ -256,23 +260,7 @@ class SourceUpdater:
             published=[e.published_at for e in entries],
             failed=outcome.error is not None,
         )
-        if self._write_lock is not None:
-            with self._write_lock:
-                self._write(source, fetch, parsed, entries, outcome, now, plan)
-        else:
-            self._write(source, fetch, parsed, entries, outcome, now, plan)
-
-    def _write(
-        self,
-        source: Source,
-        fetch: FetchResult,
-        parsed: ParsedFeed | None,
-        entries: list[NormalizedEntry],
-        outcome: SourceOutcome,
-        now: datetime,
-        plan: NextCheck,
-    ) -> None:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with self._write_lock, Session(self.engine, expire_on_commit=False) as session, session.begin():
             if entries:
                 stored = stored_items(session, outcome.source_id, (entry_identity(e) for e in entries))
                 report = store_decisions(session, source, decide(entries, stored), now)

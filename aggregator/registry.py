@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from aggregator import LOCALES
 from aggregator.db import session_scope
@@ -57,17 +57,18 @@ def add_sources(engine: sa.Engine, specs: Sequence[SourceSpec]) -> AddReport:
     """Add sources all-or-nothing: every spec is checked before anything is written."""
     for spec in specs:
         check_spec(spec)
-    existing = 0
     with session_scope(engine) as session:
-        seen: set[str] = set()
+        stored = set(
+            session.exec(select(Source.url).where(col(Source.url).in_({s.url for s in specs}))).all()
+        )
+        fresh: dict[str, SourceSpec] = {}
         for spec in specs:
-            if spec.url in seen or session.exec(select(Source.id).where(Source.url == spec.url)).first():
-                existing += 1
-                continue
-            seen.add(spec.url)
+            if spec.url not in stored:
+                fresh.setdefault(spec.url, spec)
+        for spec in fresh.values():
             ensure_outlet(session, spec.outlet)
             session.add(Source(url=spec.url, outlet_id=spec.outlet, locale=spec.locale, title=spec.title))
-    return AddReport(added=len(seen), existing=existing)
+    return AddReport(added=len(fresh), existing=len(specs) - len(fresh))
 
 
 def list_sources(engine: sa.Engine) -> list[Source]:

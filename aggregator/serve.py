@@ -31,11 +31,10 @@ def attach_demo_sources(engine: sa.Engine, specs: list[Any]) -> int:
                 select(Source).where(Source.outlet_id == spec.outlet, Source.locale == spec.locale)
             ).all()
             moved = False
+            path = urlsplit(spec.url).path
             for row in old:
-                if (
-                    urlsplit(row.url).hostname == "127.0.0.1"
-                    and urlsplit(row.url).path == urlsplit(spec.url).path
-                ):
+                where = urlsplit(row.url)
+                if where.hostname == "127.0.0.1" and where.path == path:
                     if row.url != spec.url:
                         row.url, row.etag, row.last_modified = spec.url, None, None
                         session.add(row)
