@@ -119,6 +119,12 @@ class Item(SQLModel, table=True):
     "original": url (attribution link), "outbound": [urls in the body]}."""
     content_hash: str = Field(max_length=64)
     tombstone: bool = False
+    dedupe_features: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    """Dedupe's extracted features of this item (``aggregator.dedupe.codec``), so a run does not
+    re-extract the whole time window; internal, never part of the API."""
+    dedupe_key: str | None = Field(default=None, max_length=64)
+    """What ``dedupe_features`` were extracted from (item fields, lexicon, extractor version):
+    the cache is used only while this still matches."""
 
 
 class MergeDecision(SQLModel, table=True):

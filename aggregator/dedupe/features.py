@@ -8,6 +8,7 @@ MinHash of the text for same-language near-duplicates.
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import zlib
 from collections import deque
@@ -26,6 +27,9 @@ from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fo
 from aggregator.dedupe.numbers import Figure, extract_figures, family
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 
+FEATURES_VERSION = 1
+"""Bump whenever extraction gives other ``Features`` for the same item and lexicon: stored
+per-item features (``aggregator.dedupe.codec``) made by an older version are then re-extracted."""
 NON_LATIN_LOCALES = frozenset({"zh-CN", "zh-TW", "ja", "ru", "uk", "ar"})
 _ID_PATTERN = re.compile(r"/news/detail/(\d+)")
 _LATIN_TOKEN = re.compile(
@@ -369,7 +373,12 @@ class Extractor:
             yield from map(self.features, docs)
             return
         batches = _batched(docs, chunk)
-        with ProcessPoolExecutor(workers, initializer=_worker_init, initargs=(self,)) as pool:
+        # forkserver, as the parse pool: the worker calls this from a thread, and forking a
+        # process that runs threads can copy a held lock.
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_worker_init, initargs=(self,)
+        ) as pool:
             pending: deque[Future[list[Features]]] = deque()
             for batch in batches:
                 pending.append(pool.submit(_worker_features, batch))

@@ -2,7 +2,8 @@
 
 One call, one transaction (serialized on PostgreSQL by an advisory lock):
 1. load the items without a story, in (published_at, id) order, and the stored items published
-   within the time window around them (their features are rebuilt from ``Item.text``);
+   within the time window around them; their features come from ``Item.dedupe_features`` while
+   ``Item.dedupe_key`` still matches, else they are extracted and stored there (``codec``);
 2. seed the clusterer with the stored items, then add the new ones;
 3. write stories (canonical = the original: the member others declare as original or name in an
    attribution line, else the earliest), ``Item.story_id``, one ``MergeDecision`` per item,
@@ -18,19 +19,30 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from aggregator.db import session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer
+from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features, norm_url
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 
 LOCK_KEY = 0x62616265_6C646470
 """pg_advisory_xact_lock key of the dedupe stage ("babeldedup")."""
+POOL_FROM = 2000
+"""Above this many items to extract in one run, extraction runs in two worker processes."""
+
+_ITEMS = cast(sa.Table, Item.__table__)  # type: ignore[attr-defined]
+_STORE_FEATURES = (
+    sa.update(_ITEMS)
+    .where(_ITEMS.c.id == sa.bindparam("item_id"))
+    .values(dedupe_features=sa.bindparam("blob"), dedupe_key=sa.bindparam("key"))
+)
 
 
 @dataclass
@@ -123,18 +135,17 @@ def _cluster(
     clusterer = Clusterer(t)
     items: dict[int, Item] = {}
     # Kept apart from the clusterer, which forgets items that fall out of its window.
-    features: dict[int, Features] = {}
-    for item, outlet in context:
+    features = _features(session, ex, [*context, *new_rows])
+    for item, _ in context:
         assert item.id is not None and item.story_id is not None
         items[item.id] = item
         closed = norm_url(item.link) in split_links
-        f = features[item.id] = ex.features(_doc(item, outlet))
-        clusterer.seed(f, item.story_id, closed=closed)
+        clusterer.seed(features[item.id], item.story_id, closed=closed)
     assignments: list[Assignment] = []
-    for item, outlet in new_rows:
+    for item, _ in new_rows:
         assert item.id is not None
         items[item.id] = item
-        f = features[item.id] = ex.features(_doc(item, outlet))
+        f = features[item.id]
         if norm_url(item.link) in split_links:
             key = clusterer.new_story_key()
             clusterer.seed(f, key, closed=True)
@@ -199,6 +210,31 @@ def _cluster(
     _set_canonicals(session, report.changed_stories, features)
 
 
+def _features(session: Session, ex: Extractor, rows: list[Any]) -> dict[int, Features]:
+    """Item id → features of every (item, outlet) row: decoded from the item's stored features
+    while its ``dedupe_key`` matches, else extracted and stored back in this transaction."""
+    out: dict[int, Features] = {}
+    missing: list[tuple[DedupeDoc, str]] = []
+    for item, outlet in rows:
+        doc = _doc(item, outlet)
+        key = dedupe_key(ex, doc)
+        f = decode(item.dedupe_features, doc) if item.dedupe_key == key else None
+        if f is None:
+            missing.append((doc, key))
+        else:
+            out[doc.id] = f
+    if not missing:
+        return out
+    workers = 2 if len(missing) > POOL_FROM else 1
+    extracted = ex.features_many((doc for doc, _ in missing), workers=workers)
+    stored: list[dict[str, Any]] = []
+    for (doc, key), f in zip(missing, extracted, strict=True):
+        out[doc.id] = f
+        stored.append({"item_id": doc.id, "blob": encode(f), "key": key})
+    session.execute(_STORE_FEATURES, stored)
+    return out
+
+
 def _set_canonicals(session: Session, story_ids: set[int], features: dict[int, Features]) -> None:
     """Canonical item and first publication time of each story in ``story_ids``."""
     if not story_ids:
@@ -209,6 +245,7 @@ def _set_canonicals(session: Session, story_ids: set[int], features: dict[int, F
         .join(Source, Item.source_id == Source.id)  # type: ignore[arg-type]
         .where(Item.story_id.in_(list(story_ids)))  # type: ignore[union-attr]
         .order_by(Item.published_at, Item.id)  # type: ignore[arg-type]
+        .options(defer(Item.dedupe_features))  # type: ignore[arg-type]
     ).all():
         assert item.story_id is not None
         members[item.story_id].append((item, outlet))
