@@ -14,14 +14,17 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
    the most weight (at least ``min_candidate_hits``) are scored, and after them items that share
    a figure or a declared link, image or cite with the newcomer, until ``max_candidates`` such
    items are scored: a day of look-alike reports (one template, other numbers) shares more words
-   with a newcomer than its translation does, and must not crowd the translation out. Items
-   published more than two windows before the newest one are forgotten (memory stays bounded).
+   with a newcomer than its translation does, and must not crowd the translation out. A
+   candidate whose figures (as the index counts them) cannot cover ``min_figures`` of the
+   newcomer's is dropped unless it shares a declared link, image or cite: it could not merge.
+   Items published more than two windows before the newest one are forgotten (memory stays
+   bounded).
 3. Declared identity merges outright: the same article (URL, guid, article id), a link to the
    original (``links["original"]``, ``<source>``, hreflang alternates) or the same declared
    original.
 4. Otherwise a story is a merge candidate when some member pairs with the newcomer well
    enough (``similarity.compare``; the costly order of anchors only for pairs whose score could
-   still reach a threshold, or that become a related link): score ≥ ``merge`` with ``min_mass`` shared anchor weight;
+   still reach a threshold): score ≥ ``merge`` with ``min_mass`` shared anchor weight;
    or the same image URL with score ≥ ``merge_with_image``; or a body link between the two with
    score ≥ ``merge_with_cite``; or a same-language near-duplicate text whose figures agree
    (a template filled with another day's numbers is another article).
@@ -34,7 +37,8 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
    story). Stories closed by an editor's split take no newcomers.
 7. Related: two stories are linked (never merged) when an item of one and an item of the other,
    published within ``related_hours``, share ``related`` or more anchor weight, each anchor
-   weighted by its rarity in the window; each story keeps its ``related_per_story`` strongest.
+   weighted by its rarity in the window — the sum the blocking index already made, so related
+   links cost no pair comparison; each story keeps its ``related_per_story`` strongest.
 """
 
 from __future__ import annotations
@@ -73,6 +77,26 @@ class StoryState:
 
     def locales(self) -> set[str]:
         return {m.doc.locale for m in self.members}
+
+
+def _related_signals(a: Features, b: Features) -> dict[str, Any]:
+    """Why two items of different stories are linked: the anchors they share."""
+    shared = sorted(a.anchor_weights.keys() & b.anchor_weights.keys())
+    return {
+        "hours": round(abs(a.ts - b.ts) / 3600.0, 2),
+        "shared": shared[:20],
+        "figures": len({v for v, _ in a.figures} & {v for v, _ in b.figures}),
+    }
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """What the index proposes for one newcomer."""
+
+    candidates: list[int]
+    """Items worth a full comparison: they may merge with the newcomer."""
+    related: dict[int, float]
+    """Item → shared anchor weight, each anchor weighted by its rarity in the window."""
 
 
 @dataclass(frozen=True)
@@ -218,14 +242,22 @@ class Clusterer:
         out += [(b, 1.0) for b in bands]
         return out
 
-    def _candidates(self, f: Features, query: list[tuple[str, float]]) -> list[int]:
+    def _candidates(self, f: Features, query: list[tuple[str, float]]) -> Blocking:
         t = self.t
         max_postings, rare = t.max_postings, t.rare_postings
+        max_figure_postings = t.max_figure_postings
         ts_of, fts, window = self._ts, f.ts, self._window
         lo, hi = fts - window, fts + window
         hits: defaultdict[int, float] = defaultdict(float)
+        # Weight from keys that are not anchors (identity, links, images, MinHash bands): taken
+        # back out of ``hits`` for the related weight, which counts anchors only.
+        other: defaultdict[int, float] = defaultdict(float)
+        figures: defaultdict[int, float] = defaultdict(float)
         strong: set[int] = set()
+        declared: set[int] = set()
+        unseen_figures = 0.0
         seen_keys: set[str] = set()
+        in_order = self._in_order
         for key, weight in query:
             if key in seen_keys:
                 continue
@@ -233,28 +265,47 @@ class Clusterer:
             postings = self._postings.get(key)
             if not postings:
                 continue
-            n = len(postings)
-            if weight < 5.0:
-                if n > max_postings:
-                    continue
-                if n > rare:
-                    weight *= rare / n
             if weight >= 100.0:
                 for doc_id in postings:
                     hits[doc_id] += weight
-            elif self._in_order:
+                    other[doc_id] += weight
+                declared.update(postings)
+                strong.update(postings)
+                continue
+            n = len(postings)
+            figure = key.startswith("f:")
+            anchor = weight < 5.0 and not key.startswith("mh:")
+            scaled = weight
+            if weight < 5.0:
+                if n > (max_figure_postings if figure else max_postings):
+                    if figure:
+                        unseen_figures += weight
+                    continue
+                if n > rare:
+                    scaled = weight * rare / n
+            if in_order:
                 # Sorted by time: walk back from the newest until the window's start.
+                found = []
                 for doc_id in reversed(postings):
                     ts = ts_of[doc_id]
                     if ts < lo:
                         break
                     if ts <= hi:
-                        hits[doc_id] += weight
+                        hits[doc_id] += scaled
+                        found.append(doc_id)
             else:
-                for doc_id in postings:
-                    if abs(ts_of[doc_id] - fts) <= window:
-                        hits[doc_id] += weight
-            if weight >= 5.0 or key.startswith("f:"):
+                found = [doc_id for doc_id in postings if abs(ts_of[doc_id] - fts) <= window]
+                for doc_id in found:
+                    hits[doc_id] += scaled
+            if not anchor:
+                for doc_id in found:
+                    other[doc_id] += scaled
+            if figure:
+                for doc_id in found:
+                    figures[doc_id] += weight
+                strong.update(postings)
+            elif weight >= 5.0:
+                declared.update(postings)
                 strong.update(postings)
         min_hits = t.min_candidate_hits
         ranked = sorted(((-h, d) for d, h in hits.items() if h >= min_hits))
@@ -270,7 +321,22 @@ class Clusterer:
             if doc_id in strong:
                 out.append(doc_id)
                 room -= 1
-        return out
+        # A content merge needs ``min_figures`` of the newcomer's figures found in the other item
+        # (when both carry figures): bounded above by the heavy figures the index found, plus the
+        # light ones it does not index, plus those behind postings too long to walk.
+        mass = f.figure_mass
+        if mass >= 0.5:
+            light = sum(w for _, w in f.figures if w < 0.5) + unseen_figures
+            need = t.min_figures * mass - light
+            docs = self.docs
+            out = [
+                d
+                for d in out
+                if d in declared or docs[d].figure_mass < 0.5 or figures.get(d, 0.0) >= need - 1e-9
+            ]
+        floor = t.related
+        related = {d: h - other[d] if d in other else h for d, h in hits.items() if h >= floor}
+        return Blocking(out, {d: r for d, r in related.items() if r >= floor})
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -278,7 +344,8 @@ class Clusterer:
         """Assign one new item to a story (existing or new) and update related links."""
         self._evict(self._latest - 2 * self._window)
         bands = self._bands(f)
-        cand_docs = self._candidates(f, self._query_keys(f, bands))
+        blocking = self._candidates(f, self._query_keys(f, bands))
+        cand_docs = blocking.candidates
         # Orders of anchors are computed only for pairs that may merge or link (``finish``).
         pairs: dict[int, PairScore] = {d: compare(f, self.docs[d], self.t, full=False) for d in cand_docs}
         by_story: dict[int, list[int]] = defaultdict(list)
@@ -311,7 +378,7 @@ class Clusterer:
             story = self._story(self.new_story_key())
             self._place(f, story, self._keys(f, bands))
             result = Assignment(f.doc.id, story.key, "new")
-        self._relate(f, story.key, pairs)
+        self._relate(f, story.key, blocking.related)
         return result
 
     def _judge(
@@ -400,31 +467,24 @@ class Clusterer:
         n = len(postings) if postings else 0
         return 1.0 if n <= self.t.rare_postings else self.t.rare_postings / n
 
-    def _relate(self, f: Features, story_key: int, pairs: dict[int, PairScore]) -> None:
+    def _relate(self, f: Features, story_key: int, related: dict[int, float]) -> None:
+        """Link ``f``'s story to the stories of items that share enough rare anchors with it."""
         t = self.t
-        best: dict[int, tuple[float, int, PairScore]] = {}
-        rarity: dict[str, float] = {}
-        for d, p in pairs.items():
-            other = self.story_of[d]
-            if other == story_key or p.hours > t.related_hours:
+        best: dict[int, tuple[float, int]] = {}
+        horizon, fts, ts_of, story_of = t.related_hours * 3600.0, f.ts, self._ts, self.story_of
+        for d, score in related.items():
+            if abs(ts_of[d] - fts) > horizon:
                 continue
-            score = 0.0
-            for anchor, w in p.shared:
-                r = rarity.get(anchor)
-                if r is None:
-                    r = rarity[anchor] = self.rarity(anchor)
-                score += w * r
-            if score < t.related:
+            other = story_of[d]
+            if other == story_key:
                 continue
-            if other not in best or score > best[other][0]:
-                best[other] = (score, d, p)
-        for other, (score, d, p) in best.items():
+            if other not in best or (score, -d) > (best[other][0], -best[other][1]):
+                best[other] = (score, d)
+        for other, (score, d) in best.items():
             key = (min(story_key, other), max(story_key, other))
             old = self.related.get(key)
             if old is None or score > old.score:
-                signals = finish(p, f, self.docs[d], t).signals()
-                signals["shared"] = sorted(k for k, _ in p.shared)[:20]
-                self.related[key] = RelatedLink(round(score, 3), signals)
+                self.related[key] = RelatedLink(round(score, 3), _related_signals(f, self.docs[d]))
 
     def merge_stories(self, src: int, dst: int) -> None:
         """Move every member of ``src`` into ``dst`` (an editor's merge)."""

@@ -11,7 +11,9 @@ class Thresholds:
 
     Time
     - ``window_hours``: a newcomer is compared only with items published this close to it;
-      translations appear minutes to hours after the original (Miranda et al. use σ = 72 h).
+      translations appear minutes to hours after the original (Miranda et al. use σ = 72 h for
+      stories in general; 48 h keeps every translation lag we have seen, at two thirds of the
+      index walking).
     - ``related_hours``: independent stories of one event are linked when this close.
 
     Figures
@@ -51,20 +53,24 @@ class Thresholds:
     with another day's numbers is another article).
 
     Related (never merged): a story is linked to another when an item of each, published within
-    ``related_hours``, share ``related`` or more anchor weight, each shared anchor weighted by its
+    ``related_hours``, share ``related`` or more anchor weight as the blocking index counts it
+    (the newcomer's weight of each shared figure, entity and half of each shared name; anchors
+    carried by more than ``max_postings`` items count nothing), each anchor weighted by its
     rarity in the window (1 when at most ``rare_postings`` items carry it, falling as 1/n beyond:
     on a busy day "Bitcoin" links nothing, "halving" still does); at most ``related_per_story``
     links per story, strongest first.
 
     Blocking: each anchor a candidate shares adds its weight, scaled down by rarity as above;
-    anchors shared by more than ``max_postings`` items in the window propose nobody (they still
-    count in scores); candidates need ``min_candidate_hits`` and the ``max_candidates`` best
+    anchors shared by more than ``max_postings`` items in the window (``max_figure_postings`` for
+    figures, which tell stories apart better) propose nobody (they still count in scores); candidates need ``min_candidate_hits`` and the ``max_candidates`` best
     are scored, then those ranked lower that share a figure (or a declared link, image, cite)
-    until ``max_candidates`` of that kind are in. Identity, declared links, images and MinHash
+    until ``max_candidates`` of that kind are in; a candidate whose shared figures cannot reach
+    ``min_figures`` of the newcomer's (counted from the index) is dropped unless it shares a
+    declared link, image or cite, since it could not merge on content. Identity, declared links, images and MinHash
     bands always propose.
     """
 
-    window_hours: float = 72.0
+    window_hours: float = 48.0
     related_hours: float = 48.0
     figure_tolerance: float = 0.025
     merge: float = 0.72
@@ -88,7 +94,8 @@ class Thresholds:
     rare_postings: int = 30
     related_entity_weight: float = 0.6
     related_per_story: int = 8
-    max_postings: int = 120
+    max_postings: int = 40
+    max_figure_postings: int = 120
     max_candidates: int = 10
     min_candidate_hits: float = 1.0
     minhash_perm: int = 64
