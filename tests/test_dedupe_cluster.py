@@ -267,6 +267,76 @@ def test_independent_report_quoting_the_same_figures_stays_apart() -> None:
     )
     _, story = cluster([long_report, short_piece])
     assert story[20] != story[21]
-    lenient = Thresholds(min_figures=0.0, min_coverage=0.0, min_entities=0.0, min_order=0.0)
+    lenient = Thresholds(
+        min_figures=0.0,
+        min_coverage=0.0,
+        min_entities=0.0,
+        min_order=0.0,
+        min_paragraphs=0.0,
+        min_paragraph_order=0.0,
+    )
     _, story = cluster([long_report, short_piece], lenient)
     assert story[20] == story[21]
+
+
+# One press release, told twice: the same figures and names, grouped and ordered otherwise.
+RELEASE = doc(
+    30,
+    "en",
+    "coindesk",
+    "Cetus on Sui drained of $223 million; $162 million frozen",
+    "Cetus Protocol on Sui lost $223 million to an attacker on Thursday.\n"
+    "Sui validators froze $162 million; the attacker bridged $60 million in USDC to Ethereum.\n"
+    "CETUS fell 40% and SUI 8% after the exploit.\n"
+    "Cetus offered the attacker a bounty of $6 million to return the rest.",
+)
+RETOLD = doc(
+    31,
+    "fr",
+    "cointelegraph",
+    "Comment Cetus a perdu 223 millions de dollars sur Sui",
+    "Le jeton CETUS a perdu 40 % et le SUI 8 % jeudi, après l'attaque contre Cetus Protocol.\n"
+    "Cetus propose une prime de 6 millions de dollars à l'attaquant ; 60 millions de dollars en USDC "
+    "sont déjà partis vers Ethereum.\n"
+    "Au total 223 millions de dollars ont été pris à Cetus sur Sui, dont 162 millions gelés par les validateurs.",
+    minutes=90,
+)
+TRANSLATED = doc(
+    32,
+    "fr",
+    "gate",
+    "Cetus sur Sui vidé de 223 millions de dollars ; 162 millions gelés",
+    "Cetus Protocol sur Sui a perdu 223 millions de dollars jeudi au profit d'un attaquant.\n"
+    "Les validateurs de Sui ont gelé 162 millions de dollars ; l'attaquant a transféré 60 millions "
+    "de dollars en USDC vers Ethereum.\n"
+    "Le CETUS a chuté de 40 % et le SUI de 8 %.",
+    minutes=90,
+)
+
+
+def test_paragraph_alignment_tells_a_translation_from_a_retelling() -> None:
+    t = Thresholds()
+    release, retold, translated = (EXTRACTOR.features(d) for d in (RELEASE, RETOLD, TRANSLATED))
+    kept = finish(compare(translated, release, t, full=False), translated, release, t)
+    told = finish(compare(retold, release, t, full=False), retold, release, t)
+    assert kept.layout is not None and told.layout is not None
+    # The translation (one paragraph dropped) follows the release paragraph by paragraph.
+    assert kept.layout[0] >= t.min_paragraphs and kept.layout[1] >= t.min_paragraph_order
+    # The retelling shares the figures, but not their grouping into paragraphs or their order.
+    assert told.figures is not None and told.figures >= t.min_figures
+    assert told.layout[1] < t.min_paragraph_order
+    assert "paragraph_order" in told.signals()
+
+
+def test_retelling_of_one_press_release_is_related_not_merged() -> None:
+    _, story = cluster([RELEASE, RETOLD])
+    assert story[30] != story[31]
+    _, story = cluster([RELEASE, TRANSLATED])
+    assert story[30] == story[32]
+    # The paragraph guard alone keeps it apart (the order of anchors says so too); with neither,
+    # the retelling would be merged.
+    _, story = cluster([RELEASE, RETOLD], Thresholds(min_order=0.0))
+    assert story[30] != story[31]
+    lenient = Thresholds(min_order=0.0, min_paragraphs=0.0, min_paragraph_order=0.0)
+    _, story = cluster([RELEASE, RETOLD], lenient)
+    assert story[30] == story[31]

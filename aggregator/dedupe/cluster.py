@@ -218,7 +218,8 @@ class Clusterer:
         for value, weight in f.figures:
             if weight >= 0.5:
                 keys += ["f:" + b for b in buckets_near(value, 0.0)]
-        keys += ["e:" + key for key, weight in f.entities.items() if weight >= 0.5]
+        floor = self.t.index_entity_weight
+        keys += ["e:" + key for key, weight in f.entities.items() if weight >= floor]
         keys += ["e:" + key for key in f.names]
         keys += bands
         return keys
@@ -237,7 +238,8 @@ class Clusterer:
         for value, weight in f.figures:
             if weight >= 0.5:
                 out += [("f:" + b, weight) for b in buckets_near(value, tol)]
-        out += [("e:" + key, weight) for key, weight in f.entities.items() if weight >= 0.5]
+        floor = self.t.index_entity_weight
+        out += [("e:" + key, weight) for key, weight in f.entities.items() if weight >= floor]
         out += [("e:" + key, weight * 0.5) for key, weight in f.names.items()]
         out += [(b, 1.0) for b in bands]
         return out
@@ -440,9 +442,9 @@ class Clusterer:
             return None
         if self.near_duplicate(p):
             return 0.0
-        if p.cite and p.mass >= t.min_mass_with_image:
+        if p.cite and p.mass >= t.min_mass_with_image and self._same_layout(p, t.image_layout):
             return t.merge_with_cite
-        if p.image and p.mass >= t.min_mass_with_image:
+        if p.image and p.mass >= t.min_mass_with_image and self._same_layout(p, t.image_layout):
             return t.merge_with_image
         if p.mass >= t.min_mass and self._content_agrees(p):
             return t.merge if p.figures is not None else t.merge_without_figures
@@ -459,7 +461,17 @@ class Clusterer:
                 return False
         if p.entities_max is not None and p.entities_max < t.min_entities:
             return False
+        if not self._same_layout(p, 1.0):
+            return False
         return p.order is None or p.order >= t.min_order
+
+    def _same_layout(self, p: PairScore, scale: float) -> bool:
+        """The paragraphs follow each other in order (``min_paragraphs`` and ``min_paragraph_order``,
+        times ``scale``); true while the layout is not computed yet (``finish`` adds it)."""
+        t = self.t
+        if p.layout is None:
+            return True
+        return p.layout[0] >= t.min_paragraphs * scale and p.layout[1] >= t.min_paragraph_order * scale
 
     def rarity(self, key: str) -> float:
         """1 for an anchor few items in the window carry, less the more carry it."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import re
 import zlib
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,7 +28,7 @@ from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fo
 from aggregator.dedupe.numbers import Figure, extract_figures, family
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 """Bump whenever extraction gives other ``Features`` for the same item and lexicon: stored
 per-item features (``aggregator.dedupe.codec``) made by an older version are then re-extracted."""
 NON_LATIN_LOCALES = frozenset({"zh-CN", "zh-TW", "ja", "ru", "uk", "ar"})
@@ -317,6 +318,10 @@ class Features:
     seq_figures: tuple[tuple[float, int], ...]
     """(figure value, position in ``sequence``), sorted by value."""
     outlets_named: frozenset[str]
+    paragraphs: tuple[tuple[tuple[float, ...], frozenset[str]], ...]
+    """(heavy figures, entity and name keys) of each line of the text that carries an anchor, in
+    order: a translation keeps the paragraphs of its original, an independent report of the same
+    facts groups and orders them its own way."""
     minhash: tuple[int, ...] | None
     near_family: str
     # Derived once here, read by every pair comparison.
@@ -425,6 +430,7 @@ class Extractor:
             key = self.lexicon.latin(ticker.upper()) or ticker.lower()
             entities.setdefault(key, self.lexicon.weight(key) or 0.7)
         anchors.sort()
+        paragraphs = _paragraphs(text, anchors)
         seen: set[str] = set()
         sequence: list[str] = []
         seq_values: list[float | None] = []
@@ -468,6 +474,7 @@ class Extractor:
             seq_index={k: i for i, k in enumerate(sequence) if not k.startswith("#")},
             seq_figures=tuple(sorted((v, i) for i, v in enumerate(seq_values) if v is not None)),
             outlets_named=frozenset(outlets),
+            paragraphs=paragraphs,
             minhash=self._minhash(text, locale),
             near_family=_near_family(locale),
         )
@@ -679,6 +686,27 @@ class _LatinToken:
     """``_latin_weight`` in a Latin-script text; None when it depends on the position."""
     weight_foreign: tuple[float, bool]
     """... inside a non-Latin text."""
+
+
+def _paragraphs(
+    text: str, anchors: list[tuple[int, str]]
+) -> tuple[tuple[tuple[float, ...], frozenset[str]], ...]:
+    """The anchors (sorted by position) grouped by the line of ``text`` they sit on."""
+    starts = [0] + [m.end() for m in _NEWLINE.finditer(text)]
+    lines: dict[int, tuple[list[float], set[str]]] = {}
+    for pos, key in anchors:
+        line = bisect_right(starts, pos) - 1
+        figs, ents = lines.setdefault(line, ([], set()))
+        if key.startswith("#"):
+            value = float(key[1:])
+            if value not in figs:
+                figs.append(value)
+        else:
+            ents.add(key)
+    return tuple((tuple(figs), frozenset(ents)) for _, (figs, ents) in sorted(lines.items()))
+
+
+_NEWLINE = re.compile("\n")
 
 
 def catalogue_outlet_names() -> dict[str, str]:

@@ -38,6 +38,9 @@ class PairScore:
     """(index key, weight) of the anchors both carry, for rarity-weighted related links."""
     complete: bool = True
     """False: ``order`` is not computed yet and ``score`` is only an upper bound (see ``compare``)."""
+    layout: tuple[float, float] | None = None
+    """(how well the paragraphs match when kept in order, the share of the best unordered match
+    that order keeps), from ``paragraph_alignment``; None until ``finish`` (or no paragraphs)."""
 
     def signals(self) -> dict[str, Any]:
         out: dict[str, Any] = {"score": round(self.score, 3), "mass": round(self.mass, 2)}
@@ -53,6 +56,9 @@ class PairScore:
             value = getattr(self, name)
             if value is not None:
                 out[name] = round(value, 3)
+        if self.layout is not None:
+            out["paragraphs"] = round(self.layout[0], 3)
+            out["paragraph_order"] = round(self.layout[1], 3)
         if self.clash:
             out["headline_clash"] = True
         out["hours"] = round(self.hours, 2)
@@ -163,6 +169,44 @@ def _order(a: Features, b: Features, tol: float) -> float | None:
     return len(tails) / len(indices)
 
 
+def _paragraph_similarity(
+    pa: tuple[tuple[float, ...], frozenset[str]], pb: tuple[tuple[float, ...], frozenset[str]], tol: float
+) -> float:
+    """Dice of two paragraphs' anchors, figures counted twice (they carry more than names)."""
+    figs_a, ents_a = pa
+    figs_b, ents_b = pb
+    den = 2 * (len(figs_a) + len(figs_b)) + len(ents_a) + len(ents_b)
+    if not den:
+        return 0.0
+    matched = sum(1 for v in figs_a if any(close(v, u, tol) for u in figs_b))
+    return (4 * matched + 2 * len(ents_a & ents_b)) / den
+
+
+def paragraph_alignment(a: Features, b: Features, tol: float) -> tuple[float, float] | None:
+    """How paragraph by paragraph ``a`` follows ``b``: (mean similarity of the paragraphs matched
+    in order, over the shorter text's paragraphs; the share of ``a``'s best unordered matches that
+    the in-order matching keeps). A translation keeps its original's paragraphs in order, so both
+    are high; an independent report of the same facts groups and orders them its own way."""
+    pa, pb = a.paragraphs, b.paragraphs
+    n, m = len(pa), len(pb)
+    if not n or not m:
+        return None
+    sim = [[_paragraph_similarity(x, y, tol) for y in pb] for x in pa]
+    # Longest common subsequence, weighted by similarity (monotone alignment).
+    prev = [0.0] * (m + 1)
+    for i in range(n):
+        row = sim[i]
+        cur = [0.0] * (m + 1)
+        for j in range(m):
+            diag = prev[j] + row[j]
+            best = prev[j + 1] if prev[j + 1] > cur[j] else cur[j]
+            cur[j + 1] = diag if diag > best else best
+        prev = cur
+    ordered = prev[m]
+    unordered = sum(max(row) for row in sim)
+    return ordered / min(n, m), (ordered / unordered if unordered else 0.0)
+
+
 def _clash(a: Features, b: Features, tol: float) -> bool:
     """Both headlines carry figures, and neither headline's figures appear anywhere in the other."""
     if not a.title_figures or not b.title_figures:
@@ -246,6 +290,7 @@ def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> Pa
     fig_part = (1 - t.containment) * fig_cov[0] + t.containment * fig_cov[1] if fig_cov else None
     ent_part = (ent_cov[0] + ent_cov[1]) / 2 if ent_cov else None
     order = None
+    layout = None
     complete = True
     # Order only matters for pairs that could merge at all (it is the costly part).
     if mass < t.min_mass_with_image:
@@ -253,6 +298,7 @@ def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> Pa
     elif full:
         order = _order(a, b, tol)
         score = _blend(fig_part, ent_part, order, t)
+        layout = paragraph_alignment(a, b, tol)
     else:
         complete = False
         score = max(_blend(fig_part, ent_part, None, t), _blend(fig_part, ent_part, 1.0, t))
@@ -273,6 +319,7 @@ def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> Pa
         shared=tuple(shared_keys),
         hours=abs(a.ts - b.ts) / 3600.0,
         complete=complete,
+        layout=layout,
     )
 
 
@@ -282,4 +329,10 @@ def finish(p: PairScore, a: Features, b: Features, t: Thresholds) -> PairScore:
         return p
     fig_part, ent_part = _parts(p, t)
     order = _order(a, b, t.figure_tolerance)
-    return replace(p, order=order, score=_blend(fig_part, ent_part, order, t), complete=True)
+    return replace(
+        p,
+        order=order,
+        score=_blend(fig_part, ent_part, order, t),
+        complete=True,
+        layout=paragraph_alignment(a, b, t.figure_tolerance),
+    )
