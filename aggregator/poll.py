@@ -33,7 +33,7 @@ from aggregator.models import Source, utcnow
 from aggregator.normalize import NormalizedEntry, prepare_feed
 from aggregator.parse import ParsedFeed
 from aggregator.settings import Settings
-from aggregator.store import plan_next_check, record_source_state, store_decisions, stored_items
+from aggregator.store import backoff_s, plan_next_check, record_source_state, store_decisions, stored_items
 
 
 def worker_id() -> str:
@@ -328,7 +328,9 @@ async def poll_round(
                     outcome = SourceOutcome(
                         source_id=source.id or 0, url=source.url, error=f"{type(e).__name__}: {e}"[:500]
                     )
-                    await asyncio.to_thread(_release_with_error, engine, source, outcome.error or "")
+                    await asyncio.to_thread(
+                        _release_with_error, engine, settings, source, outcome.error or ""
+                    )
                     return outcome
 
         for fut in asyncio.as_completed([run(s) for s in sources]):
@@ -345,7 +347,9 @@ async def poll_round(
     return report
 
 
-def _release_with_error(engine: sa.Engine, source: Source, error: str) -> None:
+def _release_with_error(engine: sa.Engine, settings: Settings, source: Source, error: str) -> None:
+    """Give up the lease after an unexpected failure, backing off as for any failed fetch."""
+    delay = backoff_s(settings, source.id or 0, source.error_count + 1)
     with session_scope(engine) as session:
         session.execute(
             sa.update(Source)
@@ -355,6 +359,6 @@ def _release_with_error(engine: sa.Engine, source: Source, error: str) -> None:
                 lease_until=None,
                 last_error=error[:2000],
                 error_count=Source.error_count + 1,
-                next_check_at=utcnow() + timedelta(seconds=600),
+                next_check_at=utcnow() + timedelta(seconds=delay),
             )
         )

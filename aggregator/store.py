@@ -41,6 +41,14 @@ def publishing_interval_s(published: Iterable[datetime]) -> float | None:
     return statistics.median(gaps)
 
 
+def backoff_s(settings: Settings, source_id: int, errors: int) -> float:
+    """Seconds to wait after the ``errors``-th failure in a row: doubling from ``min_interval_s``
+    with ±20 % jitter (seeded by source and count, so reproducible), capped at ``max_backoff_s``."""
+    rng = random.Random(source_id * 1_000_003 + errors)
+    base = min(float(settings.max_backoff_s), settings.min_interval_s * 2.0 ** min(errors - 1, 30))
+    return min(float(settings.max_backoff_s), base * rng.uniform(0.8, 1.2))
+
+
 def plan_next_check(
     *,
     settings: Settings,
@@ -69,9 +77,7 @@ def plan_next_check(
         )
     if failed:
         errors = error_count + 1
-        rng = random.Random(source_id * 1_000_003 + errors)
-        base = min(float(settings.max_backoff_s), lo * 2.0 ** min(errors - 1, 30))
-        delay = min(float(settings.max_backoff_s), base * rng.uniform(0.8, 1.2))
+        delay = backoff_s(settings, source_id, errors)
         if fetch.retry_after_s:
             delay = max(delay, min(fetch.retry_after_s, float(settings.max_backoff_s)))
         return NextCheck(now + timedelta(seconds=delay), int(delay), errors, enabled=True)

@@ -140,3 +140,28 @@ def test_concurrent_workers_never_claim_the_same_source(engine: sa.Engine) -> No
         t.join()
     every = [i for ids in claimed.values() for i in ids]
     assert len(every) == len(set(every)) == 40
+
+
+def test_unexpected_failure_releases_the_lease_with_the_shared_backoff(engine: sa.Engine) -> None:
+    from sqlmodel import Session, select
+
+    from aggregator.models import Source
+    from aggregator.poll import _release_with_error
+    from aggregator.store import backoff_s
+
+    add_sources(
+        engine, [SourceSpec(url="http://feeds.example/x.xml", outlet="gate", locale="en", title=None)]
+    )
+    delays = []
+    for n in range(6):
+        (source,) = claim_due_sources(engine, "w", now=datetime.now(UTC), lease_s=60, all_sources=True)
+        before = datetime.now(UTC)
+        _release_with_error(engine, S, source, "RuntimeError: boom")
+        with Session(engine) as session:
+            row = session.exec(select(Source)).one()
+        assert row.lease_owner is None and row.error_count == n + 1 and row.last_error == "RuntimeError: boom"
+        delay = (row.next_check_at - before).total_seconds()
+        # The same back-off as a failed fetch: doubling with jitter, never a fixed delay.
+        assert abs(delay - backoff_s(S, source.id or 0, n + 1)) < 5
+        delays.append(delay)
+    assert delays[5] > delays[0] * 8
