@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -156,6 +158,8 @@ def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
     from aggregator.scheduler import run_worker
 
     require_migrated(engine)
+    # `kill -USR1 <pid>` prints every thread's stack on stderr: how to see where a worker hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_worker(engine, settings))
     return 0

@@ -21,6 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FEED = (Path(__file__).parent / "fixtures" / "e2e" / "coindesk-en.xml").read_bytes()
 
 
+def _stop(worker: subprocess.Popen[str]) -> str:
+    """The worker's stderr once it has exited; a worker still running a minute after SIGINT
+    prints its threads' stacks (SIGUSR1, faulthandler) and is killed, and the test fails."""
+    try:
+        return worker.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:
+        worker.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        worker.kill()
+        raise AssertionError("worker did not stop after SIGINT:\n" + worker.communicate()[1]) from None
+
+
 def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
     url = pg_server.create_database()
     engine = make_engine(Settings(database_url=url))
@@ -62,7 +74,7 @@ def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
         finally:
             for w in workers:
                 w.send_signal(signal.SIGINT)
-            errs = [w.communicate(timeout=30)[1] for w in workers]
+            errs = [_stop(w) for w in workers]
         assert [server.hits.get(p, 0) for p in paths] == [1] * len(paths), errs
         assert all(w.returncode == 0 for w in workers), errs
         assert all("Traceback" not in e for e in errs), errs
