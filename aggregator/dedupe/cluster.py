@@ -44,9 +44,12 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict, deque
+from array import array
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from aggregator.dedupe.features import Features
 from aggregator.dedupe.numbers import buckets_near
@@ -85,8 +88,12 @@ def _related_signals(a: Features, b: Features) -> dict[str, Any]:
     return {
         "hours": round(abs(a.ts - b.ts) / 3600.0, 2),
         "shared": shared[:20],
-        "figures": len({v for v, _ in a.figures} & {v for v, _ in b.figures}),
+        "figures": len(a.figure_values & b.figure_values),
     }
+
+
+_PLAIN, _FIGURE, _BAND = 0, 1, 2
+"""Kinds of query keys: figures have their own ``max_figure_postings``; MinHash bands are not anchors."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,8 @@ class Blocking:
     candidates: list[int]
     """Items worth a full comparison: they may merge with the newcomer."""
     related: dict[int, float]
-    """Item → shared anchor weight, each anchor weighted by its rarity in the window."""
+    """Item published within ``related_hours`` → shared anchor weight (at least ``related``), each
+    anchor weighted by its rarity in the window."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +126,18 @@ class Clusterer:
         self.stories: dict[int, StoryState] = {}
         self.story_of: dict[int, int] = {}
         self.docs: dict[int, Features] = {}
-        self._postings: dict[str, deque[int]] = {}
+        self._postings: dict[str, array[int]] = {}
+        """Index key → ordinals (see ``_ord``) of the items carrying it, in placement order."""
         self._ts: dict[int, float] = {}
+        self._ord: dict[int, int] = {}
+        """Item → its placement ordinal: postings hold ordinals so that one newcomer's postings are
+        gathered, window-filtered and summed with numpy (``_candidates``)."""
+        self._next_ord = 0
+        self._ord_base = 0
+        """The ordinal at index 0 of the arrays below (ordinals before it all left the window)."""
+        self._ord_ts = np.zeros(1024)
+        self._ord_doc = np.zeros(1024, dtype=np.int64)
+        self._ord_alive = np.zeros(1024, dtype=bool)
         self._doc_keys: dict[int, tuple[str, ...]] = {}
         self._by_time: list[tuple[float, int]] = []
         self._in_order = True
@@ -129,6 +147,7 @@ class Clusterer:
         self.related: dict[tuple[int, int], RelatedLink] = {}
         self._window = thresholds.window_hours * 3600.0
         self._latest = float("-inf")
+        self._figure_key_cache: dict[tuple[float, float], tuple[str, ...]] = {}
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -165,15 +184,43 @@ class Clusterer:
         else:
             self._latest = f.ts
         self._ts[doc_id] = f.ts
+        o = self._new_ord(doc_id, f.ts)
         postings = self._postings
         for key in keys:
             p = postings.get(key)
             if p is None:
-                postings[key] = deque((doc_id,))
+                postings[key] = array("q", (o,))
             else:
-                p.append(doc_id)
+                p.append(o)
         self._doc_keys[doc_id] = tuple(keys)
         heapq.heappush(self._by_time, (f.ts, doc_id))
+
+    def _new_ord(self, doc_id: int, ts: float) -> int:
+        """The next ordinal, recorded for ``doc_id``; the arrays drop the ordinals that left the
+        window before they grow (memory stays bounded by the window)."""
+        o = self._next_ord
+        i = o - self._ord_base
+        size = len(self._ord_ts)
+        if i == size:
+            alive = self._ord_alive
+            first = int(alive.argmax()) if alive.any() else size
+            if first >= size // 2:
+                keep = size - first
+                for arr in (self._ord_ts, self._ord_doc, alive):
+                    arr[:keep] = arr[first:]
+                    arr[keep:] = 0
+                self._ord_base += first
+            else:
+                self._ord_ts = np.concatenate([self._ord_ts, np.zeros(size)])
+                self._ord_doc = np.concatenate([self._ord_doc, np.zeros(size, dtype=np.int64)])
+                self._ord_alive = np.concatenate([alive, np.zeros(size, dtype=bool)])
+            i = o - self._ord_base
+        self._ord_ts[i] = ts
+        self._ord_doc[i] = doc_id
+        self._ord_alive[i] = True
+        self._ord[doc_id] = o
+        self._next_ord = o + 1
+        return o
 
     def _evict(self, horizon: float) -> None:
         """Forget every item published before ``horizon``: it can no longer be a candidate."""
@@ -183,12 +230,14 @@ class Clusterer:
             _, doc_id = heapq.heappop(by_time)
             f = self.docs.pop(doc_id)
             del ts_of[doc_id]
+            o = self._ord.pop(doc_id)
+            self._ord_alive[o - self._ord_base] = False
             for key in self._doc_keys.pop(doc_id):
                 p = postings[key]
-                if p[0] == doc_id:
-                    p.popleft()
+                if p[0] == o:
+                    del p[0]
                 else:
-                    p.remove(doc_id)
+                    p.remove(o)
                 if not p:
                     del postings[key]
             story = self.stories.get(self.story_of[doc_id])
@@ -209,6 +258,17 @@ class Clusterer:
             for band in range(bands)
         ]
 
+    def _figure_keys(self, value: float, tolerance: float) -> tuple[str, ...]:
+        """``f:`` index keys of ``buckets_near(value, tolerance)``, remembered: the versions of a
+        story carry the same figures."""
+        cache = self._figure_key_cache
+        keys = cache.get((value, tolerance))
+        if keys is None:
+            if len(cache) >= 1 << 16:
+                cache.clear()
+            keys = cache[(value, tolerance)] = tuple("f:" + b for b in buckets_near(value, tolerance))
+        return keys
+
     def _keys(self, f: Features, bands: list[str]) -> list[str]:
         keys = ["id:" + k for k in f.identity]
         keys += ["decl:" + u for u in f.declared]
@@ -217,128 +277,151 @@ class Clusterer:
             keys.append("img:" + f.image)
         for value, weight in f.figures:
             if weight >= 0.5:
-                keys += ["f:" + b for b in buckets_near(value, 0.0)]
+                keys += self._figure_keys(value, 0.0)
         floor = self.t.index_entity_weight
         keys += ["e:" + key for key, weight in f.entities.items() if weight >= floor]
         keys += ["e:" + key for key in f.names]
         keys += bands
         return keys
 
-    def _query_keys(self, f: Features, bands: list[str]) -> list[tuple[str, float]]:
-        """(index key, weight) to look up: identity and declared keys in both directions."""
-        out: list[tuple[str, float]] = []
+    def _query_keys(self, f: Features, bands: list[str]) -> list[tuple[str, float, int]]:
+        """(index key, weight, ``_PLAIN`` | ``_FIGURE`` | ``_BAND``) to look up: identity and declared
+        keys in both directions."""
+        out: list[tuple[str, float, int]] = []
         for k in f.identity:
-            out += [("id:" + k, 100.0), ("decl:" + k, 100.0), ("cite:" + k, 5.0)]
+            out += [("id:" + k, 100.0, _PLAIN), ("decl:" + k, 100.0, _PLAIN), ("cite:" + k, 5.0, _PLAIN)]
         for u in f.declared:
-            out += [("id:" + u, 100.0), ("decl:" + u, 100.0)]
-        out += [("id:" + u, 5.0) for u in f.cites]
+            out += [("id:" + u, 100.0, _PLAIN), ("decl:" + u, 100.0, _PLAIN)]
+        out += [("id:" + u, 5.0, _PLAIN) for u in f.cites]
         if f.image:
-            out.append(("img:" + f.image, 5.0))
+            out.append(("img:" + f.image, 5.0, _PLAIN))
         tol = self.t.figure_tolerance
         for value, weight in f.figures:
             if weight >= 0.5:
-                out += [("f:" + b, weight) for b in buckets_near(value, tol)]
+                out += [(key, weight, _FIGURE) for key in self._figure_keys(value, tol)]
         floor = self.t.index_entity_weight
-        out += [("e:" + key, weight) for key, weight in f.entities.items() if weight >= floor]
-        out += [("e:" + key, weight * 0.5) for key, weight in f.names.items()]
-        out += [(b, 1.0) for b in bands]
+        out += [("e:" + key, weight, _PLAIN) for key, weight in f.entities.items() if weight >= floor]
+        out += [("e:" + key, weight * 0.5, _PLAIN) for key, weight in f.names.items()]
+        out += [(b, 1.0, _BAND) for b in bands]
         return out
 
-    def _candidates(self, f: Features, query: list[tuple[str, float]]) -> Blocking:
+    def _candidates(self, f: Features, query: list[tuple[str, float, int]]) -> Blocking:
         t = self.t
         max_postings, rare = t.max_postings, t.rare_postings
         max_figure_postings = t.max_figure_postings
-        ts_of, fts, window = self._ts, f.ts, self._window
-        lo, hi = fts - window, fts + window
-        hits: defaultdict[int, float] = defaultdict(float)
-        # Weight from keys that are not anchors (identity, links, images, MinHash bands): taken
-        # back out of ``hits`` for the related weight, which counts anchors only.
-        other: defaultdict[int, float] = defaultdict(float)
-        figures: defaultdict[int, float] = defaultdict(float)
-        strong: set[int] = set()
-        declared: set[int] = set()
+        # Per walked key: how many postings, and what each of its items adds to ``hits`` (the
+        # weight scaled by rarity), to ``other`` (the part from keys that are not anchors:
+        # identity, links, images, MinHash bands; taken back out of ``hits`` for the related
+        # weight, which counts anchors only), to ``figures`` (a figure's own weight), whether it
+        # marks the item ``declared`` (shares a declared link, image or cite) and whether it is
+        # exempt from the window (declared identity).
+        ords: array[int] = array("q")
+        rows: list[tuple[int, float, float, float, float, float]] = []
         unseen_figures = 0.0
         seen_keys: set[str] = set()
-        in_order = self._in_order
-        for key, weight in query:
+        postings_of = self._postings
+        any_other = any_figure = any_declared = any_exempt = False
+        for key, weight, kind in query:
             if key in seen_keys:
                 continue
             seen_keys.add(key)
-            postings = self._postings.get(key)
+            postings = postings_of.get(key)
             if not postings:
                 continue
-            if weight >= 100.0:
-                for doc_id in postings:
-                    hits[doc_id] += weight
-                    other[doc_id] += weight
-                declared.update(postings)
-                strong.update(postings)
-                continue
             n = len(postings)
-            figure = key.startswith("f:")
-            anchor = weight < 5.0 and not key.startswith("mh:")
-            scaled = weight
-            if weight < 5.0:
-                if n > (max_figure_postings if figure else max_postings):
-                    if figure:
+            if weight >= 100.0:
+                rows.append((n, weight, weight, 0.0, 1.0, 1.0))
+                any_other = any_declared = any_exempt = True
+            elif weight < 5.0:
+                if kind == _FIGURE:
+                    if n > max_figure_postings:
                         unseen_figures += weight
-                    continue
-                if n > rare:
-                    scaled = weight * rare / n
-            if in_order:
-                # Sorted by time: walk back from the newest until the window's start.
-                found = []
-                for doc_id in reversed(postings):
-                    ts = ts_of[doc_id]
-                    if ts < lo:
-                        break
-                    if ts <= hi:
-                        hits[doc_id] += scaled
-                        found.append(doc_id)
+                        continue
+                    rows.append((n, weight * rare / n if n > rare else weight, 0.0, weight, 0.0, 0.0))
+                    any_figure = True
+                else:
+                    if n > max_postings:
+                        continue
+                    scaled = weight * rare / n if n > rare else weight
+                    if kind == _BAND:
+                        rows.append((n, scaled, scaled, 0.0, 0.0, 0.0))
+                        any_other = True
+                    else:
+                        rows.append((n, scaled, 0.0, 0.0, 0.0, 0.0))
+            elif kind == _FIGURE:
+                rows.append((n, weight, weight, weight, 0.0, 0.0))
+                any_other = any_figure = True
             else:
-                found = [doc_id for doc_id in postings if abs(ts_of[doc_id] - fts) <= window]
-                for doc_id in found:
-                    hits[doc_id] += scaled
-            if not anchor:
-                for doc_id in found:
-                    other[doc_id] += scaled
-            if figure:
-                for doc_id in found:
-                    figures[doc_id] += weight
-                strong.update(postings)
-            elif weight >= 5.0:
-                declared.update(postings)
-                strong.update(postings)
-        min_hits = t.min_candidate_hits
-        ranked = sorted(((-h, d) for d, h in hits.items() if h >= min_hits))
+                rows.append((n, weight, weight, 0.0, 1.0, 0.0))
+                any_other = any_declared = True
+            ords.extend(postings)
+        if not rows:
+            return Blocking([], {})
+        # Every posting entry of every walked key, in key order: ``np.bincount`` sums each item's
+        # weights in that order, as a loop over the keys would (the same floats to the last bit).
+        table = np.array(rows)
+        row_of = np.repeat(np.arange(len(rows)), table[:, 0].astype(np.intp))
+        index = np.frombuffer(ords, dtype=np.int64) - self._ord_base
+        ts = self._ord_ts[index]
+        fts, window = f.ts, self._window
+        # The window as bounds while items came in time order, as a distance otherwise (the two
+        # computations the index has always used for the two cases).
+        in_order = self._in_order
+        keep = (ts >= fts - window) & (ts <= fts + window) if in_order else np.abs(ts - fts) <= window
+        if any_exempt:
+            keep |= table[row_of, 5] > 0
+        index, row_of = index[keep], row_of[keep]
+        size = self._next_ord - self._ord_base
+
+        def total(column: int) -> np.ndarray:
+            return np.bincount(index, table[row_of, column], size)
+
+        hits = total(1)
+        min_hits, floor = t.min_candidate_hits, t.related
+        present = np.bincount(index, None, size) > 0 if min(min_hits, floor) <= 0 else None
+        # An item no walked key found has ``hits`` 0: ``present`` matters only for a bar at 0 or below.
+        local = np.flatnonzero(hits >= min_hits if present is None else present & (hits >= min_hits))
+        doc_ids = self._ord_doc[local]
+        ranked = np.lexsort((doc_ids, -hits[local]))
         # The best ``max_candidates``; then items that share a figure (or a declared link, image or
         # cite) ranked below them, up to ``max_candidates`` of those in all: on a busy day a dozen
         # look-alike reports (a template filled with other numbers) share more names with a
         # newcomer than its translation does, but only the translation shares its figures.
-        out = [doc_id for _, doc_id in ranked[: t.max_candidates]]
-        room = t.max_candidates - sum(1 for d in out if d in strong)
-        for _, doc_id in ranked[t.max_candidates :]:
-            if room <= 0:
-                break
-            if doc_id in strong:
-                out.append(doc_id)
-                room -= 1
-        # A content merge needs ``min_figures`` of the newcomer's figures found in the other item
-        # (when both carry figures): bounded above by the heavy figures the index found, plus the
-        # light ones it does not index, plus those behind postings too long to walk.
-        mass = f.figure_mass
-        if mass >= 0.5:
-            light = sum(w for _, w in f.figures if w < 0.5) + unseen_figures
-            need = t.min_figures * mass - light
-            docs = self.docs
-            out = [
-                d
-                for d in out
-                if d in declared or docs[d].figure_mass < 0.5 or figures.get(d, 0.0) >= need - 1e-9
-            ]
-        floor = t.related
-        related = {d: h - other[d] if d in other else h for d, h in hits.items() if h >= floor}
-        return Blocking(out, {d: r for d, r in related.items() if r >= floor})
+        top = t.max_candidates
+        out: list[tuple[int, int]] = []
+        if len(ranked):
+            figures = total(3) if any_figure else np.zeros(size)
+            declared = total(4) > 0 if any_declared else np.zeros(size, dtype=bool)
+            strong = declared | (figures > 0)
+            ranked_local = local[ranked].tolist()
+            ranked_docs = doc_ids[ranked].tolist()
+            out = list(zip(ranked_docs[:top], ranked_local[:top], strict=True))
+            room = top - sum(1 for _, i in out if strong[i])
+            for d, i in zip(ranked_docs[top:], ranked_local[top:], strict=True):
+                if room <= 0:
+                    break
+                if strong[i]:
+                    out.append((d, i))
+                    room -= 1
+            # A content merge needs ``min_figures`` of the newcomer's figures found in the other
+            # item (when both carry figures): bounded above by the heavy figures the index found,
+            # plus the light ones it does not index, plus those behind postings too long to walk.
+            mass = f.figure_mass
+            if mass >= 0.5 and out:
+                light = sum(w for _, w in f.figures if w < 0.5) + unseen_figures
+                need = t.min_figures * mass - light - 1e-9
+                docs = self.docs
+                out = [
+                    (d, i) for d, i in out if declared[i] or figures[i] >= need or docs[d].figure_mass < 0.5
+                ]
+        related = hits - total(2) if any_other else hits
+        bar = (hits >= floor) & (related >= floor)
+        bar &= np.abs(self._ord_ts[:size] - fts) <= t.related_hours * 3600.0
+        linked = np.flatnonzero(bar if present is None else present & bar)
+        return Blocking(
+            [d for d, _ in out],
+            dict(zip(self._ord_doc[linked].tolist(), related[linked].tolist(), strict=True)),
+        )
 
     # -- decisions -------------------------------------------------------------------------------
 
@@ -424,7 +507,7 @@ class Clusterer:
                 continue
             if p.mass >= 1.0:
                 if not p.complete and p.score >= t.complete_link:
-                    p = finish(p, f, member, t)
+                    p = finish(p, f, member, t, layout=False)
                 if p.score < t.complete_link:
                     return None
         return best
@@ -481,22 +564,22 @@ class Clusterer:
 
     def _relate(self, f: Features, story_key: int, related: dict[int, float]) -> None:
         """Link ``f``'s story to the stories of items that share enough rare anchors with it."""
-        t = self.t
         best: dict[int, tuple[float, int]] = {}
-        horizon, fts, ts_of, story_of = t.related_hours * 3600.0, f.ts, self._ts, self.story_of
+        story_of = self.story_of
+        # Per other story, its item with the highest weight (ties: the lowest id).
         for d, score in related.items():
-            if abs(ts_of[d] - fts) > horizon:
-                continue
             other = story_of[d]
             if other == story_key:
                 continue
-            if other not in best or (score, -d) > (best[other][0], -best[other][1]):
+            held = best.get(other)
+            if held is None or score > held[0] or (score == held[0] and d < held[1]):
                 best[other] = (score, d)
+        links = self.related
         for other, (score, d) in best.items():
-            key = (min(story_key, other), max(story_key, other))
-            old = self.related.get(key)
+            key = (story_key, other) if story_key < other else (other, story_key)
+            old = links.get(key)
             if old is None or score > old.score:
-                self.related[key] = RelatedLink(round(score, 3), _related_signals(f, self.docs[d]))
+                links[key] = RelatedLink(round(score, 3), _related_signals(f, self.docs[d]))
 
     def merge_stories(self, src: int, dst: int) -> None:
         """Move every member of ``src`` into ``dst`` (an editor's merge)."""

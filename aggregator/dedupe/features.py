@@ -329,21 +329,45 @@ class Features:
     entity_mass: float = field(init=False)
     name_mass: float = field(init=False)
     figures_sorted: tuple[tuple[float, float], ...] = field(init=False)
+    figures_sorted_values: tuple[float, ...] = field(init=False)
+    """The values of ``figures_sorted``, to bisect."""
     anchor_weights: Mapping[str, float] = field(init=False)
     """``entities`` and ``names`` in one lookup (an entity's weight wins)."""
     minhash_lanes: int = field(init=False)
     """The MinHash as one integer, 32 bits per value, so two signatures compare in a few operations."""
+    figure_values: frozenset[float] = field(init=False)
+    """The values of ``figures``, for the figures two items share."""
+    paragraph_sizes: tuple[int, ...] = field(init=False)
+    """Per paragraph: twice its figures plus its entity keys (the Dice denominator's share)."""
+    paragraph_figures: tuple[tuple[float, int], ...] = field(init=False)
+    """(figure value, paragraph index) of every paragraph's figures, sorted: the paragraphs of
+    another item that hold a close figure are found by bisection, not by pairing paragraphs."""
+    paragraph_entities: Mapping[str, tuple[int, ...]] = field(init=False)
+    """Entity or name key → the indices of the paragraphs that carry it."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "figure_mass", sum(w for _, w in self.figures))
         object.__setattr__(self, "entity_mass", sum(self.entities.values()))
         object.__setattr__(self, "name_mass", sum(self.names.values()))
         object.__setattr__(self, "figures_sorted", tuple(sorted(self.figures)))
+        object.__setattr__(self, "figures_sorted_values", tuple(v for v, _ in self.figures_sorted))
         object.__setattr__(self, "anchor_weights", {**self.names, **self.entities})
         lanes = 0
         for h in reversed(self.minhash or ()):
             lanes = (lanes << 32) | h
         object.__setattr__(self, "minhash_lanes", lanes)
+        object.__setattr__(self, "figure_values", frozenset(v for v, _ in self.figures))
+        sizes: list[int] = []
+        para_figures: list[tuple[float, int]] = []
+        para_entities: dict[str, list[int]] = {}
+        for i, (figs, ents) in enumerate(self.paragraphs):
+            sizes.append(2 * len(figs) + len(ents))
+            para_figures += [(v, i) for v in figs]
+            for key in ents:
+                para_entities.setdefault(key, []).append(i)
+        object.__setattr__(self, "paragraph_sizes", tuple(sizes))
+        object.__setattr__(self, "paragraph_figures", tuple(sorted(para_figures)))
+        object.__setattr__(self, "paragraph_entities", {k: tuple(v) for k, v in para_entities.items()})
 
 
 class Extractor:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from operator import eq
 from typing import Any
 
 from aggregator.dedupe.features import Features
-from aggregator.dedupe.numbers import bucket, close
+from aggregator.dedupe.numbers import close
 from aggregator.dedupe.policy import Thresholds
 
 
@@ -32,10 +33,7 @@ class PairScore:
     score: float
     mass: float
     clash: bool
-    related: float
     hours: float
-    shared: tuple[tuple[str, float], ...] = ()
-    """(index key, weight) of the anchors both carry, for rarity-weighted related links."""
     complete: bool = True
     """False: ``order`` is not computed yet and ``score`` is only an upper bound (see ``compare``)."""
     layout: tuple[float, float] | None = None
@@ -65,50 +63,49 @@ class PairScore:
         return out
 
 
-def _figure_coverage(
-    a: Features, b: Features, tol: float, shared_keys: list[tuple[str, float]]
-) -> tuple[tuple[float, float] | None, float, float]:
-    """((coverage of the less covered side, of the more covered side), shared weight, of it rare)."""
+def _figure_coverage(a: Features, b: Features, tol: float) -> tuple[tuple[float, float] | None, float]:
+    """((coverage of the less covered side, of the more covered side), shared weight)."""
     ma, mb = a.figure_mass, b.figure_mass
     if not a.figures or not b.figures:
-        return None, 0.0, 0.0
-    bvals = b.figures_sorted
-    matched_a = shared = rare = 0.0
+        return None, 0.0
+    bvals, values = b.figures_sorted, b.figures_sorted_values
+    matched_a = shared = 0.0
     matched_b_idx: set[int] = set()
     for v, w in a.figures:
-        j = _find_close(bvals, v, tol)
+        j = _find_close(values, v, tol)
         if j is not None:
             matched_a += w
             wb = bvals[j][1]
-            shared += min(w, wb)
-            if min(w, wb) >= 0.5:
-                rare += min(w, wb)
-                shared_keys.append(("f:" + bucket(v), min(w, wb)))
+            shared += w if w <= wb else wb
             matched_b_idx.add(j)
     matched_b = sum(bvals[j][1] for j in matched_b_idx)
     if ma < 0.5 or mb < 0.5:
-        return None, shared, rare
-    return (min(matched_a / ma, matched_b / mb), max(matched_a / ma, matched_b / mb)), shared, rare
+        return None, shared
+    return (min(matched_a / ma, matched_b / mb), max(matched_a / ma, matched_b / mb)), shared
 
 
-def _find_close(sorted_vals: Sequence[tuple[float, float]], v: float, tol: float) -> int | None:
-    i = bisect_left(sorted_vals, (v * (1 - tol), -1.0))
-    while i < len(sorted_vals) and sorted_vals[i][0] <= v * (1 + tol) + 1e-12:
-        if close(sorted_vals[i][0], v, tol):
+def _find_close(values: Sequence[float], v: float, tol: float) -> int | None:
+    """The index of the first of the sorted ``values`` from ``v * (1 - tol)`` on, up to
+    ``v * (1 + tol)``, that is ``close`` to ``v``."""
+    i = bisect_left(values, v * (1 - tol))
+    end, hi = len(values), v * (1 + tol) + 1e-12
+    while i < end:
+        u = values[i]
+        if u > hi:
+            return None
+        if u == v or abs(u - v) <= tol * max(abs(u), abs(v)):  # ``close(u, v, tol)``
             return i
         i += 1
     return None
 
 
-def _entity_coverage(
-    a: Features, b: Features, rare_min: float, shared_keys: list[tuple[str, float]]
-) -> tuple[tuple[float, float] | None, float, float]:
-    """(two-way coverage, shared weight, shared weight of rare entities).
+def _entity_coverage(a: Features, b: Features) -> tuple[tuple[float, float] | None, float]:
+    """(two-way coverage, shared weight).
 
     Title-case words outside the lexicon (``names``) count against coverage only between texts of
     one language: across languages they may be translated, so only the ones found on both sides count.
     """
-    shared = rare = 0.0
+    shared = 0.0
     a_names_shared = b_names_shared = 0.0
     b_weights, b_names = b.anchor_weights, b.names
     for key, w in a.entities.items():
@@ -116,9 +113,6 @@ def _entity_coverage(
         if other:
             m = w if w <= other else other
             shared += m
-            shared_keys.append(("e:" + key, m))
-            if m >= rare_min:
-                rare += m
             if key in b_names:
                 b_names_shared += other
     for key, w in a.names.items():
@@ -126,9 +120,6 @@ def _entity_coverage(
         if other:
             m = w if w <= other else other
             shared += m
-            shared_keys.append(("e:" + key, m))
-            if m >= rare_min:
-                rare += m
             a_names_shared += w
             if key in b_names:
                 b_names_shared += other
@@ -137,11 +128,10 @@ def _entity_coverage(
     else:
         mass_a, mass_b = a.entity_mass + a_names_shared, b.entity_mass + b_names_shared
     if mass_a < 0.5 or mass_b < 0.5:
-        return None, shared, rare
+        return None, shared
     return (
         (min(1.0, shared / mass_a, shared / mass_b), min(1.0, max(shared / mass_a, shared / mass_b))),
         shared,
-        rare,
     )
 
 
@@ -169,29 +159,58 @@ def _order(a: Features, b: Features, tol: float) -> float | None:
     return len(tails) / len(indices)
 
 
-def _paragraph_similarity(
-    pa: tuple[tuple[float, ...], frozenset[str]], pb: tuple[tuple[float, ...], frozenset[str]], tol: float
-) -> float:
-    """Dice of two paragraphs' anchors, figures counted twice (they carry more than names)."""
-    figs_a, ents_a = pa
-    figs_b, ents_b = pb
-    den = 2 * (len(figs_a) + len(figs_b)) + len(ents_a) + len(ents_b)
-    if not den:
-        return 0.0
-    matched = sum(1 for v in figs_a if any(close(v, u, tol) for u in figs_b))
-    return (4 * matched + 2 * len(ents_a & ents_b)) / den
+def _close_range(v: float, tol: float) -> tuple[float, float]:
+    """Bounds that hold every figure ``close`` to ``v`` (a hair wider: ``close`` has the last word)."""
+    if not 0 <= tol < 1 or not math.isfinite(v):
+        return -math.inf, math.inf
+    lo, hi = v * (1 - tol), v / (1 - tol)
+    if lo > hi:
+        lo, hi = hi, lo
+    return lo - abs(lo) * 1e-9, hi + abs(hi) * 1e-9
 
 
 def paragraph_alignment(a: Features, b: Features, tol: float) -> tuple[float, float] | None:
     """How paragraph by paragraph ``a`` follows ``b``: (mean similarity of the paragraphs matched
     in order, over the shorter text's paragraphs; the share of ``a``'s best unordered matches that
     the in-order matching keeps). A translation keeps its original's paragraphs in order, so both
-    are high; an independent report of the same facts groups and orders them its own way."""
-    pa, pb = a.paragraphs, b.paragraphs
-    n, m = len(pa), len(pb)
+    are high; an independent report of the same facts groups and orders them its own way.
+
+    Two paragraphs' similarity is the Dice of their anchors, figures counted twice (they carry
+    more than names): 4 per figure of ``a``'s paragraph with a close one in ``b``'s, 2 per shared
+    entity or name, over twice the figures plus the entities of both. The shared anchors are
+    found from each side's paragraph index (``Features.paragraph_figures`` and
+    ``paragraph_entities``), not by comparing every paragraph with every other."""
+    sizes_a, sizes_b = a.paragraph_sizes, b.paragraph_sizes
+    n, m = len(sizes_a), len(sizes_b)
     if not n or not m:
         return None
-    sim = [[_paragraph_similarity(x, y, tol) for y in pb] for x in pa]
+    shared = [[0] * m for _ in range(n)]
+    figures_b = b.paragraph_figures
+    if figures_b:
+        end = len(figures_b)
+        for i, (figs, _) in enumerate(a.paragraphs):
+            counts = shared[i]
+            for v in figs:
+                lo, hi = _close_range(v, tol)
+                k = bisect_left(figures_b, (lo, -1))
+                found: set[int] = set()
+                while k < end and figures_b[k][0] <= hi:
+                    u, j = figures_b[k]
+                    if j not in found and close(v, u, tol):
+                        found.add(j)
+                        counts[j] += 4
+                    k += 1
+    ents_a, ents_b = a.paragraph_entities, b.paragraph_entities
+    for key in ents_a.keys() & ents_b.keys():
+        js = ents_b[key]
+        for i in ents_a[key]:
+            counts = shared[i]
+            for j in js:
+                counts[j] += 2
+    sim = [
+        [s / (size_a + size_b) if size_a + size_b else 0.0 for s, size_b in zip(row, sizes_b, strict=True)]
+        for row, size_a in zip(shared, sizes_a, strict=True)
+    ]
     # Longest common subsequence, weighted by similarity (monotone alignment).
     prev = [0.0] * (m + 1)
     for i in range(n):
@@ -211,18 +230,20 @@ def _clash(a: Features, b: Features, tol: float) -> bool:
     """Both headlines carry figures, and neither headline's figures appear anywhere in the other."""
     if not a.title_figures or not b.title_figures:
         return False
-    bvals, avals = b.figures_sorted, a.figures_sorted
+    bvals, avals = b.figures_sorted_values, a.figures_sorted_values
     a_in_b = any(_find_close(bvals, v, tol) is not None for v in a.title_figures)
     b_in_a = any(_find_close(avals, v, tol) is not None for v in b.title_figures)
     return not a_in_b and not b_in_a
 
 
 def _declared(a: Features, b: Features) -> str | None:
-    if a.identity & b.identity:
+    if not a.identity.isdisjoint(b.identity):
         return "same-article"
-    if a.declared & b.identity or b.declared & a.identity:
+    if not a.declared:
+        return None if b.declared.isdisjoint(a.identity) else "attribution"
+    if not (a.declared.isdisjoint(b.identity) and b.declared.isdisjoint(a.identity)):
         return "attribution"
-    if a.declared & b.declared:
+    if not a.declared.isdisjoint(b.declared):
         return "same-original"
     return None
 
@@ -283,9 +304,8 @@ def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> Pa
     order); ``finish`` adds the order. A pair whose bound misses a threshold never needs it.
     """
     tol = t.figure_tolerance
-    shared_keys: list[tuple[str, float]] = []
-    fig_cov, fig_shared, fig_rare = _figure_coverage(a, b, tol, shared_keys)
-    ent_cov, ent_shared, ent_rare = _entity_coverage(a, b, t.related_entity_weight, shared_keys)
+    fig_cov, fig_shared = _figure_coverage(a, b, tol)
+    ent_cov, ent_shared = _entity_coverage(a, b)
     mass = fig_shared + ent_shared
     fig_part = (1 - t.containment) * fig_cov[0] + t.containment * fig_cov[1] if fig_cov else None
     ent_part = (ent_cov[0] + ent_cov[1]) / 2 if ent_cov else None
@@ -305,7 +325,7 @@ def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> Pa
     return PairScore(
         declared=_declared(a, b),
         image=bool(a.image and a.image == b.image),
-        cite=bool(a.cites & b.identity or b.cites & a.identity),
+        cite=not (a.cites.isdisjoint(b.identity) and b.cites.isdisjoint(a.identity)),
         near_duplicate=_lane_jaccard(a, b) if a.near_family == b.near_family else 0.0,
         figures=fig_cov[0] if fig_cov else None,
         figures_max=fig_cov[1] if fig_cov else None,
@@ -315,24 +335,35 @@ def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> Pa
         score=score,
         mass=mass,
         clash=_clash(a, b, tol),
-        related=fig_rare + ent_rare,
-        shared=tuple(shared_keys),
         hours=abs(a.ts - b.ts) / 3600.0,
         complete=complete,
         layout=layout,
     )
 
 
-def finish(p: PairScore, a: Features, b: Features, t: Thresholds) -> PairScore:
-    """``p`` (from ``compare(a, b, t, full=False)``) with the order of anchors and the exact score."""
+def finish(p: PairScore, a: Features, b: Features, t: Thresholds, *, layout: bool = True) -> PairScore:
+    """``p`` (from ``compare(a, b, t, full=False)``) with the order of anchors and the exact score;
+    with ``layout=False`` the paragraph layout is left out (None) for a caller that reads only
+    the score."""
     if p.complete:
         return p
     fig_part, ent_part = _parts(p, t)
     order = _order(a, b, t.figure_tolerance)
-    return replace(
-        p,
+    # Every field named: ``dataclasses.replace`` costs as much as the rest of this function.
+    return PairScore(
+        declared=p.declared,
+        image=p.image,
+        cite=p.cite,
+        near_duplicate=p.near_duplicate,
+        figures=p.figures,
+        figures_max=p.figures_max,
+        entities=p.entities,
+        entities_max=p.entities_max,
         order=order,
         score=_blend(fig_part, ent_part, order, t),
+        mass=p.mass,
+        clash=p.clash,
+        hours=p.hours,
         complete=True,
-        layout=paragraph_alignment(a, b, t.figure_tolerance),
+        layout=paragraph_alignment(a, b, t.figure_tolerance) if layout else None,
     )
