@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from datetime import UTC
 
 import sqlalchemy as sa
@@ -79,10 +80,26 @@ class Ticker:
 
 
 async def run_worker(engine: sa.Engine, settings: Settings) -> None:
-    """``main.py worker``: tick until cancelled (SIGINT/SIGTERM)."""
+    """``main.py worker``: tick until SIGINT or SIGTERM (or cancelled), then stop cleanly.
+
+    The handlers are installed here, not left to Python's defaults: a process started in the
+    background by a shell inherits SIGINT ignored, and SIGTERM (what service managers send)
+    would otherwise end it without releasing anything."""
     ticker = Ticker(engine, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            pass
     ticker.start()
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("stopping")
     finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
         await ticker.stop()

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from aggregator.db import make_engine
 from aggregator.migrate import upgrade
 from aggregator.registry import add_sources
@@ -30,7 +32,7 @@ def _stop(worker: subprocess.Popen[str]) -> str:
         worker.send_signal(signal.SIGUSR1)
         time.sleep(2)
         worker.kill()
-        raise AssertionError("worker did not stop after SIGINT:\n" + worker.communicate()[1]) from None
+        raise AssertionError("worker did not stop after a stop signal:\n" + worker.communicate()[1]) from None
 
 
 def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
@@ -86,4 +88,51 @@ def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
             sa.text("SELECT count(*) FROM source WHERE lease_owner IS NOT NULL")
         ).scalar_one()
     assert n == 12 * 3 and leased == 0
+    engine.dispose()
+
+
+def _ignore_sigint() -> None:
+    """What a shell does to a command it starts in the background."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_worker_stops_cleanly_on_sigint_or_sigterm(tmp_path: Path, signum: signal.Signals) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    engine = make_engine(Settings(database_url=url))
+    upgrade(engine)
+    with FeedServer() as server:
+        server.routes["/feed.xml"] = Response(body=FEED, headers={"Content-Type": "application/rss+xml"})
+        add_sources(
+            engine, [SourceSpec(url=server.url("/feed.xml"), outlet="coindesk", locale="en", title=None)]
+        )
+        env = dict(
+            os.environ, BABELWIRE_DATABASE_URL=url, BABELWIRE_ALLOW_PRIVATE_FEEDS="1", BABELWIRE_TICK_S="0.3"
+        )
+        # Started with SIGINT ignored, as from `cmd &` in a script: the worker must still stop.
+        worker = subprocess.Popen(
+            [sys.executable, "main.py", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_ignore_sigint,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not server.hits.get("/feed.xml"):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        worker.send_signal(signum)
+        err = _stop(worker)
+    assert worker.returncode == 0, err
+    assert "stopping" in err and "Traceback" not in err, err
+    with engine.connect() as conn:
+        import sqlalchemy as sa
+
+        leased = conn.execute(
+            sa.text("SELECT count(*) FROM source WHERE lease_owner IS NOT NULL")
+        ).scalar_one()
+        items = conn.execute(sa.text("SELECT count(*) FROM item")).scalar_one()
+    assert leased == 0 and items == 3
     engine.dispose()
