@@ -54,7 +54,7 @@ import numpy as np
 from aggregator.dedupe.features import Features
 from aggregator.dedupe.numbers import buckets_near
 from aggregator.dedupe.policy import DEFAULT, Thresholds
-from aggregator.dedupe.similarity import PairScore, compare, finish
+from aggregator.dedupe.similarity import PairScore, compare, finish, with_layout
 
 
 @dataclass(frozen=True)
@@ -475,14 +475,20 @@ class Clusterer:
         for d in sorted(docs):
             p = pairs[d]
             if p.declared:
-                p = pairs[d] = finish(p, f, self.docs[d], t)
+                p = pairs[d] = finish(p, f, self.docs[d], t, layout=False)
                 cand = (0, d, p, 1.0)
             else:
                 threshold = self._threshold(p)
                 if threshold is None or p.score < threshold:
                     continue
                 if not p.complete:
-                    p = pairs[d] = finish(p, f, self.docs[d], t)
+                    p = pairs[d] = finish(p, f, self.docs[d], t, layout=False)
+                    threshold = self._threshold(p)
+                    if threshold is None or p.score < threshold:
+                        continue
+                # The paragraph layout last, and only where it can still veto: the costliest part.
+                if p.layout is None and self._needs_layout(p):
+                    p = pairs[d] = with_layout(p, f, self.docs[d], t)
                     threshold = self._threshold(p)
                     if threshold is None or p.score < threshold:
                         continue
@@ -511,6 +517,16 @@ class Clusterer:
                 if p.score < t.complete_link:
                     return None
         return best
+
+    def _needs_layout(self, p: PairScore) -> bool:
+        """Whether the paragraph layout decides this pair: on content alone, or with a shared
+        image or cite when ``image_layout`` asks for it; never for near-duplicates."""
+        t = self.t
+        if self.near_duplicate(p):
+            return False
+        if (p.cite or p.image) and p.mass >= t.min_mass_with_image:
+            return t.image_layout > 0
+        return True
 
     def near_duplicate(self, p: PairScore) -> bool:
         """Near-identical text whose figures agree (a template filled with other numbers is not)."""

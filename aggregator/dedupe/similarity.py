@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import eq
 from typing import Any
 
@@ -339,6 +339,11 @@ def compare(a: Features, b: Features, t: Thresholds, *, full: bool = True) -> Pa
         complete=complete,
         layout=layout,
     )
+
+
+def with_layout(p: PairScore, a: Features, b: Features, t: Thresholds) -> PairScore:
+    """``p`` with the paragraph layout of ``a`` against ``b`` filled in."""
+    return replace(p, layout=paragraph_alignment(a, b, t.figure_tolerance))
 
 
 def finish(p: PairScore, a: Features, b: Features, t: Thresholds, *, layout: bool = True) -> PairScore:
