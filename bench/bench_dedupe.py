@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from aggregator.dedupe.cluster import Clusterer  # noqa: E402
+from aggregator.dedupe.cluster import Clusterer, collector_paused  # noqa: E402
 from aggregator.dedupe.corpus import LabelledDoc, load_corpus  # noqa: E402
 from aggregator.dedupe.features import DedupeDoc, Extractor  # noqa: E402
 
@@ -125,13 +125,14 @@ def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str,
     merges = wrong = same_text = 0
     texts = {d.id: d.text for d in docs}
     started, cpu = time.perf_counter(), time.process_time()
-    for f in features:
-        a = clusterer.add(f)
-        if a.kind == "merge" and a.matched_doc is not None:
-            merges += 1
-            if truth[a.doc_id] != truth[a.matched_doc]:
-                wrong += 1
-                same_text += texts[a.doc_id] == texts[a.matched_doc]
+    with collector_paused():  # as ``run_dedupe`` clusters
+        for f in features:
+            a = clusterer.add(f)
+            if a.kind == "merge" and a.matched_doc is not None:
+                merges += 1
+                if truth[a.doc_id] != truth[a.matched_doc]:
+                    wrong += 1
+                    same_text += texts[a.doc_id] == texts[a.matched_doc]
     wall, main_cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "wall": wall,

@@ -340,3 +340,22 @@ def test_retelling_of_one_press_release_is_related_not_merged() -> None:
     lenient = Thresholds(min_order=0.0, min_paragraphs=0.0, min_paragraph_order=0.0)
     _, story = cluster([RELEASE, RETOLD], lenient)
     assert story[30] == story[31]
+
+
+def test_collector_is_paused_while_clustering_and_restored_after() -> None:
+    import gc
+
+    from aggregator.dedupe.cluster import collector_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        assert not gc.isenabled()
+        raise RuntimeError("a failed batch")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

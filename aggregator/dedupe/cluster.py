@@ -43,9 +43,12 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
 
 from __future__ import annotations
 
+import gc
 import heapq
 from array import array
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +58,22 @@ from aggregator.dedupe.features import Features
 from aggregator.dedupe.numbers import buckets_near
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.dedupe.similarity import PairScore, compare, finish, with_layout
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while a batch is clustered, back on (as it was) after.
+
+    Clustering allocates many small objects that hold no reference cycles, and the collector
+    would rescan the whole growing heap (every item's features, every related link) over and
+    over: about a tenth of the time at 30k items, growing with the batch."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from aggregator.db import session_scope
-from aggregator.dedupe.cluster import Assignment, Clusterer
+from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features, norm_url
 from aggregator.dedupe.policy import DEFAULT, Thresholds
@@ -136,22 +136,23 @@ def _cluster(
     items: dict[int, Item] = {}
     # Kept apart from the clusterer, which forgets items that fall out of its window.
     features = _features(session, ex, [*context, *new_rows])
-    for item, _ in context:
-        assert item.id is not None and item.story_id is not None
-        items[item.id] = item
-        closed = norm_url(item.link) in split_links
-        clusterer.seed(features[item.id], item.story_id, closed=closed)
-    assignments: list[Assignment] = []
-    for item, _ in new_rows:
-        assert item.id is not None
-        items[item.id] = item
-        f = features[item.id]
-        if norm_url(item.link) in split_links:
-            key = clusterer.new_story_key()
-            clusterer.seed(f, key, closed=True)
-            assignments.append(Assignment(item.id, key, "editor", signals={"override": "split"}))
-        else:
-            assignments.append(clusterer.add(f))
+    with collector_paused():
+        for item, _ in context:
+            assert item.id is not None and item.story_id is not None
+            items[item.id] = item
+            closed = norm_url(item.link) in split_links
+            clusterer.seed(features[item.id], item.story_id, closed=closed)
+        assignments: list[Assignment] = []
+        for item, _ in new_rows:
+            assert item.id is not None
+            items[item.id] = item
+            f = features[item.id]
+            if norm_url(item.link) in split_links:
+                key = clusterer.new_story_key()
+                clusterer.seed(f, key, closed=True)
+                assignments.append(Assignment(item.id, key, "editor", signals={"override": "split"}))
+            else:
+                assignments.append(clusterer.add(f))
     # New stories get rows; every assignment is written with its reason.
     real: dict[int, int] = {}
     for a in assignments:
