@@ -30,8 +30,9 @@ def main() -> int:
         return res.returncode
     print(f"Command: `{' '.join(['.venv/bin/python', *cmd[1:]])}`\n")
     print(res.stdout.strip())
+    tune, test = (len(list((ROOT / "eval" / half).glob("*.json"))) for half in ("tune", "test"))
     print(
-        "\n`eval/tune` (15 events) is what the thresholds were tuned on; `eval/test` (7 events) is held"
+        f"\n`eval/tune` ({tune} events) is what the thresholds were tuned on; `eval/test` ({test} events) is held"
         " out and never tuned on. Blind mode: no shared article ids in URLs and no links to the original;"
         " hints: Gate-style shared ids and original links; rehost: each outlet serves its own image URL."
         "\n\nTargets on the held-out half: B³ F1 ≥ 0.95, false merges ≤ 1 %, related recall ≥ 0.8 (also blind)."

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,19 @@ from tests.pgserver import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
 FEED = (Path(__file__).parent / "fixtures" / "e2e" / "coindesk-en.xml").read_bytes()
+
+
+def _start(env: dict[str, str], preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[str]:
+    """A real ``main.py worker`` process; its stderr is read when it stops."""
+    return subprocess.Popen(
+        [sys.executable, "main.py", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
 
 
 def _stop(worker: subprocess.Popen[str]) -> str:
@@ -57,17 +71,7 @@ def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
             BABELWIRE_TICK_S="0.3",
             BABELWIRE_FETCH_CONCURRENCY="2",
         )
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "main.py", "worker"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
+        workers = [_start(env) for _ in range(2)]
         try:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and sum(server.hits.get(p, 0) for p in paths) < len(paths):
@@ -110,15 +114,7 @@ def test_worker_stops_cleanly_on_sigint_or_sigterm(tmp_path: Path, signum: signa
             os.environ, BABELWIRE_DATABASE_URL=url, BABELWIRE_ALLOW_PRIVATE_FEEDS="1", BABELWIRE_TICK_S="0.3"
         )
         # Started with SIGINT ignored, as from `cmd &` in a script: the worker must still stop.
-        worker = subprocess.Popen(
-            [sys.executable, "main.py", "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_ignore_sigint,
-        )
+        worker = _start(env, preexec_fn=_ignore_sigint)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not server.hits.get("/feed.xml"):
             time.sleep(0.2)
