@@ -472,6 +472,18 @@ def test_related_in_best_locale_both_ways_without_hidden(client: TestClient, see
     assert [r["id"] for r in items[b]["related"]] == [a]
 
 
+def test_related_are_the_strongest_few(client: TestClient, seed: Seeder) -> None:
+    from api.feed import RELATED_PER_STORY
+
+    a = seed.story(Member("en"), at=T0 + timedelta(hours=1))
+    others = [seed.story(Member("en"), at=T0 + timedelta(minutes=i)) for i in range(RELATED_PER_STORY + 3)]
+    for i, o in enumerate(others):
+        seed.relate(a, o, 0.1 + i / 100)  # later ones relate more strongly
+    e = feed(client, locale="en", limit=1)["items"][0]
+    assert e["id"] == a
+    assert [r["id"] for r in e["related"]] == others[::-1][:RELATED_PER_STORY]
+
+
 def test_disclaimer_versions(client: TestClient, seed: Seeder) -> None:
     seed.story(Member("ja", outlet="coindesk"), Member("fr", outlet="coindesk"), at=T0)
     seed.story(Member("en", outlet="blocktempo"), at=T0 + timedelta(minutes=1))

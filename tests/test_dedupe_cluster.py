@@ -359,3 +359,15 @@ def test_collector_is_paused_while_clustering_and_restored_after() -> None:
         assert not gc.isenabled()  # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_only_links_among_the_strongest_of_a_story_are_kept() -> None:
+    from aggregator.dedupe.cluster import RelatedLink
+
+    c = Clusterer(Thresholds(related_per_story=1))
+    c.related = {(1, 2): RelatedLink(5.0, {}), (1, 3): RelatedLink(4.0, {}), (2, 3): RelatedLink(3.0, {})}
+    # 1 and 2 keep their link to each other, 3 its link to 1; 2-3 is nobody's strongest.
+    assert list(c.kept_related()) == [(1, 2), (1, 3)]
+    c = Clusterer(Thresholds(related_per_story=2))
+    c.related = {(1, 2): RelatedLink(5.0, {}), (1, 3): RelatedLink(4.0, {}), (2, 3): RelatedLink(3.0, {})}
+    assert list(c.kept_related()) == [(1, 2), (1, 3), (2, 3)]

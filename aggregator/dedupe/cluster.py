@@ -634,6 +634,19 @@ class Clusterer:
                     if key not in self.related:
                         self.related[key] = link
 
+    def kept_related(self) -> dict[tuple[int, int], RelatedLink]:
+        """The links worth storing: each among the ``related_per_story`` strongest of at least one
+        of its two stories (a busy event would otherwise tie every story to dozens of others)."""
+        by_story: dict[int, list[tuple[float, int, tuple[int, int]]]] = defaultdict(list)
+        for pair, link in self.related.items():
+            a, b = pair
+            by_story[a].append((-link.score, b, pair))
+            by_story[b].append((-link.score, a, pair))
+        keep: set[tuple[int, int]] = set()
+        for links in by_story.values():
+            keep.update(pair for _, _, pair in heapq.nsmallest(self.t.related_per_story, links))
+        return {pair: self.related[pair] for pair in sorted(keep)}
+
     def related_of(self, story_key: int) -> list[tuple[int, RelatedLink]]:
         """The strongest related links of one story."""
         links = [

@@ -193,7 +193,7 @@ def _cluster(
             )
         ).all()
     }
-    for (ka, kb), link in sorted(clusterer.related.items()):
+    for (ka, kb), link in clusterer.kept_related().items():
         sa_id, sb_id = real.get(ka, ka), real.get(kb, kb)
         if sa_id == sb_id:
             continue
