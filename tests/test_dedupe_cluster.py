@@ -365,9 +365,17 @@ def test_only_links_among_the_strongest_of_a_story_are_kept() -> None:
     from aggregator.dedupe.cluster import RelatedLink
 
     c = Clusterer(Thresholds(related_per_story=1))
-    c.related = {(1, 2): RelatedLink(5.0, {}), (1, 3): RelatedLink(4.0, {}), (2, 3): RelatedLink(3.0, {})}
+    c.related = {
+        (1, 2): RelatedLink(5.0, (1, 2)),
+        (1, 3): RelatedLink(4.0, (1, 3)),
+        (2, 3): RelatedLink(3.0, (2, 3)),
+    }
     # 1 and 2 keep their link to each other, 3 its link to 1; 2-3 is nobody's strongest.
     assert list(c.kept_related()) == [(1, 2), (1, 3)]
     c = Clusterer(Thresholds(related_per_story=2))
-    c.related = {(1, 2): RelatedLink(5.0, {}), (1, 3): RelatedLink(4.0, {}), (2, 3): RelatedLink(3.0, {})}
+    c.related = {
+        (1, 2): RelatedLink(5.0, (1, 2)),
+        (1, 3): RelatedLink(4.0, (1, 3)),
+        (2, 3): RelatedLink(3.0, (2, 3)),
+    }
     assert list(c.kept_related()) == [(1, 2), (1, 3), (2, 3)]

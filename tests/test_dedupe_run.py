@@ -124,6 +124,11 @@ def test_every_item_gets_one_story_and_reruns_change_nothing(engine: sa.Engine) 
         assert canonical is not None and canonical.link == "https://coindesk.example/en/a1"
         related = s.exec(select(RelatedStory)).all()
         assert {(r.story_id, r.related_id) for r in related} == {(min(en, other), max(en, other))}
+        # Explained: the two items that made the link and the anchors they share.
+        (link,) = related
+        items = {i.id: i.story_id for i in s.exec(select(Item)).all()}
+        assert {items[i] for i in link.signals["items"]} == {en, other}
+        assert link.signals["shared"] and link.signals["score"] == link.score
         decisions = {d.item_id: d for d in s.exec(select(MergeDecision)).all()}
         assert len(decisions) == 4
         assert sorted(d.kind for d in decisions.values()) == ["merge", "merge", "new", "new"]

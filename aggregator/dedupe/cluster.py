@@ -47,7 +47,7 @@ import gc
 import heapq
 from array import array
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,14 +101,17 @@ class StoryState:
         return {m.doc.locale for m in self.members}
 
 
-def _related_signals(a: Features, b: Features) -> dict[str, Any]:
-    """Why two items of different stories are linked: the anchors they share."""
-    shared = sorted(a.anchor_weights.keys() & b.anchor_weights.keys())
-    return {
-        "hours": round(abs(a.ts - b.ts) / 3600.0, 2),
-        "shared": shared[:20],
-        "figures": len(a.figure_values & b.figure_values),
-    }
+def related_signals(link: RelatedLink, features: Mapping[int, Features]) -> dict[str, Any]:
+    """Why two stories are linked: the two items that linked them (``link.items``) and, when their
+    features are at hand, the anchors they share. Worked out only for the links that are kept."""
+    a_id, b_id = link.items
+    out: dict[str, Any] = {"score": link.score, "items": [a_id, b_id]}
+    a, b = features.get(a_id), features.get(b_id)
+    if a is not None and b is not None:
+        out["hours"] = round(abs(a.ts - b.ts) / 3600.0, 2)
+        out["shared"] = sorted(a.anchor_weights.keys() & b.anchor_weights.keys())[:20]
+        out["figures"] = len(a.figure_values & b.figure_values)
+    return out
 
 
 _PLAIN, _FIGURE, _BAND = 0, 1, 2
@@ -129,7 +132,8 @@ class Blocking:
 @dataclass(frozen=True)
 class RelatedLink:
     score: float
-    signals: dict[str, Any]
+    items: tuple[int, int]
+    """The newcomer and the item of the other story whose shared anchors made the link."""
 
 
 class Clusterer:
@@ -614,7 +618,7 @@ class Clusterer:
             key = (story_key, other) if story_key < other else (other, story_key)
             old = links.get(key)
             if old is None or score > old.score:
-                links[key] = RelatedLink(round(score, 3), _related_signals(f, self.docs[d]))
+                links[key] = RelatedLink(round(score, 3), (f.doc.id, d))
 
     def merge_stories(self, src: int, dst: int) -> None:
         """Move every member of ``src`` into ``dst`` (an editor's merge)."""

@@ -26,7 +26,7 @@ from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
 from aggregator.db import session_scope
-from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused
+from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features, norm_url
 from aggregator.dedupe.policy import DEFAULT, Thresholds
@@ -201,12 +201,17 @@ def _cluster(
         row = existing.get((lo_id, hi_id)) or existing.get((hi_id, lo_id))
         if row is None:
             session.add(
-                RelatedStory(story_id=lo_id, related_id=hi_id, score=link.score, signals=link.signals)
+                RelatedStory(
+                    story_id=lo_id,
+                    related_id=hi_id,
+                    score=link.score,
+                    signals=related_signals(link, features),
+                )
             )
             report.related_links += 1
             report.changed_stories.update((lo_id, hi_id))
         elif link.score > row.score + 1e-9:
-            row.score, row.signals = link.score, link.signals
+            row.score, row.signals = link.score, related_signals(link, features)
             session.add(row)
     _set_canonicals(session, report.changed_stories, features)
 
