@@ -151,7 +151,6 @@ class Clusterer:
         self.docs: dict[int, Features] = {}
         self._postings: dict[str, array[int]] = {}
         """Index key → ordinals (see ``_ord``) of the items carrying it, in placement order."""
-        self._ts: dict[int, float] = {}
         self._ord: dict[int, int] = {}
         """Item → its placement ordinal: postings hold ordinals so that one newcomer's postings are
         gathered, window-filtered and summed with numpy (``_candidates``)."""
@@ -206,7 +205,6 @@ class Clusterer:
             self._in_order = False
         else:
             self._latest = f.ts
-        self._ts[doc_id] = f.ts
         o = self._new_ord(doc_id, f.ts)
         postings = self._postings
         for key in keys:
@@ -248,11 +246,10 @@ class Clusterer:
     def _evict(self, horizon: float) -> None:
         """Forget every item published before ``horizon``: it can no longer be a candidate."""
         by_time = self._by_time
-        postings, ts_of = self._postings, self._ts
+        postings = self._postings
         while by_time and by_time[0][0] < horizon:
             _, doc_id = heapq.heappop(by_time)
             f = self.docs.pop(doc_id)
-            del ts_of[doc_id]
             o = self._ord.pop(doc_id)
             self._ord_alive[o - self._ord_base] = False
             for key in self._doc_keys.pop(doc_id):
@@ -356,16 +353,16 @@ class Clusterer:
                 rows.append((n, weight, weight, 0.0, 1.0, 1.0))
                 any_other = any_declared = any_exempt = True
             elif weight < 5.0:
+                scaled = weight * rare / n if n > rare else weight  # rarity in the window
                 if kind == _FIGURE:
                     if n > max_figure_postings:
                         unseen_figures += weight
                         continue
-                    rows.append((n, weight * rare / n if n > rare else weight, 0.0, weight, 0.0, 0.0))
+                    rows.append((n, scaled, 0.0, weight, 0.0, 0.0))
                     any_figure = True
                 else:
                     if n > max_postings:
                         continue
-                    scaled = weight * rare / n if n > rare else weight
                     if kind == _BAND:
                         rows.append((n, scaled, scaled, 0.0, 0.0, 0.0))
                         any_other = True
@@ -595,12 +592,6 @@ class Clusterer:
             return True
         return p.layout[0] >= t.min_paragraphs * scale and p.layout[1] >= t.min_paragraph_order * scale
 
-    def rarity(self, key: str) -> float:
-        """1 for an anchor few items in the window carry, less the more carry it."""
-        postings = self._postings.get(key)
-        n = len(postings) if postings else 0
-        return 1.0 if n <= self.t.rare_postings else self.t.rare_postings / n
-
     def _relate(self, f: Features, story_key: int, related: dict[int, float]) -> None:
         """Link ``f``'s story to the stories of items that share enough rare anchors with it."""
         best: dict[int, tuple[float, int]] = {}
@@ -638,23 +629,31 @@ class Clusterer:
                     if key not in self.related:
                         self.related[key] = link
 
+    def _strongest_by_story(self) -> dict[int, list[tuple[int, RelatedLink]]]:
+        """Story → its ``related_per_story`` strongest links (other story, link), strongest first,
+        ties to the lower story id."""
+        by_story: dict[int, list[tuple[int, RelatedLink]]] = defaultdict(list)
+        for (a, b), link in self.related.items():
+            by_story[a].append((b, link))
+            by_story[b].append((a, link))
+        k = self.t.related_per_story
+        return {story: heapq.nsmallest(k, links, key=_link_rank) for story, links in by_story.items()}
+
     def kept_related(self) -> dict[tuple[int, int], RelatedLink]:
         """The links worth storing: each among the ``related_per_story`` strongest of at least one
         of its two stories (a busy event would otherwise tie every story to dozens of others)."""
-        by_story: dict[int, list[tuple[float, int, tuple[int, int]]]] = defaultdict(list)
-        for pair, link in self.related.items():
-            a, b = pair
-            by_story[a].append((-link.score, b, pair))
-            by_story[b].append((-link.score, a, pair))
-        keep: set[tuple[int, int]] = set()
-        for links in by_story.values():
-            keep.update(pair for _, _, pair in heapq.nsmallest(self.t.related_per_story, links))
+        keep = {
+            (min(story, other), max(story, other))
+            for story, links in self._strongest_by_story().items()
+            for other, _ in links
+        }
         return {pair: self.related[pair] for pair in sorted(keep)}
 
     def related_of(self, story_key: int) -> list[tuple[int, RelatedLink]]:
         """The strongest related links of one story."""
-        links = [
-            (b if a == story_key else a, link) for (a, b), link in self.related.items() if story_key in (a, b)
-        ]
-        links.sort(key=lambda x: (-x[1].score, x[0]))
-        return links[: self.t.related_per_story]
+        return self._strongest_by_story().get(story_key, [])
+
+
+def _link_rank(entry: tuple[int, RelatedLink]) -> tuple[float, int]:
+    other, link = entry
+    return -link.score, other
