@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres clean
+.PHONY: run test lint fmt bench eval check postgres clean venv native
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 venv: $(STAMP)
 
-run: $(STAMP)  ## serve the API on http://127.0.0.1:8000 with the offline demo outlets (SQLite)
+# Dedupe's native kernels (Cython twins of its hot paths), rebuilt when a .pyx changes.
+EXT_SUFFIX := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+NATIVE_SRC := $(wildcard aggregator/dedupe/_*.pyx)
+NATIVE := $(NATIVE_SRC:.pyx=$(EXT_SUFFIX))
+
+$(NATIVE) &: $(NATIVE_SRC) tools/build_native.py $(STAMP)
+	$(PY) tools/build_native.py
+
+native: $(NATIVE)  ## build dedupe's native kernels (make run/test/eval/bench do it too)
+
+run: $(STAMP) $(NATIVE)  ## serve the API on http://127.0.0.1:8000 with the offline demo outlets (SQLite)
 	mkdir -p data
 	$(PY) main.py migrate
 	$(PY) main.py serve --demo
@@ -33,18 +43,18 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) postgres lint  ## lint, then every test on SQLite and a throwaway PostgreSQL
+test: $(STAMP) $(NATIVE) postgres lint  ## lint, then every test on SQLite and a throwaway PostgreSQL
 	$(PY) -m pytest -q
 
-check: $(STAMP)  ## the outside CLI contract check
+check: $(STAMP) $(NATIVE)  ## the outside CLI contract check
 	$(PY) ../shared/contract/check
 
-eval: $(STAMP)  ## dedupe quality on the labelled corpus, end to end through the CLI
+eval: $(STAMP) $(NATIVE)  ## dedupe quality on the labelled corpus, end to end through the CLI
 	$(PY) bench/run_all.py --only eval
 	sed -n '/<!-- bench:eval -->/,/<!-- \/bench:eval -->/p' BENCHMARKS.md
 
-bench: $(STAMP) postgres  ## speed and memory; writes BENCHMARKS.md
+bench: $(STAMP) $(NATIVE) postgres  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build $(NATIVE) $(NATIVE_SRC:.pyx=.c)

@@ -24,11 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from datasketch import MinHash
 
+from aggregator.dedupe.blocking import Keys, blocking_keys
 from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fold_chinese
 from aggregator.dedupe.numbers import Figure, extract_figures, family
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 """Bump whenever extraction gives other ``Features`` for the same item and lexicon: stored
 per-item features (``aggregator.dedupe.codec``) made by an older version are then re-extracted."""
 NON_LATIN_LOCALES = frozenset({"zh-CN", "zh-TW", "ja", "ru", "uk", "ar"})
@@ -324,6 +325,9 @@ class Features:
     facts groups and orders them its own way."""
     minhash: tuple[int, ...] | None
     near_family: str
+    blocking: Keys | None = None
+    """The keys the clusterer indexes this item under and looks up for it (``blocking.blocking_keys``),
+    worked out once at extraction and stored with the features; None: worked out when needed."""
     # Derived once here, read by every pair comparison.
     figure_mass: float = field(init=False)
     entity_mass: float = field(init=False)
@@ -482,7 +486,7 @@ class Extractor:
         own = norm_url(doc.url)
         declared.discard(own or "")
         cites.discard(own or "")
-        return Features(
+        f = Features(
             doc=doc,
             ts=doc.published_at.timestamp(),
             identity=frozenset(identity),
@@ -502,6 +506,10 @@ class Extractor:
             minhash=self._minhash(text, locale),
             near_family=_near_family(locale),
         )
+        # Set once on the new object, as ``__post_init__`` sets the derived fields: the keys are
+        # worked out from the finished features.
+        object.__setattr__(f, "blocking", blocking_keys(f, self.thresholds))
+        return f
 
     def _article_key(self, doc: DedupeDoc) -> str | None:
         if self.article_key is not None:

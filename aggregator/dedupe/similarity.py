@@ -78,7 +78,8 @@ def _figure_coverage(a: Features, b: Features, tol: float) -> tuple[tuple[float,
             wb = bvals[j][1]
             shared += w if w <= wb else wb
             matched_b_idx.add(j)
-    matched_b = sum(bvals[j][1] for j in matched_b_idx)
+    # Summed in index order (not the set's): the native kernel adds them up the same way.
+    matched_b = sum(bvals[j][1] for j in sorted(matched_b_idx))
     if ma < 0.5 or mb < 0.5:
         return None, shared
     return (min(matched_a / ma, matched_b / mb), max(matched_a / ma, matched_b / mb)), shared
@@ -372,3 +373,76 @@ def finish(p: PairScore, a: Features, b: Features, t: Thresholds, *, layout: boo
         complete=True,
         layout=paragraph_alignment(a, b, t.figure_tolerance) if layout else None,
     )
+
+
+class PairKernel:
+    """The pair scoring a clusterer runs (``compare`` without the order, ``finish`` without the
+    layout, ``with_layout``), in Python: the reference, and the fallback for ``NativePairKernel``."""
+
+    def __init__(self, t: Thresholds) -> None:
+        self.t = t
+
+    def prepare(self, f: Features) -> None:
+        """Ready ``f`` for comparisons (nothing to do in Python)."""
+
+    def forget(self, doc_id: int) -> None:
+        """``doc_id`` will not be compared again."""
+
+    def compare(self, a: Features, b: Features) -> PairScore:
+        return compare(a, b, self.t, full=False)
+
+    def finish(self, p: PairScore, a: Features, b: Features) -> PairScore:
+        return finish(p, a, b, self.t, layout=False)
+
+    def with_layout(self, p: PairScore, a: Features, b: Features) -> PairScore:
+        return with_layout(p, a, b, self.t)
+
+
+class NativePairKernel(PairKernel):
+    """The same scores from ``_pairs`` (Cython, built by ``tools/build_native.py``) over a native
+    copy of each item's anchors (``_pairs.Anchors``, keys interned to integers); both items of a
+    comparison must have been prepared (the clusterer prepares every item it holds)."""
+
+    def __init__(self, t: Thresholds, native: Any) -> None:
+        super().__init__(t)
+        self._native = native
+        self._interner: dict[str, int] = {}
+        self._anchors: dict[int, Any] = {}
+
+    def prepare(self, f: Features) -> None:
+        if f.doc.id not in self._anchors:
+            self._anchors[f.doc.id] = self._native.Anchors(f, self._interner)
+
+    def forget(self, doc_id: int) -> None:
+        self._anchors.pop(doc_id, None)
+
+    def compare(self, a: Features, b: Features) -> PairScore:
+        anchors = self._anchors
+        result: PairScore = self._native.compare(anchors[a.doc.id], anchors[b.doc.id], self.t, False)
+        return result
+
+    def finish(self, p: PairScore, a: Features, b: Features) -> PairScore:
+        anchors = self._anchors
+        result: PairScore = self._native.finish(p, anchors[a.doc.id], anchors[b.doc.id], self.t, False)
+        return result
+
+    def with_layout(self, p: PairScore, a: Features, b: Features) -> PairScore:
+        anchors = self._anchors
+        result: PairScore = self._native.with_layout(p, anchors[a.doc.id], anchors[b.doc.id], self.t)
+        return result
+
+
+def pair_kernel(t: Thresholds, native: bool | None = None) -> PairKernel:
+    """The compiled kernel when built (``native`` None or True), else the Python one;
+    ``native=True`` fails when it is not built."""
+    if native is not False:
+        try:
+            from aggregator.dedupe import _pairs
+        except ImportError:
+            if native:
+                raise RuntimeError(
+                    "the native dedupe kernels are not built: run `make` (tools/build_native.py)"
+                ) from None
+        else:
+            return NativePairKernel(t, _pairs)
+    return PairKernel(t)

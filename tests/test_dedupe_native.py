@@ -1,0 +1,384 @@
+"""The native pair scoring (``aggregator.dedupe._pairs``) gives exactly what ``similarity`` gives.
+
+Every pair function is run by both modules on the corpora's pairs and on hand-made edge cases,
+and the results must match to the last bit (floats compared by their hex form, types too).
+The extension is built from ``_pairs.pyx``; if it is missing or stale these tests fail, they
+never skip: dedupe would silently fall back to the slow Python path.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from aggregator.dedupe import similarity
+from aggregator.dedupe.corpus import load_corpus
+from aggregator.dedupe.features import DedupeDoc, Extractor, Features
+from aggregator.dedupe.policy import DEFAULT, Thresholds
+from aggregator.dedupe.similarity import PairScore
+
+BUILD = "build it with `.venv/bin/python tools/build_native.py` (or `make`)"
+native: ModuleType | None
+try:
+    from aggregator.dedupe import _pairs as native
+except ImportError as exc:  # reported by every test below, never skipped
+    native, NATIVE_ERROR = None, f"aggregator.dedupe._pairs does not import ({exc}): {BUILD}"
+else:
+    NATIVE_ERROR = ""
+
+ROOT = Path(__file__).resolve().parents[1]
+TUNE = ROOT / "eval" / "tune"
+TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
+T0 = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
+OTHER = Thresholds(
+    figure_tolerance=0.05,
+    containment=0.6,
+    min_mass_with_image=0.0,
+    figure_share=0.4,
+    entity_share=0.35,
+    order_share=0.25,
+)
+"""Every pair takes the order path (no mass floor), wider figure matching, other shares."""
+DEGENERATE = Thresholds(figure_tolerance=0.0, figure_share=0.0, entity_share=0.0, order_share=0.0)
+
+
+def kernel() -> ModuleType:
+    if native is None:
+        pytest.fail(NATIVE_ERROR)
+    return native
+
+
+def test_native_kernel_is_built() -> None:
+    assert native is not None, NATIVE_ERROR
+    source = ROOT / "aggregator" / "dedupe" / "_pairs.pyx"
+    built = Path(native.__file__ or "")
+    assert built.suffix == ".so", f"aggregator.dedupe._pairs is not the compiled module: {BUILD}"
+    assert built.stat().st_mtime >= source.stat().st_mtime, f"_pairs.pyx changed since the build: {BUILD}"
+
+
+# ---------------------------------------------------------------- comparing results exactly
+
+
+def exact(x: Any) -> Any:
+    """``x`` with every float as its hex form and every value tagged with its type: ``==`` on
+    this is bit equality (``-0.0`` is not ``0.0``, a NaN equals itself, ``1`` is not ``True``)."""
+    if isinstance(x, PairScore):
+        return ("PairScore", *((f.name, exact(getattr(x, f.name))) for f in fields(x)))
+    if isinstance(x, tuple):
+        return ("tuple", *(exact(v) for v in x))
+    if isinstance(x, float):
+        return ("float", x.hex())
+    return (type(x).__name__, x)
+
+
+def attempt(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """``fn(*args, **kw)``, or the exception it raises as a value (both sides must raise alike)."""
+    try:
+        return fn(*args, **kw)
+    except Exception as e:
+        return ("raised", type(e).__name__, str(e))
+
+
+def outcomes(mod: ModuleType, a: Any, b: Any, t: Thresholds, partial: Any) -> dict[str, Any]:
+    """Every pair function of ``mod`` on (a, b); ``partial`` is ``similarity``'s
+    ``compare(full=False)``, which both modules finish."""
+    out = {
+        "compare(full=False)": attempt(mod.compare, a, b, t, full=False),
+        "compare(full=True)": attempt(mod.compare, a, b, t, full=True),
+        "paragraph_alignment": attempt(mod.paragraph_alignment, a, b, t.figure_tolerance),
+    }
+    if isinstance(partial, PairScore):
+        out["finish"] = attempt(mod.finish, partial, a, b, t)
+        out["finish(layout=False)"] = attempt(mod.finish, partial, a, b, t, layout=False)
+        out["with_layout"] = attempt(mod.with_layout, partial, a, b, t)
+    return out
+
+
+def mismatches(
+    feats: Sequence[Features],
+    anchors: Sequence[Any],
+    pairs: Iterable[tuple[int, int]],
+    thresholds: Sequence[Thresholds],
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """(every difference between the modules, ``similarity``'s outcomes per pair and thresholds)."""
+    problems: list[str] = []
+    seen: list[dict[str, Any]] = []
+    for i, j in pairs:
+        # Thresholds alternate within a pair: the kernel's cached Thresholds must follow.
+        for t in thresholds:
+            a, b = feats[i], feats[j]
+            partial = attempt(similarity.compare, a, b, t, full=False)
+            want = outcomes(similarity, a, b, t, partial)
+            got = outcomes(kernel(), anchors[i], anchors[j], t, partial)
+            seen.append(want)
+            for name, value in want.items():
+                if exact(value) != exact(got[name]):
+                    problems.append(f"{name} of {i}->{j} with {t}: python {value!r}, native {got[name]!r}")
+    return problems, seen
+
+
+# ---------------------------------------------------------------- the corpora
+
+
+@pytest.fixture(scope="module")
+def corpus() -> tuple[list[Features], list[str]]:
+    """Features and events of every version: the tuning corpus with hints (shared article ids,
+    attribution links, shared images) and the contract's testdata blind."""
+    extractor = Extractor(outlet_names={})
+    docs = load_corpus(TUNE, hints=True) + load_corpus(TESTDATA)
+    return [extractor.features(d.doc) for d in docs], [d.event for d in docs]
+
+
+def corpus_pairs(events: Sequence[str]) -> list[tuple[int, int]]:
+    """Every ordered pair within an event, each item with itself, and 1500 cross-event pairs
+    both ways."""
+    n = len(events)
+    pairs = [(i, j) for i in range(n) for j in range(n) if events[i] == events[j]]
+    rng = random.Random(7)
+    cross = [(i, j) for i, j in (rng.sample(range(n), 2) for _ in range(3000)) if events[i] != events[j]]
+    for i, j in cross[:1500]:
+        pairs += [(i, j), (j, i)]
+    return pairs
+
+
+def test_corpus_pairs_score_the_same(corpus: tuple[list[Features], list[str]]) -> None:
+    feats, events = corpus
+    interner: dict[str, int] = {}
+    anchors = [kernel().Anchors(f, interner) for f in feats]
+    pairs = corpus_pairs(events)
+    assert len(pairs) > 4000
+    problems, seen = mismatches(feats, anchors, pairs, [DEFAULT, OTHER])
+    assert not problems, f"{len(problems)} differences, first: " + "\n".join(problems[:5])
+
+    # The pairs reach every branch: the comparison above is not vacuous.
+    partial = [o["compare(full=False)"] for o in seen]
+    full = [o["compare(full=True)"] for o in seen]
+    assert sum(not p.complete for p in partial) > 1000
+    assert sum(p.order is not None for p in full) > 1000
+    assert sum(p.layout is not None for p in full) > 1000
+    assert sum(p.figures is None for p in full) > 100 and sum(p.figures is not None for p in full) > 1000
+    assert {p.declared for p in full} == {None, "same-article", "attribution", "same-original"}
+    assert sum(p.image for p in full) > 100 and sum(p.clash for p in full) > 100
+    assert sum(0 < p.near_duplicate < 1 for p in full) > 100
+    # (No corpus pair lacks entity coverage or cites the other: the edge cases below do.)
+
+
+# ---------------------------------------------------------------- hand-made edge cases
+
+
+def made(
+    n: int,
+    figures: Sequence[tuple[float, float]] = (),
+    title: Sequence[float] = (),
+    entities: dict[str, float] | None = None,
+    names: dict[str, float] | None = None,
+    order: Sequence[str | float] = (),
+    paragraphs: Sequence[tuple[Sequence[float], Iterable[str]]] = (),
+    minhash: Sequence[int] | None = None,
+    family: str = "latin",
+    identity: Iterable[str] = (),
+    declared: Iterable[str] = (),
+    cites: Iterable[str] = (),
+    image: str | None = None,
+    hours: float = 0.0,
+) -> Features:
+    """``Features`` straight from anchors; ``order`` lists the sequence (a float is a figure)."""
+    sequence = [f"#{v:.6g}" if isinstance(v, float) else v for v in order]
+    values = [v if isinstance(v, float) else None for v in order]
+    doc = DedupeDoc(
+        id=n,
+        locale="en",
+        outlet="hand",
+        url=f"https://hand.example/{n}",
+        title="",
+        text="",
+        published_at=T0 + timedelta(hours=hours),
+    )
+    return Features(
+        doc=doc,
+        ts=doc.published_at.timestamp(),
+        identity=frozenset(identity),
+        declared=frozenset(declared),
+        cites=frozenset(cites),
+        image=image,
+        figures=tuple(figures),
+        title_figures=tuple(title),
+        entities=entities or {},
+        names=names or {},
+        sequence=tuple(sequence),
+        seq_values=tuple(values),
+        seq_index={k: i for i, k in enumerate(sequence) if not k.startswith("#")},
+        seq_figures=tuple(sorted((v, i) for i, v in enumerate(values) if v is not None)),
+        outlets_named=frozenset(),
+        paragraphs=tuple((tuple(figs), frozenset(keys)) for figs, keys in paragraphs),
+        minhash=None if minhash is None else tuple(minhash),
+        near_family=family,
+    )
+
+
+LANES = [(i * 2654435761) % 2**32 for i in range(64)]
+
+
+class Colliding(str):
+    """A key whose hash is every other one's: the kernel must not take equal hashes for equal keys."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return 42
+
+
+def edge_cases() -> list[Features]:
+    return [
+        # Nothing at all; and nothing but an identity.
+        made(1),
+        made(2, identity=["https://a.example/1"], minhash=LANES),
+        # Negative, zero, duplicate and huge figures; no names; headline figures.
+        made(
+            3,
+            figures=[(0.0, 0.5), (-1200.0, 1.0), (-1200.0, 0.7), (3.5e9, 1.0), (math.inf, 0.2), (7.0, 0.15)],
+            title=[0.0, 3.5e9],
+            entities={"bitcoin": 1.0, "sec": 0.8},
+            order=["bitcoin", -1200.0, 0.0, "sec", 3.5e9, 7.0, -1200.0],
+            paragraphs=[([-1200.0, 0.0], ["bitcoin"]), ([3.5e9, 3.5e9], ["sec", "bitcoin"]), ([], [])],
+            minhash=LANES,
+            identity=["https://a.example/3"],
+            image="https://img.example/1.jpg",
+        ),
+        # Figures close to those (within 2.5 % or 5 %), in another order; names, one shared.
+        made(
+            4,
+            figures=[(3.51e9, 1.0), (-1230.0, 1.0), (-0.0, 0.3), (7.2, 0.15), (1e-300, 0.9)],
+            title=[-1230.0],
+            entities={"sec": 0.8, "bitcoin": 0.6},
+            names={"Gensler": 0.6, "Washington": 0.4},
+            order=[3.51e9, "sec", "Gensler", -1230.0, "bitcoin", -0.0, 7.2],
+            paragraphs=[([3.51e9], ["sec", "Gensler"]), ([-1230.0, -0.0], ["bitcoin"]), ([7.2], [])],
+            minhash=[*LANES[:40], *(x ^ 1 for x in LANES[40:])],
+            identity=["https://b.example/4"],
+            declared=["https://a.example/3"],
+            image="https://img.example/1.jpg",
+            hours=5.5,
+        ),
+        # An entity that is also a name (the entity's weight wins), a zero weight, another script.
+        made(
+            5,
+            figures=[(3.5e9, 1.0), (-1200.0, 0.5)],
+            title=[99.0],
+            entities={"bitcoin": 0.9, "ghost": 0.0},
+            names={"bitcoin": 0.4, "Gensler": 0.7, "Nakamoto": 0.6},
+            order=["Gensler", 3.5e9, "bitcoin", "Nakamoto", -1200.0, "ghost"],
+            paragraphs=[([], ["Gensler"]), ([3.5e9, -1200.0], ["bitcoin", "Nakamoto", "ghost"])],
+            minhash=LANES,
+            family="cjk",
+            identity=["https://c.example/5"],
+            declared=["https://orig.example/x"],
+            cites=["https://b.example/4"],
+            image="",
+            hours=-30.0,
+        ),
+        # Same original declared by two; one of them cites the first item.
+        made(
+            6,
+            figures=[(3.5e9, 1.0), (41.0, 0.5), (42.0, 0.5)],
+            entities={"bitcoin": 1.0},
+            names={"Nakamoto": 0.6},
+            order=[41.0, 42.0, "bitcoin", 3.5e9, "Nakamoto"],
+            paragraphs=[([41.0, 42.0, 3.5e9], ["bitcoin", "Nakamoto"])],
+            minhash=LANES[::-1],
+            family="cjk",
+            identity=["https://d.example/6"],
+            declared=["https://orig.example/x"],
+            cites=["https://a.example/1"],
+        ),
+        # NaN figures; an identity shared with item 2.
+        made(
+            7,
+            figures=[(math.nan, 1.0), (3.5e9, 1.0), (-math.inf, 0.5)],
+            title=[math.nan],
+            entities={"sec": 0.8},
+            order=[math.nan, "sec", 3.5e9, -math.inf],
+            paragraphs=[([math.nan, 3.5e9], ["sec"]), ([-math.inf], [])],
+            identity=["https://a.example/1", "article:hand:7"],
+        ),
+        # A MinHash of another length (both modules raise), and an empty one (both divide by zero).
+        made(8, figures=[(3.5e9, 1.0)], entities={"bitcoin": 1.0}, minhash=LANES[:32]),
+        made(9, figures=[(3.5e9, 1.0)], entities={"bitcoin": 1.0}, minhash=[], family="other"),
+        made(10, figures=[(3.5e9, 1.0)], entities={"bitcoin": 1.0}, minhash=[], family="other"),
+        # A figure a hair above another (inside the order's 1e-12 slack when figures must be equal).
+        made(13, entities={"bitcoin": 1.0, "sec": 1.0}, order=[0.5, "bitcoin", "sec"]),
+        made(14, entities={"bitcoin": 1.0, "sec": 1.0}, order=["bitcoin", "sec", 0.5 + 5e-13]),
+        # Keys whose hashes all collide: one original declared by both, nothing else shared.
+        made(
+            11,
+            identity=[Colliding("https://e.example/11")],
+            declared=[Colliding("https://e.example/orig")],
+            cites=[Colliding("https://e.example/13")],
+        ),
+        made(
+            12,
+            identity=[Colliding("https://e.example/12"), Colliding("article:e:12")],
+            declared=[Colliding("https://e.example/orig")],
+            image="https://img.example/1.jpg",
+        ),
+    ]
+
+
+def test_edge_cases_score_the_same() -> None:
+    feats = edge_cases()
+    interner: dict[str, int] = {}
+    anchors = [kernel().Anchors(f, interner) for f in feats]
+    pairs = [(i, j) for i in range(len(feats)) for j in range(len(feats))]
+    problems, seen = mismatches(feats, anchors, pairs, [DEFAULT, OTHER, DEGENERATE])
+    assert not problems, f"{len(problems)} differences, first: " + "\n".join(problems[:5])
+    raised = {o["compare(full=True)"][1] for o in seen if isinstance(o["compare(full=True)"], tuple)}
+    assert raised == {"ValueError", "ZeroDivisionError"}
+    full = [o["compare(full=True)"] for o in seen if isinstance(o["compare(full=True)"], PairScore)]
+    assert {p.declared for p in full} == {None, "same-article", "attribution", "same-original"}
+    assert any(p.clash for p in full) and any(p.cite for p in full) and any(p.image for p in full)
+    assert any(p.order is not None for p in full) and any(p.layout is not None for p in full)
+
+
+def test_anchors_intern_keys_and_keep_features() -> None:
+    feats = edge_cases()
+    interner = {"bitcoin": 0}
+    anchors = [kernel().Anchors(f, interner) for f in feats]
+    assert interner["bitcoin"] == 0
+    assert sorted(interner.values()) == list(range(len(interner)))
+    assert {"sec", "Gensler", "Nakamoto"} <= interner.keys()
+    # Per-item keys (URLs) are hashed, not interned: the interner holds only the vocabulary.
+    assert not any(key.startswith("https://") for key in interner)
+    assert all(
+        x.features is f and x.figure_mass == f.figure_mass for x, f in zip(anchors, feats, strict=True)
+    )
+
+
+def test_anchors_left_unfilled_are_refused() -> None:
+    anchors = kernel().Anchors
+    good = anchors(edge_cases()[2], {})
+    broken = edge_cases()[2]
+    object.__setattr__(broken, "paragraph_figures", ((1.0, 9),))  # a paragraph it does not have
+    with pytest.raises(ValueError, match="paragraph index"):
+        anchors(broken, {})
+    bare = anchors.__new__(anchors)
+    with pytest.raises(ValueError, match="not initialised"):
+        kernel().compare(good, bare, DEFAULT)
+    with pytest.raises(ValueError, match="not initialised"):
+        kernel().paragraph_alignment(bare, good, 0.025)
+
+
+def test_finish_returns_a_complete_score_itself() -> None:
+    a, b = edge_cases()[2:4]
+    interner: dict[str, int] = {}
+    x, y = kernel().Anchors(a, interner), kernel().Anchors(b, interner)
+    full = similarity.compare(a, b, DEFAULT)
+    assert full.complete
+    assert kernel().finish(full, x, y, DEFAULT) is full
