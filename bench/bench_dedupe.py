@@ -28,6 +28,7 @@ from collections import Counter, defaultdict
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -113,7 +114,7 @@ def quality(story_of: dict[int, int], truth: dict[int, str]) -> dict[str, float]
     }
 
 
-def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str, float]:
+def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str, Any]:
     """Extract every doc's features (``workers`` processes, the cold path), then cluster them
     (the path of every later run, which reads features from ``item.dedupe_features``): wall and
     CPU seconds of each, stories, window size and quality."""
@@ -144,7 +145,24 @@ def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str,
         **quality(clusterer.story_of, truth),
         "wrong_merges": wrong / merges if merges else 0.0,
         "wrong_merges_other_text": (wrong - same_text) / merges if merges else 0.0,
+        "story_of": clusterer.story_of,
+        "native": clusterer.native,
     }
+
+
+def python_reference(docs: list[DedupeDoc], native_story_of: dict[int, int], workers: int) -> float:
+    """Clustering seconds of the pure-Python kernels (``native=False``) on ``docs``, the baseline of
+    the compiled ones in the same run; exits if they do not give the very same stories."""
+    features = list(Extractor().features_many(docs, workers=workers))
+    clusterer = Clusterer(native=False)
+    started = time.perf_counter()
+    with collector_paused():
+        for f in features:
+            clusterer.add(f)
+    wall = time.perf_counter() - started
+    if clusterer.story_of != native_story_of:
+        sys.exit("the native kernels gave other stories than the Python reference")
+    return wall
 
 
 def cluster_only(docs: list[DedupeDoc]) -> tuple[float, float]:
@@ -178,9 +196,19 @@ def main() -> int:
         head += " extraction CPU s, one process | clustering CPU s |"
     print(head)
     print("|" + "---:|" * (head.count("|") - 1))
+    reference = ""
     for n in a.sizes:
         docs, truth = expand(base, n)
         r = run(docs, truth, a.workers)
+        if not r["native"]:
+            sys.exit("the native kernels are not built: run `make native`")
+        if n == min(a.sizes):
+            python = python_reference(docs, r["story_of"], a.workers)
+            reference = (
+                f"\nSame run, {n:,} items: the pure-Python reference kernels (`Clusterer(native=False)`) "
+                f"cluster them in {python:.1f} s, **{python / r['wall']:.1f}×** the compiled ones' "
+                f"{r['wall']:.1f} s, into the very same stories."
+            )
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         line = (
             f"| {n:,} | **{r['wall']:.1f}** | {r['cpu']:.1f} | {n / r['wall']:,.0f} | {r['extract_wall']:.1f} "
@@ -192,6 +220,7 @@ def main() -> int:
             extracted, clustered = cluster_only(docs)
             line += f" {extracted:.1f} | {clustered:.1f} |"
         print(line, flush=True)
+    print(reference)
     print(
         "\nTarget (issue, `../shared/TARGETS.md`): clustering 100,000 items in ≤ 30 s on this 2-core "
         "machine, near-linear from 10k to 100k. *Clustering* starts from extracted features, as "

@@ -110,3 +110,18 @@ def test_native_with_other_thresholds_as_python(busy_features: list[Features]) -
     _same(busy_features[:1500], t=t)
     loose = Thresholds(min_candidate_hits=0.0, window_hours=6.0, related_hours=3.0, figure_tolerance=0.05)
     _same(busy_features[:1500], t=loose)
+
+
+def test_a_run_without_the_native_kernels_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    from aggregator.dedupe import run
+
+    run._warned_python = False
+    with caplog.at_level("WARNING", logger="aggregator.dedupe.run"):
+        run._warn_if_python(Clusterer(native=True))
+        assert not caplog.records
+        run._warn_if_python(Clusterer(native=False))
+        run._warn_if_python(Clusterer(native=False))
+    assert [r.getMessage() for r in caplog.records] == [
+        "dedupe: native kernels not built (run `make native`); clustering runs in Python, several times slower"
+    ]
+    assert Clusterer(native=True).native and not Clusterer(native=False).native

@@ -19,9 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    from Cython.Build import cythonize
-    from setuptools import Distribution, Extension
-
+    try:
+        from Cython.Build import cythonize
+        from setuptools import Distribution, Extension
+    except ImportError as e:
+        print(
+            f"build_native: {e.name} is not installed (it is in requirements.txt: run `make venv`)",
+            file=sys.stderr,
+        )
+        return 2
     force = "--force" in sys.argv[1:]
     sources = sorted(ROOT.glob("aggregator/dedupe/_*.pyx"))
     extensions = [
@@ -38,7 +44,11 @@ def main() -> int:
     build = dist.get_command_obj("build_ext")
     build.inplace = True  # type: ignore[attr-defined]
     build.force = force  # type: ignore[attr-defined]
-    dist.run_command("build_ext")
+    try:
+        dist.run_command("build_ext")
+    except Exception as e:  # no compiler or no Python headers: say so in one line
+        print(f"build_native: the build failed ({e}); dedupe would run its Python code", file=sys.stderr)
+        return 1
     print(f"native kernels built: {', '.join(p.stem for p in sources)}")
     return 0
 

@@ -51,10 +51,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.dedupe.blocking import Index, Keys, Related, blocking_keys, keys_for, make_index
+from aggregator.dedupe.blocking import Index, Keys, PyIndex, Related, blocking_keys, keys_for, make_index
 from aggregator.dedupe.features import Features
 from aggregator.dedupe.policy import DEFAULT, Thresholds
-from aggregator.dedupe.similarity import PairScore, pair_kernel
+from aggregator.dedupe.similarity import NativePairKernel, PairScore, pair_kernel
 
 
 @contextmanager
@@ -144,6 +144,11 @@ class Clusterer:
         self._window = thresholds.window_hours * 3600.0
         self._latest = float("-inf")
         self._keys_for = keys_for(thresholds)
+
+    @property
+    def native(self) -> bool:
+        """Whether both compiled kernels run (``tools/build_native.py`` built them)."""
+        return isinstance(self._pairs, NativePairKernel) and not isinstance(self._index, PyIndex)
 
     # -- state ---------------------------------------------------------------------------------
 
