@@ -44,10 +44,25 @@ cdef int _by_rank(const void* a, const void* b) noexcept nogil:
     return 0
 
 
-cdef int _by_slot(const void* a, const void* b) noexcept nogil:
-    cdef Py_ssize_t x = (<const Py_ssize_t*> a)[0]
-    cdef Py_ssize_t y = (<const Py_ssize_t*> b)[0]
-    return (x > y) - (x < y)
+ctypedef struct Linked:
+    long long story
+    Py_ssize_t slot
+    double rel
+    long long doc
+
+
+cdef int _by_story_slot(const void* a, const void* b) noexcept nogil:
+    cdef const Linked* x = <const Linked*> a
+    cdef const Linked* y = <const Linked*> b
+    if x.story != y.story:
+        return -1 if x.story < y.story else 1
+    return (x.slot > y.slot) - (x.slot < y.slot)
+
+
+cdef int _by_slot_only(const void* a, const void* b) noexcept nogil:
+    cdef const Linked* x = <const Linked*> a
+    cdef const Linked* y = <const Linked*> b
+    return (x.slot > y.slot) - (x.slot < y.slot)
 
 
 cdef class Index:
@@ -314,7 +329,11 @@ cdef class Index:
     ):
         cdef Py_ssize_t n = self.n_touched, k, m = 0, slot, room, taken
         cdef Ranked* ranked = <Ranked*> malloc((n + 1) * sizeof(Ranked))
-        if ranked == NULL:
+        cdef Linked* linked = <Linked*> malloc((n + 1) * sizeof(Linked))
+        cdef Py_ssize_t nl = 0, m_out = 0, j, best
+        if ranked == NULL or linked == NULL:
+            free(ranked)
+            free(linked)
             raise MemoryError()
         cdef list out = []
         cdef list related = []
@@ -351,23 +370,42 @@ cdef class Index:
                 ):
                     continue
                 out.append(self.doc[slot])
-            # Related: ascending ordinal, best item per other story.
-            qsort(self.touched, n, sizeof(Py_ssize_t), _by_slot)
-            best = {}
+            # Related: the items over the bar, then per other story the best (most related
+            # weight, ties to the lower id), stories in the order of their first item's ordinal.
             for k in range(n):
                 slot = self.touched[k]
                 rel = self.hits[slot] - self.other[slot] if any_other else self.hits[slot]
-                if not (self.hits[slot] >= floor and rel >= floor and fabs(self.ts[slot] - fts) <= related_window):
-                    continue
-                story = self.story[slot]
-                held = best.get(story)
-                if held is None or rel > held[0] or (rel == held[0] and self.doc[slot] < held[1]):
-                    best[story] = (rel, self.doc[slot])
-            for story, (rel_score, d) in best.items():
-                related.append((story, rel_score, d))
+                if self.hits[slot] >= floor and rel >= floor and fabs(self.ts[slot] - fts) <= related_window:
+                    linked[nl].story = self.story[slot]
+                    linked[nl].slot = slot
+                    linked[nl].rel = rel
+                    linked[nl].doc = self.doc[slot]
+                    nl += 1
+            qsort(linked, nl, sizeof(Linked), _by_story_slot)
+            k = 0
+            while k < nl:
+                # ``linked[k]`` is the story's first item by ordinal; find its best.
+                best = k
+                j = k + 1
+                while j < nl and linked[j].story == linked[k].story:
+                    if linked[j].rel > linked[best].rel or (
+                        linked[j].rel == linked[best].rel and linked[j].doc < linked[best].doc
+                    ):
+                        best = j
+                    j += 1
+                linked[m_out].story = linked[k].story
+                linked[m_out].slot = linked[k].slot
+                linked[m_out].rel = linked[best].rel
+                linked[m_out].doc = linked[best].doc
+                m_out += 1
+                k = j
+            qsort(linked, m_out, sizeof(Linked), _by_slot_only)
+            for k in range(m_out):
+                related.append((linked[k].story, linked[k].rel, linked[k].doc))
             return out, related
         finally:
             free(ranked)
+            free(linked)
 
 
 cdef inline Py_ssize_t _first_from(

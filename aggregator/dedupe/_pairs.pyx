@@ -798,6 +798,23 @@ cdef object _score(
 
 def compare(Anchors a not None, Anchors b not None, t, bint full=True):
     """``similarity.compare`` on native anchors."""
+    return _compare(a, b, t, full)
+
+
+def compare_many(Anchors a not None, dict anchors, list doc_ids, t):
+    """``{d: compare(a, anchors[d], t, full=False)}`` for each ``d`` of ``doc_ids``, in one call (a
+    newcomer against its blocking candidates)."""
+    cdef dict out = {}
+    cdef Anchors b
+    for d in doc_ids:
+        b = anchors[d]
+        if b is None:
+            raise TypeError("no Anchors for item %r" % (d,))
+        out[d] = _compare(a, b, t, False)
+    return out
+
+
+cdef object _compare(Anchors a, Anchors b, t, bint full):
     _check(a, b)
     cdef const Params* params = _read(t)
     cdef double fig_cov[2]

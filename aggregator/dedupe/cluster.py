@@ -49,7 +49,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from aggregator.dedupe.blocking import Index, Keys, PyIndex, Related, blocking_keys, keys_for, make_index
 from aggregator.dedupe.features import Features
@@ -112,8 +112,9 @@ def related_signals(link: RelatedLink, features: Mapping[int, Features]) -> dict
     return out
 
 
-@dataclass(frozen=True)
-class RelatedLink:
+class RelatedLink(NamedTuple):
+    """A link between two stories (a named tuple: a busy window makes several per item)."""
+
     score: float
     items: tuple[int, int]
     """The newcomer and the item of the other story whose shared anchors made the link."""
@@ -220,8 +221,7 @@ class Clusterer:
         light = sum(w for _, w in f.figures if w < 0.5)
         cand_docs, related = self._index.candidates(keys[2], f.ts, self._window, f.figure_mass, light, self.t)
         # Orders of anchors are computed only for pairs that may merge or link (``finish``).
-        docs = self.docs
-        pairs: dict[int, PairScore] = {d: kernel.compare(f, docs[d]) for d in cand_docs}
+        pairs = kernel.compare_many(f, cand_docs, self.docs)
         by_story: dict[int, list[int]] = defaultdict(list)
         for d in cand_docs:
             by_story[self.story_of[d]].append(d)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from operator import eq
 from typing import Any
@@ -391,6 +391,13 @@ class PairKernel:
     def compare(self, a: Features, b: Features) -> PairScore:
         return compare(a, b, self.t, full=False)
 
+    def compare_many(
+        self, a: Features, doc_ids: list[int], docs: Mapping[int, Features]
+    ) -> dict[int, PairScore]:
+        """``compare(a, docs[d])`` for each of ``doc_ids``."""
+        t = self.t
+        return {d: compare(a, docs[d], t, full=False) for d in doc_ids}
+
     def finish(self, p: PairScore, a: Features, b: Features) -> PairScore:
         return finish(p, a, b, self.t, layout=False)
 
@@ -419,6 +426,13 @@ class NativePairKernel(PairKernel):
     def compare(self, a: Features, b: Features) -> PairScore:
         anchors = self._anchors
         result: PairScore = self._native.compare(anchors[a.doc.id], anchors[b.doc.id], self.t, False)
+        return result
+
+    def compare_many(
+        self, a: Features, doc_ids: list[int], docs: Mapping[int, Features]
+    ) -> dict[int, PairScore]:
+        anchors = self._anchors
+        result: dict[int, PairScore] = self._native.compare_many(anchors[a.doc.id], anchors, doc_ids, self.t)
         return result
 
     def finish(self, p: PairScore, a: Features, b: Features) -> PairScore:
