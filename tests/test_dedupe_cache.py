@@ -111,7 +111,8 @@ def test_damaged_or_foreign_blobs_decode_to_none(monkeypatch: pytest.MonkeyPatch
     # Payloads behind a valid header and checksum that are not a Features tuple.
     header = blob[: codec._HEADER.size - 4]  # all but the payload checksum
     nones = tuple([None] * len(codec._STORED))
-    for payload in (marshal.dumps((1, 2)), marshal.dumps(nones), marshal.dumps([]), b"\xff"):
+    shapes = (marshal.dumps((1, 2)), marshal.dumps(nones), marshal.dumps([]))
+    for payload in (*(zlib.compress(p) for p in shapes), *shapes, b"\xff"):
         assert decode(header + zlib.crc32(payload).to_bytes(4, "big") + payload, doc) is None
     monkeypatch.setattr(codec, "FEATURES_VERSION", codec.FEATURES_VERSION + 1)
     assert decode(blob, doc) is None

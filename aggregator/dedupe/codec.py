@@ -6,7 +6,9 @@ only items whose ``dedupe_key`` no longer matches. The key hashes everything ext
 the ``DedupeDoc`` built from the item (which includes its outlet), the lexicon's tables, the
 outlet names, the thresholds, the article-key rule and ``FEATURES_VERSION``.
 
-Blobs are ``marshal`` data (builtin types only: loading one cannot run code) behind a header
+Blobs are ``marshal`` data (builtin types only: loading one cannot run code), zlib-compressed at
+level 1 (the blocking keys kept with the features are mostly URLs and names: 2.9 KB a blob
+becomes 1.3 KB, for 16 µs of a 210 µs decode), behind a header
 that names the Python version (marshal's format is not stable across versions), the features
 version, the ``Features`` field list, and a checksum. Every field of ``Features`` that
 ``__init__`` takes is stored, except ``doc`` (the caller has it); the derived fields are
@@ -30,10 +32,13 @@ from weakref import WeakKeyDictionary
 
 from aggregator.dedupe.features import FEATURES_VERSION, DedupeDoc, Extractor, Features
 
-_MAGIC = b"BWF1"
+_MAGIC = b"BWF2"
+"""BWF1: uncompressed marshal; BWF2: zlib-compressed."""
 _HEADER = struct.Struct(">4sBBHII")
 """magic, Python major, Python minor, FEATURES_VERSION, field-list checksum, payload checksum."""
 _MARSHAL_VERSION = 4
+_MAX_RAW = 64 << 20
+"""A blob inflating beyond this is not one this module wrote (features of one item are kilobytes)."""
 _PYTHON = sys.version_info[:2]
 """marshal's format may change with the Python version: a blob is read only by the one that wrote it."""
 _STORED = tuple(f for f in dataclasses.fields(Features) if f.init and f.name != "doc")
@@ -46,7 +51,7 @@ def encode(f: Features) -> bytes:
     """``f`` without its doc, as header + marshal payload; ValueError on a value marshal cannot hold."""
     values = tuple(_plain(getattr(f, field.name)) for field in _STORED)
     try:
-        payload = marshal.dumps(values, _MARSHAL_VERSION)
+        payload = zlib.compress(marshal.dumps(values, _MARSHAL_VERSION), 1)
     except ValueError as e:
         raise ValueError(f"Features field not storable with marshal: {e}") from None
     return _HEADER.pack(_MAGIC, *_PYTHON, FEATURES_VERSION, _FIELDS_CRC, zlib.crc32(payload)) + payload
@@ -68,7 +73,11 @@ def decode(blob: bytes | memoryview | None, doc: DedupeDoc) -> Features | None:
     if zlib.crc32(payload) != payload_crc:
         return None
     try:
-        values = marshal.loads(payload)
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(payload, _MAX_RAW)
+        if inflate.unconsumed_tail or not inflate.eof:
+            return None
+        values = marshal.loads(raw)
         if not isinstance(values, tuple) or len(values) != len(_STORED):
             return None
         return Features(doc, **{field.name: v for field, v in zip(_STORED, values, strict=True)})
