@@ -101,8 +101,19 @@ cdef inline bint _close(double a, double b, double tol) noexcept:
     return a == b or fabs(a - b) <= tol * _max(fabs(a), fabs(b))
 
 
-cdef inline Py_ssize_t _bisect_fig(const Fig* xs, Py_ssize_t n, double x) noexcept:
-    """``bisect_left`` on the values of ``xs``."""
+ctypedef fused Valued:  # sorted by ``value``
+    Fig
+    At
+
+
+ctypedef fused Keyed_by_int:  # sorted by ``key``
+    Weight
+    Posting
+
+
+cdef inline Py_ssize_t _bisect(const Valued* xs, Py_ssize_t n, double x) noexcept:
+    """``bisect_left`` on the values of ``xs``; for ``At`` entries it is ``bisect_left(xs, (x, -1))``,
+    since ``(u, j) < (x, -1)`` is ``u < x`` for positions ``j >= 0``."""
     cdef Py_ssize_t lo = 0, hi = n, mid
     while lo < hi:
         mid = (lo + hi) // 2
@@ -113,30 +124,8 @@ cdef inline Py_ssize_t _bisect_fig(const Fig* xs, Py_ssize_t n, double x) noexce
     return lo
 
 
-cdef inline Py_ssize_t _bisect_at(const At* xs, Py_ssize_t n, double x) noexcept:
-    """``bisect_left(xs, (x, -1))``: ``(u, j) < (x, -1)`` is ``u < x`` for positions ``j >= 0``."""
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if xs[mid].value < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-cdef inline Py_ssize_t _find_weight(const Weight* xs, Py_ssize_t n, int32_t key) noexcept:
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if xs[mid].key < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < n and xs[lo].key == key else -1
-
-
-cdef inline Py_ssize_t _find_posting(const Posting* xs, Py_ssize_t n, int32_t key) noexcept:
+cdef inline Py_ssize_t _find(const Keyed_by_int* xs, Py_ssize_t n, int32_t key) noexcept:
+    """The index of ``key`` in ``xs``, or -1."""
     cdef Py_ssize_t lo = 0, hi = n, mid
     while lo < hi:
         mid = (lo + hi) // 2
@@ -484,7 +473,7 @@ cdef int _hashed(frozenset keys, KeySet* out) except -1:
 
 cdef Py_ssize_t _find_close(const Fig* xs, Py_ssize_t n, double v, double tol) noexcept:
     """``similarity._find_close`` on the values of ``xs`` (-1: none)."""
-    cdef Py_ssize_t i = _bisect_fig(xs, n, v * (1.0 - tol))
+    cdef Py_ssize_t i = _bisect(xs, n, v * (1.0 - tol))
     cdef double hi = v * (1.0 + tol) + 1e-12
     cdef double u
     while i < n:
@@ -534,7 +523,7 @@ cdef bint _entity_coverage(Anchors a, Anchors b, double* cov, double* shared_out
     cdef double w, other, shared = 0.0, a_names_shared = 0.0, b_names_shared = 0.0
     cdef double mass_a, mass_b, x, y
     for i in range(a.n_entities):
-        k = _find_weight(b.weights, b.n_weights, a.entities[i].key)
+        k = _find(b.weights, b.n_weights, a.entities[i].key)
         if k >= 0 and b.weights[k].weight != 0.0:  # ``if other:``
             w = a.entities[i].weight
             other = b.weights[k].weight
@@ -542,7 +531,7 @@ cdef bint _entity_coverage(Anchors a, Anchors b, double* cov, double* shared_out
             if b.weights[k].is_name:
                 b_names_shared += other
     for i in range(a.n_names):
-        k = _find_weight(b.weights, b.n_weights, a.names[i].key)
+        k = _find(b.weights, b.n_weights, a.names[i].key)
         if k >= 0 and b.weights[k].weight != 0.0:
             w = a.names[i].weight
             other = b.weights[k].weight
@@ -576,12 +565,12 @@ cdef int _order(Anchors a, Anchors b, double tol, double* out) except -1:
     for i in range(a.n_seq):
         if a.seq[i].is_figure:
             value = a.seq[i].value
-            k = _bisect_at(b.seq_figures, b.n_seq_figures, value * (1.0 - tol))
+            k = _bisect(b.seq_figures, b.n_seq_figures, value * (1.0 - tol))
             if k < b.n_seq_figures and b.seq_figures[k].value <= value * (1.0 + tol) + 1e-12:
                 indices[count] = b.seq_figures[k].pos
                 count += 1
         else:
-            k = _find_posting(b.seq_index, b.n_seq_index, a.seq[i].key)
+            k = _find(b.seq_index, b.n_seq_index, a.seq[i].key)
             if k >= 0:
                 indices[count] = b.seq_index[k].start
                 count += 1
@@ -645,7 +634,7 @@ cdef object _paragraph_alignment(Anchors a, Anchors b, double tol):
             v = a.para_figures[f].value
             row = shared + a.para_figures[f].pos * m
             _close_range(v, tol, &lo, &hi)
-            k = _bisect_at(b.para_figures, end, lo)
+            k = _bisect(b.para_figures, end, lo)
             while k < end and b.para_figures[k].value <= hi:
                 u = b.para_figures[k].value
                 j = b.para_figures[k].pos
