@@ -42,8 +42,8 @@ def main() -> int:
     modules = cythonize(extensions, language_level=3, force=force, quiet=True)
     dist = Distribution({"ext_modules": modules, "script_name": "build_native.py"})
     build = dist.get_command_obj("build_ext")
-    build.inplace = True  # type: ignore[attr-defined]
-    build.force = force  # type: ignore[attr-defined]
+    build.inplace = True
+    build.force = force
     try:
         dist.run_command("build_ext")
     except Exception as e:  # no compiler or no Python headers: say so in one line
