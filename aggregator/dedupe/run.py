@@ -150,9 +150,11 @@ def _cluster(
     clusterer = Clusterer(t)
     _warn_if_python(clusterer)
     items: dict[int, Item] = {}
-    # Kept apart from the clusterer, which forgets items that fall out of its window.
-    features = _features(session, ex, [*context, *new_rows])
     with collector_paused():
+        # Kept apart from the clusterer, which forgets items that fall out of its window. Decoded
+        # with the collector paused too: thousands of stored features are many small objects the
+        # collector would rescan again and again (100 µs an item instead of 140-250).
+        features = _features(session, ex, [*context, *new_rows])
         for item, _ in context:
             assert item.id is not None and item.story_id is not None
             items[item.id] = item
