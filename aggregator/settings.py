@@ -20,22 +20,22 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DB
     allow_private_feeds: bool = False
     user_agent: str = "babelwire/0.1 (+https://github.com/babelwire/babelwire)"
-    fetch_timeout_s: float = Field(20.0, gt=0, le=300)
-    max_body_bytes: int = Field(10 * 1024 * 1024, gt=1024)
-    max_redirects: int = Field(5, ge=0, le=20)
-    per_host_concurrency: int = Field(2, ge=1, le=64)
-    fetch_concurrency: int = Field(16, ge=1, le=512)
-    min_interval_s: int = Field(300, ge=1)
-    max_interval_s: int = Field(6 * 3600, ge=60)
-    max_backoff_s: int = Field(24 * 3600, ge=60)
-    lease_s: int = Field(300, ge=10)
-    tick_s: float = Field(30.0, gt=0)
+    fetch_timeout_s: float = Field(default=20.0, gt=0, le=300)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    per_host_concurrency: int = Field(default=2, ge=1, le=64)
+    fetch_concurrency: int = Field(default=16, ge=1, le=512)
+    min_interval_s: int = Field(default=300, ge=1)
+    max_interval_s: int = Field(default=6 * 3600, ge=60)
+    max_backoff_s: int = Field(default=24 * 3600, ge=60)
+    lease_s: int = Field(default=300, ge=10)
+    tick_s: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
     cursor_secret: str = "dev-only-cursor-secret-change-me"
-    feed_max_limit: int = Field(100, ge=1, le=1000)
-    feed_default_limit: int = Field(20, ge=1, le=1000)
-    cache_max_age_s: int = Field(30, ge=0)
+    feed_max_limit: int = Field(default=100, ge=1, le=1000)
+    feed_default_limit: int = Field(default=20, ge=1, le=1000)
+    cache_max_age_s: int = Field(default=30, ge=0)
     locale_fallbacks: str = ""
     """Rows replacing the API's fallback table, e.g. ``uk=en,!ru;fr=es,en`` (api/locales.py)."""
 

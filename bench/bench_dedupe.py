@@ -67,20 +67,20 @@ def expand(base: list[LabelledDoc], n: int) -> tuple[list[DedupeDoc], dict[int, 
         digits = {block + d: block + perm[d] for block in DIGIT_BLOCKS for d in range(10)}
         for labelled in base:
             shift = timedelta(days=(k * days) / copies) - (event_start[labelled.event] - start)
-            d = labelled.doc
+            doc = labelled.doc
             if len(out) == n:
                 break
             out.append(
                 replace(
-                    d,
+                    doc,
                     id=len(out) + 1,
-                    outlet=f"{d.outlet}{k % 50}",
-                    url=d.url + f"-{k}",
+                    outlet=f"{doc.outlet}{k % 50}",
+                    url=doc.url + f"-{k}",
                     guid=None,
-                    title=d.title.translate(digits),
-                    text=d.text.translate(digits),
-                    published_at=d.published_at + shift,
-                    image=f"{d.image}?copy={k}" if d.image else None,
+                    title=doc.title.translate(digits),
+                    text=doc.text.translate(digits),
+                    published_at=doc.published_at + shift,
+                    image=f"{doc.image}?copy={k}" if doc.image else None,
                 )
             )
             # Copies whose digits happen to permute alike are the same texts: one story.

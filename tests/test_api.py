@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlmodel import Session
 from starlette.exceptions import StarletteDeprecationWarning
 
@@ -765,7 +766,7 @@ def test_bodies_are_what_the_documented_models_give(client: TestClient, seed: Se
     seed.story(Member("en", tombstone=True), Member("ja"), at=T0 + timedelta(seconds=1, microseconds=250))
     seed.disclaimer("third-party", "en", 3, "editors' en text")
     seed.change(sid)
-    bodies = [
+    bodies: list[tuple[type[BaseModel], bytes]] = [
         (FeedPage, client.get("/v1/feed", params={"locale": locale, "limit": 2}).content)
         for locale in ("pt-PT", "zh-CN", "zh-TW", "uk", "en")
     ]

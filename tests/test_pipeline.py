@@ -217,6 +217,7 @@ def test_worker_processes_store_what_a_thread_would(
     expected = 0
     for spec in specs:
         source = by_url[spec.url]
+        assert source.id is not None  # a stored row always has its id; narrows ``int | None``
         path = spec.url.split(str(server.url("")).rstrip("/"), 1)[1]
         body = server.routes[path].body
         _, entries = prepare_feed(
