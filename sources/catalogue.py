@@ -102,10 +102,29 @@ def load_catalogue(directory: Path | None = None) -> dict[str, OutletSpec]:
     return {spec.id: spec for spec in _load(directory or OUTLETS_DIR)}
 
 
-def article_key(outlet_id: str, url: str) -> str | None:
-    """The cross-locale article key of ``url`` (``"gate:41872"``), or None when it has none."""
-    spec = load_catalogue().get(outlet_id)
-    return spec.article_key(url) if spec else None
+@dataclass(frozen=True)
+class ArticleKeys:
+    """The catalogue's article-key rule: called as ``rule(outlet_id, url)``.
+
+    Stored dedupe features depend on the patterns this rule applies, so ``describe()`` names them
+    (outlet id → pattern) for the features cache key: an edited ``article_id_pattern`` makes every
+    item of the outlet be extracted again instead of keeping keys the old pattern found."""
+
+    directory: Path | None = None
+
+    def __call__(self, outlet_id: str, url: str) -> str | None:
+        """The cross-locale article key of ``url`` (``"gate:41872"``), or None when it has none."""
+        spec = load_catalogue(self.directory).get(outlet_id)
+        return spec.article_key(url) if spec else None
+
+    def describe(self) -> dict[str, str]:
+        """Outlet id → the ``article_id_pattern`` it declares (outlets without one are left out)."""
+        catalogue = load_catalogue(self.directory)
+        return {k: s.article_id_pattern.pattern for k, s in sorted(catalogue.items()) if s.article_id_pattern}
+
+
+article_key = ArticleKeys()
+"""The article-key rule of the installed catalogue (``sources/outlets``)."""
 
 
 def outlet_for_url(url: str) -> str | None:

@@ -29,6 +29,7 @@ from aggregator.dedupe.run import _article_key_fn, _doc, run_dedupe
 from aggregator.migrate import alembic_config, current_revision, head_revision, upgrade
 from aggregator.models import Item, Source
 from aggregator.settings import Settings
+from sources.catalogue import OUTLETS_DIR, ArticleKeys
 from tests.test_dedupe_run import ARTICLES, T0, add_items
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,6 +164,34 @@ def test_the_extractor_configuration_is_part_of_the_key(monkeypatch: pytest.Monk
     assert len(keys) == len(others) and key not in keys
     monkeypatch.setattr(codec, "FEATURES_VERSION", codec.FEATURES_VERSION + 1)
     assert dedupe_key(Extractor(outlet_names={"CoinDesk": "coindesk"}), doc) != key
+
+
+def test_an_edited_article_id_pattern_changes_the_key(tmp_path: Path) -> None:
+    """Features hold the article key the outlet's pattern found: a new pattern must re-extract."""
+    doc = dataclasses.replace(
+        sample_docs()[-5], outlet="gate", url="https://www.gate.com/pt/news/detail/41872"
+    )
+    installed = tmp_path / "installed"
+    edited = tmp_path / "edited"
+    for directory in (installed, edited):
+        directory.mkdir()
+        for path in OUTLETS_DIR.glob("*.toml"):
+            (directory / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    gate = edited / "gate.toml"
+    text = gate.read_text(encoding="utf-8")
+    assert "article_id_pattern" in text
+    lines = [ln for ln in text.splitlines() if not ln.startswith("article_id_pattern")]
+    gate.write_text(
+        "\n".join(["article_id_pattern = '/news/detail/(\\d{3})'", *lines]) + "\n", encoding="utf-8"
+    )
+
+    def key(rule: ArticleKeys) -> str:
+        return dedupe_key(Extractor(outlet_names={"Gate": "gate"}, article_key=rule), doc)
+
+    assert ArticleKeys(installed)("gate", doc.url) == "gate:41872"
+    assert ArticleKeys(edited)("gate", doc.url) == "gate:418"
+    assert key(ArticleKeys(installed)) == key(ArticleKeys(installed)) == key(ArticleKeys(OUTLETS_DIR))
+    assert key(ArticleKeys(edited)) != key(ArticleKeys(installed))
 
 
 KEY_SCRIPT = """

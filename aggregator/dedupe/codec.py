@@ -4,7 +4,8 @@ A dedupe run compares new items with every stored item of a time window around t
 features is most of its cost, so each item keeps its features next to it and a run re-extracts
 only items whose ``dedupe_key`` no longer matches. The key hashes everything extraction reads:
 the ``DedupeDoc`` built from the item (which includes its outlet), the lexicon's tables, the
-outlet names, the thresholds, the article-key rule and ``FEATURES_VERSION``.
+outlet names, the thresholds, the article-key rule (with the patterns it applies, when it can
+name them) and ``FEATURES_VERSION``.
 
 Blobs are ``marshal`` data (builtin types only: loading one cannot run code), zlib-compressed at
 level 1 (the blocking keys kept with the features are mostly URLs and names: 2.9 KB a blob
@@ -119,6 +120,8 @@ def config_digest(ex: Extractor) -> str:
             "outlet_names": _canonical(ex.outlet_names),
             "thresholds": repr(ex.thresholds),
             "article_key": None if rule is None else _callable_name(rule),
+            # A rule that can say what it applies (the catalogue's patterns) is keyed by that too.
+            "article_key_rules": _canonical(rule.describe()) if hasattr(rule, "describe") else None,
         }
         text = json.dumps(parts, sort_keys=True, ensure_ascii=False)
         found = _CONFIG_DIGESTS[ex] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
