@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from aggregator.dedupe.cluster import Clusterer, collector_paused  # noqa: E402
 from aggregator.dedupe.corpus import LabelledDoc, load_corpus  # noqa: E402
-from aggregator.dedupe.features import DedupeDoc, Extractor  # noqa: E402
+from aggregator.dedupe.features import DedupeDoc, Extractor, Features  # noqa: E402
 
 PER_DAY = 700
 DIGIT_BLOCKS = (0x30, 0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0E50, 0xFF10)
@@ -147,13 +147,13 @@ def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str,
         "wrong_merges_other_text": (wrong - same_text) / merges if merges else 0.0,
         "story_of": clusterer.story_of,
         "native": clusterer.native,
+        "features": features,
     }
 
 
-def python_reference(docs: list[DedupeDoc], native_story_of: dict[int, int], workers: int) -> float:
-    """Clustering seconds of the pure-Python kernels (``native=False``) on ``docs``, the baseline of
-    the compiled ones in the same run; exits if they do not give the very same stories."""
-    features = list(Extractor().features_many(docs, workers=workers))
+def python_reference(features: list[Features], native_story_of: dict[int, int]) -> float:
+    """Clustering seconds of the pure-Python kernels (``native=False``) on the features the compiled
+    ones clustered, their baseline in the same run; exits if they do not give the very same stories."""
     clusterer = Clusterer(native=False)
     started = time.perf_counter()
     with collector_paused():
@@ -203,7 +203,7 @@ def main() -> int:
         if not r["native"]:
             sys.exit("the native kernels are not built: run `make native`")
         if n == min(a.sizes):
-            python = python_reference(docs, r["story_of"], a.workers)
+            python = python_reference(r["features"], r["story_of"])
             reference = (
                 f"\nSame run, {n:,} items: the pure-Python reference kernels (`Clusterer(native=False)`) "
                 f"cluster them in {python:.1f} s, **{python / r['wall']:.1f}×** the compiled ones' "

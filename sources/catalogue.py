@@ -106,9 +106,10 @@ def load_catalogue(directory: Path | None = None) -> dict[str, OutletSpec]:
 class ArticleKeys:
     """The catalogue's article-key rule: called as ``rule(outlet_id, url)``.
 
-    Stored dedupe features depend on the patterns this rule applies, so ``describe()`` names them
-    (outlet id → pattern) for the features cache key: an edited ``article_id_pattern`` makes every
-    item of the outlet be extracted again instead of keeping keys the old pattern found."""
+    Stored dedupe features hold the article keys these patterns found, so ``describe()`` names the
+    patterns (outlet id → pattern) for the features cache key (``codec.config_digest``): after an
+    ``article_id_pattern`` is edited, stored features no longer match and are extracted again,
+    instead of keeping keys the old pattern found."""
 
     directory: Path | None = None
 

@@ -30,6 +30,7 @@ from aggregator.migrate import alembic_config, current_revision, head_revision, 
 from aggregator.models import Item, Source
 from aggregator.settings import Settings
 from sources.catalogue import OUTLETS_DIR, ArticleKeys
+from tests.test_catalogue import _catalogue_dir
 from tests.test_dedupe_run import ARTICLES, T0, add_items
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,19 +172,14 @@ def test_an_edited_article_id_pattern_changes_the_key(tmp_path: Path) -> None:
     doc = dataclasses.replace(
         sample_docs()[-5], outlet="gate", url="https://www.gate.com/pt/news/detail/41872"
     )
-    installed = tmp_path / "installed"
-    edited = tmp_path / "edited"
-    for directory in (installed, edited):
-        directory.mkdir()
-        for path in OUTLETS_DIR.glob("*.toml"):
-            (directory / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    gate = edited / "gate.toml"
-    text = gate.read_text(encoding="utf-8")
+    text = (OUTLETS_DIR / "gate.toml").read_text(encoding="utf-8")
     assert "article_id_pattern" in text
     lines = [ln for ln in text.splitlines() if not ln.startswith("article_id_pattern")]
-    gate.write_text(
-        "\n".join(["article_id_pattern = '/news/detail/(\\d{3})'", *lines]) + "\n", encoding="utf-8"
-    )
+    edited_text = "\n".join(["article_id_pattern = '/news/detail/(\\d{3})'", *lines]) + "\n"
+    for name in ("installed", "edited"):
+        (tmp_path / name).mkdir()
+    installed = _catalogue_dir(tmp_path / "installed", "gate", text)
+    edited = _catalogue_dir(tmp_path / "edited", "gate", edited_text)
 
     def key(rule: ArticleKeys) -> str:
         return dedupe_key(Extractor(outlet_names={"Gate": "gate"}, article_key=rule), doc)
