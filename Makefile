@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres clean venv native
+.PHONY: run test lint fmt bench eval check postgres feedtools clean venv native
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ postgres:  ## install the PostgreSQL server binaries when missing (the tests sta
 		echo "installing PostgreSQL server binaries"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; fi
 
+feedtools:  ## install jing (RELAX NG) and newsboat (a real feed reader) when missing: the re-export tests use them
+	@if command -v jing >/dev/null 2>&1 && command -v newsboat >/dev/null 2>&1; then :; else \
+		echo "installing jing and newsboat"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q jing newsboat; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -44,11 +49,12 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) $(NATIVE) postgres lint  ## lint, then every test on SQLite and a throwaway PostgreSQL
-	$(PY) -m pytest -q
+test: $(STAMP) $(NATIVE) postgres feedtools lint  ## lint, then every test on SQLite and a throwaway PostgreSQL (not those needing ../shared)
+	$(PY) -m pytest -q -m "not shared"
 
-check: $(STAMP) $(NATIVE)  ## the outside CLI contract check
+check: $(STAMP) $(NATIVE) postgres feedtools  ## the outside CLI contract check, then the tests that need ../shared
 	$(PY) ../shared/contract/check
+	$(PY) -m pytest -q -m shared
 
 eval: $(STAMP) $(NATIVE)  ## dedupe quality on the labelled corpus, end to end through the CLI
 	$(PY) bench/run_all.py --only eval
