@@ -22,11 +22,15 @@ class Response:
 
 
 class FeedServer:
-    """Serves ``routes`` on 127.0.0.1; counts requests per path; 304 on a matching If-None-Match."""
+    """Serves ``routes`` on 127.0.0.1; counts requests per path; 304 on a matching If-None-Match.
+
+    POSTs (a WebSub hub's pings) are recorded in ``posts`` as (path, body) and answered with the
+    route's status (204 when there is no route)."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Response] = {}
         self.hits: dict[str, int] = {}
+        self.posts: list[tuple[str, bytes]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -34,6 +38,14 @@ class FeedServer:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.posts.append((self.path, body))
+                status = server.routes[self.path].status if self.path in server.routes else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def do_GET(self) -> None:
                 path = self.path
