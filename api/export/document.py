@@ -1,8 +1,13 @@
 """One page of the localized feed as a format-neutral document: what RSS, Atom and JSON Feed all say.
 
 Built from a ``/v1/feed`` page body (``FeedReader.feed_page``) plus two facts the page does not
-carry: each story's ``updated_at`` (Atom ``updated``, JSON ``date_modified``, ``Last-Modified``)
-and, when an entry was served through a fallback, the disclaimer of the *requested* locale.
+carry: its stories' ``updated_at`` (the feed's ``updated`` and ``Last-Modified``: the page changes
+when a story gains a member) and, when an entry was served through a fallback, the disclaimer of
+the *requested* locale.
+
+An entry's own ``updated`` is its story's first publication: a new translation or related link
+does not make readers show the entry again (and stories created by one dedupe run would all share
+their ``updated_at`` second, which validators flag).
 
 Identity: an entry's id is ``tag:babelwire,2026:{requested locale}/story/{story id}`` — it names
 the story in one locale's feed, not the member served, so it survives re-renders, a new
@@ -101,11 +106,8 @@ def content_html(entry: Json, requested: str, disclaimer: Json | None) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def build_entry(
-    entry: Json, requested: str, updated_at: datetime | None, disclaimer: Json | None
-) -> ExportEntry:
+def build_entry(entry: Json, requested: str, disclaimer: Json | None) -> ExportEntry:
     published = parse_time(entry["published_at"])
-    updated = max(published, updated_at) if updated_at is not None else published
     return ExportEntry(
         id=entry_id(requested, entry["id"]),
         story_id=entry["id"],
@@ -114,7 +116,7 @@ def build_entry(
         summary_text=entry["summary_text"],
         content_html=content_html(entry, requested, disclaimer),
         published=published,
-        updated=updated,
+        updated=published,
         locale=entry["locale_served"],
         outlet=entry["outlet"]["name"],
         original=entry["original"],
@@ -139,10 +141,8 @@ def build_document(
 ) -> FeedDocument:
     """``page`` (a ``FeedPage`` body) for one request: ``filters`` are the query parameters that
     shape the page (tickers, outlet, limit, cursor), kept in the self and next links."""
-    entries = tuple(
-        build_entry(e, locale, updated_at.get(e["id"]), disclaimers.get(e["id"], e["disclaimer"]))
-        for e in page["items"]
-    )
+    entries = tuple(build_entry(e, locale, disclaimers.get(e["id"], e["disclaimer"])) for e in page["items"])
+    changed = [updated_at[e.story_id] for e in entries if e.story_id in updated_at]
     next_cursor = page["next_cursor"]
     shape = {k: filters.get(k) for k in ("tickers", "outlet", "limit")}
     feed_key = "&".join(f"{k}={quote(v, safe=',')}" for k in ("tickers", "outlet") if (v := filters.get(k)))
@@ -159,6 +159,6 @@ def build_document(
             else {}
         ),
         hub=hub,
-        updated=max((e.updated for e in entries), default=EMPTY_FEED_UPDATED),
+        updated=max([e.updated for e in entries] + changed, default=EMPTY_FEED_UPDATED),
         entries=entries,
     )

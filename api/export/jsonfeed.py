@@ -39,7 +39,6 @@ def _item(e: ExportEntry) -> dict[str, Any]:
         "content_html": e.content_html,
         "summary": e.summary_text,
         "date_published": rfc3339(e.published),
-        "date_modified": rfc3339(e.updated),
         "authors": [{"name": e.outlet}],
         "tags": list(e.tickers),
         "language": e.locale,
