@@ -426,3 +426,10 @@ def test_routes_are_documented(client: Any) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/feed.rss", "/v1/feed.atom", "/v1/feed.json", "/v1/feeds.opml"} <= set(paths)
     assert SEEDS  # the seeded disclaimers are what make_client serves
+
+
+def test_every_locale_has_its_feed_texts() -> None:
+    from api.export import texts
+
+    for table in (texts.TITLE, texts.DESCRIPTION, texts.ORIGINAL, texts.LANGUAGE_NAME):
+        assert list(table) == list(LOCALES) and all(v.strip() for v in table.values())
