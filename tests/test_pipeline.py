@@ -325,12 +325,12 @@ def test_hostile_characters_cost_nothing_and_are_stored_clean(
 ) -> None:
     # One lone surrogate escape used to fail the source's transaction: every entry was lost.
     body = (
-        '{"version": "https://jsonfeed.org/version/1.1", "title": "hostile", "items": ['
-        '{"id": "h1", "url": "https://h.example/1", "title": "lone \\ud800 surrogate", "content_text": "a"},'
-        '{"id": "h2", "url": "https://h.example/2", "title": "bell\\u0007 back\\u0008 soh\\u0001 nul\\u0000",'
-        ' "content_text": "b\\u0001"},'
-        '{"id": "h3", "url": "https://h.example/3", "title": "fine \\ud83d\\ude00", "content_text": "c"}]}'
-    ).encode()
+        b'{"version": "https://jsonfeed.org/version/1.1", "title": "hostile", "items": ['
+        b'{"id": "h1", "url": "https://h.example/1", "title": "lone \\ud800 surrogate", "content_text": "a"},'
+        b'{"id": "h2", "url": "https://h.example/2", "title": "bell\\u0007 back\\u0008 soh\\u0001 nul\\u0000",'
+        b' "content_text": "b\\u0001"},'
+        b'{"id": "h3", "url": "https://h.example/3", "title": "fine \\ud83d\\ude00", "content_text": "c"}]}'
+    )
     server.routes["/hostile.json"] = Response(body=body, headers={"Content-Type": "application/feed+json"})
     add_sources(
         engine, [SourceSpec(url=server.url("/hostile.json"), outlet="coindesk", locale="en", title=None)]
