@@ -156,6 +156,7 @@ def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -
         settings = settings.model_copy(update={"allow_private_feeds": True})
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    settings = settings.model_copy(update={"host": host, "port": port})  # WebSub topics name this port
     return serve(settings, engine, host=host, port=port, demo=args.demo, scheduler=not args.no_scheduler)
 
 
