@@ -106,12 +106,15 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None) -> Par
 _NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
 """C0 controls other than tab/LF/CR (illegal in XML 1.0), DEL and C1 controls, U+FFFE/U+FFFF."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def clean_text(text: str) -> str:
     """``text`` without control characters, lone surrogates replaced by U+FFFD: what any XML 1.0
     document, JSON encoder and database can carry. Every other character (RTL marks, emoji, all
     planes) is kept."""
+    if _UNSAFE.search(text) is None:
+        return text
     text = _SURROGATE.sub("\ufffd", text)
     return _NOT_XML_TEXT.sub("", text)
 

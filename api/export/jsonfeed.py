@@ -29,29 +29,30 @@ def _clean(value: Any) -> Any:
 
 
 def _item(e: ExportEntry) -> dict[str, Any]:
+    c = clean_text
     item: dict[str, Any] = {"id": e.id}
     if e.url:
-        item["url"] = e.url
+        item["url"] = c(e.url)
     if e.original.get("url") and e.original["url"] != e.url:
-        item["external_url"] = e.original["url"]
+        item["external_url"] = c(e.original["url"])
     item |= {
-        "title": e.title,
+        "title": c(e.title),
         "content_html": e.content_html,
-        "summary": e.summary_text,
+        "summary": c(e.summary_text),
         "date_published": rfc3339(e.published),
-        "authors": [{"name": e.outlet}],
+        "authors": [{"name": c(e.outlet)}],
         "tags": list(e.tickers),
         "language": e.locale,
     }
     if e.image:
-        item["image"] = e.image
+        item["image"] = c(e.image)
     item["_babelwire"] = {
         "story_id": e.story_id,
         "locale_served": e.locale,
-        "original": e.original,
-        "translations": [{"locale": t.locale, "url": t.href} for t in e.translations],
-        "related": [{"title": r.title, "url": r.href, "locale": r.locale} for r in e.related],
-        "disclaimer": e.disclaimer,
+        "original": _clean(e.original),
+        "translations": [{"locale": t.locale, "url": c(t.href)} for t in e.translations],
+        "related": [{"title": c(r.title or ""), "url": c(r.href), "locale": r.locale} for r in e.related],
+        "disclaimer": _clean(e.disclaimer),
     }
     return item
 
@@ -70,4 +71,4 @@ def render(doc: FeedDocument) -> bytes:
     if doc.hub:
         feed["hubs"] = [{"type": "WebSub", "url": doc.hub}]
     feed["items"] = [_item(e) for e in doc.entries]
-    return pydantic_core.to_json(_clean(feed))
+    return pydantic_core.to_json(feed)

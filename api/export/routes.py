@@ -29,6 +29,25 @@ STORY = SQLModel.metadata.tables["story"]
 OUTLET = SQLModel.metadata.tables["outlet"]
 DISCLAIMER = SQLModel.metadata.tables["disclaimer"]
 
+UPDATED_AT = sa.select(STORY.c.id, STORY.c.updated_at).where(
+    STORY.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+POLICY_TEXTS = (
+    sa.select(
+        OUTLET.c.id, OUTLET.c.disclaimer_policy, DISCLAIMER.c.locale, DISCLAIMER.c.version, DISCLAIMER.c.text
+    )
+    .select_from(
+        OUTLET.outerjoin(
+            DISCLAIMER,
+            (DISCLAIMER.c.policy == OUTLET.c.disclaimer_policy)
+            & DISCLAIMER.c.locale.in_(sa.bindparam("locales", expanding=True)),
+        )
+    )
+    .where(OUTLET.c.id.in_(sa.bindparam("outlets", expanding=True)))
+    .order_by(DISCLAIMER.c.version)
+)
+"""Each outlet's disclaimer policy with that policy's texts in the given locales, oldest version first."""
+
 WRITERS: Mapping[str, tuple[Callable[[FeedDocument], bytes], str]] = {
     "rss": (rss.render, rss.MEDIA_TYPE),
     "atom": (atom.render, atom.MEDIA_TYPE),
@@ -68,31 +87,18 @@ def page_facts(
         return {}, {}
     fallback = [e for e in items if e["disclaimer"] is not None and e["disclaimer"]["locale"] != requested]
     with reader.engine.connect() as conn:
-        updated = {
-            sid: _aware(at)
-            for sid, at in conn.execute(
-                sa.select(STORY.c.id, STORY.c.updated_at).where(STORY.c.id.in_([e["id"] for e in items]))
-            )
-        }
+        updated = {sid: _aware(at) for sid, at in conn.execute(UPDATED_AT, {"ids": [e["id"] for e in items]})}
         if not fallback:
             return updated, {}
-        policies: dict[str, str] = {
-            oid: policy
-            for oid, policy in conn.execute(
-                sa.select(OUTLET.c.id, OUTLET.c.disclaimer_policy).where(
-                    OUTLET.c.id.in_({e["outlet"]["id"] for e in fallback})
-                )
-            )
-        }
+        policies: dict[str, str] = {}
         newest: dict[tuple[str, str], tuple[str, str]] = {}
-        for policy, locale, version, text in conn.execute(
-            sa.select(DISCLAIMER.c.policy, DISCLAIMER.c.locale, DISCLAIMER.c.version, DISCLAIMER.c.text)
-            .where(
-                DISCLAIMER.c.policy.in_(set(policies.values())), DISCLAIMER.c.locale.in_({requested, "en"})
-            )
-            .order_by(DISCLAIMER.c.version)
+        outlets = sorted({e["outlet"]["id"] for e in fallback})
+        for oid, policy, locale, version, text in conn.execute(
+            POLICY_TEXTS, {"outlets": outlets, "locales": sorted({requested, "en"})}
         ):
-            newest[(policy, locale)] = (text or "", str(version))
+            policies[oid] = policy
+            if locale is not None:
+                newest[(policy, locale)] = (text or "", str(version))
     # The reader's own chooser (editors' newest text, else the bundled one, then English).
     chosen = {
         e["id"]: reader._disclaimer(policies[e["outlet"]["id"]], requested, newest)
