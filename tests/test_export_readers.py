@@ -281,3 +281,25 @@ def _test_client(app: Any) -> Any:
         warnings.simplefilter("ignore", StarletteDeprecationWarning)
         from fastapi.testclient import TestClient
     return TestClient(app, raise_server_exceptions=True)
+
+
+def test_worker_tick_pings_the_hub_after_new_stories_only(engine: sa.Engine, settings: Settings) -> None:
+    from aggregator.fetch import Fetcher
+    from aggregator.scheduler import Ticker
+
+    with FeedServer() as feeds:
+        add_sources(engine, [_spec(feeds, "/coindesk/en.xml")])
+        hubbed = settings.model_copy(update={"websub_hub": feeds.url("/hub")})
+
+        async def two_ticks() -> None:
+            ticker = Ticker(engine, hubbed)
+            ticker.fetcher = Fetcher(hubbed)
+            try:
+                await ticker.tick()  # new stories: one ping
+                await ticker.tick()  # nothing due, nothing new: none
+            finally:
+                await ticker.fetcher.aclose()
+
+        asyncio.run(two_ticks())
+        assert [path for path, _ in feeds.posts] == ["/hub"]
+        assert parse_qs(feeds.posts[0][1].decode())["hub.mode"] == ["publish"]
