@@ -22,11 +22,10 @@ from aggregator.poll import poll_round
 from aggregator.registry import add_sources
 from aggregator.settings import Settings
 from sources.demo import DemoFeedServer
-from tests.conftest import SHARED
 from tests.test_export_readers import serving
 
 pytestmark = pytest.mark.shared
-VALIDATOR = SHARED / "tools" / "feedvalidator" / "validate.py"
+VALIDATOR = Path(__file__).resolve().parents[2] / "shared" / "tools" / "feedvalidator" / "validate.py"
 
 
 @pytest.fixture(scope="module")
