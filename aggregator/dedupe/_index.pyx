@@ -206,10 +206,11 @@ cdef class Index:
         double light_figures,
         t,
     ):
-        """``Clusterer._candidates`` for a newcomer published at ``fts`` with ``query``
-        ((key, weight, kind) in order) and figure mass: (candidate doc ids; per other story,
-        (story, related weight, doc) of its item with the highest related weight, ties to the
-        lower doc id, stories in the order their items first appear by ordinal)."""
+        """The blocking step of ``Clusterer.add`` (``cluster``, point 2), for a newcomer published
+        at ``fts`` with ``query`` ((key, weight, kind) in order) and figure mass: (candidate doc
+        ids; per other story, (story, related weight, doc) of its item with the highest related
+        weight, ties to the lower doc id, stories in the order their items first appear by
+        ordinal)."""
         cdef double max_postings = t.max_postings
         cdef double rare = t.rare_postings
         cdef double max_figure_postings = t.max_figure_postings
