@@ -28,9 +28,7 @@ Why it is shaped like this — an uncached page must cost a millisecond or two o
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,11 +41,12 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from aggregator import LOCALES
 from aggregator.models import UTCDateTime
+from aggregator.normalize.markup import html_to_text
 from api.cursor import FeedPosition, TokenSigner
 from api.errors import Problem
 from api.locales import FALLBACKS, Chain, ScriptConverter, best_by_locale, chain_for, choose, member_locale
+from core.locales import LOCALES
 
 STORY = SQLModel.metadata.tables["story"]
 ITEM = SQLModel.metadata.tables["item"]
@@ -62,8 +61,6 @@ CHANGES_PER_PAGE = 1000
 SEED_VERSION = "seed-1"
 SUMMARY_CACHE = 4096
 """Sanitized summaries kept per process: a few pages of every locale's feed."""
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 _LOCALE_ORDER = {code: i for i, code in enumerate(LOCALES)}
 
 Json = dict[str, Any]
@@ -138,8 +135,8 @@ class PageRows:
 
 
 def plain_text(sanitized_html: str) -> str:
-    """Text of already sanitized HTML (tags become spaces; entities are decoded)."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", sanitized_html))).strip()
+    """Text of already sanitized HTML on one line (tags become spaces; entities are decoded)."""
+    return html_to_text(sanitized_html, one_line=True)
 
 
 def iso_utc(naive_utc: datetime) -> str:

@@ -58,7 +58,8 @@ if str(ROOT) not in sys.path:
 P = ParamSpec("P")
 T = TypeVar("T")
 
-LOCALES = ("zh-CN", "en", "vi", "zh-TW", "es", "ru", "fr", "pt-PT", "id", "ja", "ar", "uk", "pt-BR")
+from core.locales import LOCALES  # noqa: E402
+
 READER_ITEMS_S = 1300.0
 """`reader`'s ingest rate from TARGETS.md (published there, not measured here)."""
 READER_FEEDPARSER_ITEMS_S = 1900.0
@@ -484,7 +485,11 @@ class InlineExecutor(ThreadPoolExecutor):
 
 STAGES = (
     ("parse (aggregator/parse.py parse_feed)", "aggregator/parse.py", "parse_feed"),
-    ("normalize (aggregator/normalize.py normalize_entry)", "aggregator/normalize.py", "normalize_entry"),
+    (
+        "normalize (aggregator/normalize/entry.py normalize_entry)",
+        "aggregator/normalize/entry.py",
+        "normalize_entry",
+    ),
     ("decide (aggregator/decide.py decide)", "aggregator/decide.py", "decide"),
     ("store (aggregator/poll.py _store, decide excluded)", "aggregator/poll.py", "_store"),
 )

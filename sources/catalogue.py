@@ -21,8 +21,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator import LOCALES
 from aggregator.errors import CatalogueError
+from core.locales import LOCALES
 from sources.disclaimers import policies
 
 OUTLETS_DIR = Path(__file__).with_name("outlets")
@@ -126,6 +126,17 @@ class ArticleKeys:
 
 article_key = ArticleKeys()
 """The article-key rule of the installed catalogue (``sources/outlets``)."""
+
+
+def outlet_names(directory: Path | None = None) -> dict[str, str]:
+    """Name, first word of the name, and id of every outlet → outlet id: how attribution lines
+    name outlets (dedupe reads them). CatalogueError when a file is broken: never an empty map."""
+    out: dict[str, str] = {}
+    for spec in load_catalogue(directory).values():
+        out[spec.id] = spec.id
+        out[spec.name] = spec.id
+        out[spec.name.split()[0]] = spec.id
+    return out
 
 
 def outlet_for_url(url: str) -> str | None:
