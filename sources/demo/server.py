@@ -13,7 +13,6 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Self
 
 from sources.catalogue import load_catalogue
@@ -107,12 +106,9 @@ class DemoFeedServer:
             self._server.stop()
         self._server = None
 
-    def __enter__(self) -> Self:
-        return self.start()
+    __enter__ = start
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _render(self) -> dict[str, DemoFeed]:
