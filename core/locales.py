@@ -29,6 +29,8 @@ The data, in ``core/locale_data/`` (or the folder named by ``BABELWIRE_LOCALE_DA
   accept_subtags optional: Accept-Language subtags that pick this locale among those of
                  its language (``zh-Hant`` → zh-TW); ``language_default = false`` when
                  a bare language tag should not pick it
+  attribution    regexes of the phrases that name a text's original ("Originally published
+                 on", "原文"); ``attribution_stems``: plain stems, one of which every phrase holds
   disclaimer     the key of this locale's texts in ``sources/disclaimers.toml``
   ============== =====================================================================
 
@@ -74,6 +76,9 @@ class Locale:
     """Steps in ``BABELWIRE_LOCALE_FALLBACKS`` syntax: ``locale``, ``locale:opencc``, ``!locale``."""
     accept_subtags: frozenset[str]
     language_default: bool
+    attribution: tuple[str, ...]
+    """Regexes (case-insensitive) of the phrases that attribute a text to its original."""
+    attribution_stems: tuple[str, ...]
     disclaimer: str
     function_words: frozenset[str]
     stopwords: frozenset[str]
@@ -204,6 +209,8 @@ def _locale(code: str, directory: Path) -> Locale:
         fallback=_strings(raw, "fallback", path),
         accept_subtags=frozenset(s.lower() for s in _strings(raw, "accept_subtags", path)),
         language_default=bool(raw.get("language_default", True)),
+        attribution=_strings(raw, "attribution", path),
+        attribution_stems=_strings(raw, "attribution_stems", path),
         disclaimer=_str(raw, "disclaimer", path, code),
         function_words=_words(directory / "words" / f"{language}.function.txt"),
         stopwords=_words(directory / "words" / f"{language}.stopwords.txt"),

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 GERMAN = {
     "de.toml": textwrap.dedent(
-        """\
+        r"""
         name = "Deutsch"
         script = "latin"
         language = "de"
@@ -27,6 +27,8 @@ GERMAN = {
         space_groups = false
         number_words = "de"
         fallback = ["en"]
+        attribution = ['quelle\s*:']
+        attribution_stems = ["quelle"]
         disclaimer = "en"
         """
     ),
@@ -42,6 +44,7 @@ from aggregator import LOCALES
 from aggregator.dedupe.features import STOPWORDS
 from aggregator.dedupe.numbers import extract_figures
 from aggregator.normalize import detect_language
+from aggregator.normalize.attribution import original_link
 from api.locales import FALLBACKS, Step, negotiate, parse_locale, valid_locales_message
 
 german = ("Die Bitcoin-ETFs in den USA verzeichneten am Montag Zuflüsse von 1,5 Milliarden Dollar, "
@@ -54,6 +57,7 @@ assert FALLBACKS["de"].steps == (Step("en"),) and not FALLBACKS["de"].never
 assert parse_locale("DE") == "de" and negotiate("de-CH, fr;q=0.5") == "de"
 assert "de" in valid_locales_message()
 assert "januar" in STOPWORDS
+assert original_link('<p>Quelle: <a href="https://news.example/a">Bericht</a></p>', None) == "https://news.example/a"
 print("ok")
 """
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 
 from aggregator.normalize.markup import html_to_text
+from core.locales import REGISTRY
 
 MAX_OUTBOUND = 20
 _ANCHOR = re.compile(r"<a\b([^>]*)>(.*?)</a>", re.DOTALL)
@@ -14,25 +15,33 @@ _HREF = re.compile(r'\shref="([^"]*)"')
 _URL_ATTR = re.compile(r'\s(?:href|src)="([^"]*)"')
 
 
-# Phrases that attribute a text to its original, in our locales. An anchor whose text holds
-# one, or the first anchor starting within _ATTRIBUTION_WINDOW characters after one, is the
-# "original" link ("Originally published on <a>BlockTempo</a>", "原文連結：<a>…</a>",
-# "<a>Ver original</a>"). Kept deliberately simple; dedupe weighs it with other signals.
+def _alternatives(latin: bool, field: str) -> list[str]:
+    """The registry's attribution patterns (``field``) of Latin-script locales, or of the others."""
+    found: dict[str, None] = {}
+    for loc in REGISTRY:
+        if (loc.script == "latin") == latin:
+            found.update(dict.fromkeys(getattr(loc, field)))
+    return list(found)
+
+
+# Phrases that attribute a text to its original, per locale in the registry (``attribution``). An
+# anchor whose text holds one, or the first anchor starting within _ATTRIBUTION_WINDOW characters
+# after one, is the "original" link ("Originally published on <a>BlockTempo</a>", "原文連結：<a>…</a>",
+# "<a>Ver original</a>"). Latin-script phrases start at a word boundary. Kept deliberately simple;
+# dedupe weighs it with other signals.
 _ATTRIBUTION = re.compile(
-    r"\b(?:original\w*|originel\w*|asli|source\s*:|fuente\s*:|fonte\s*:|sumber\s*:|nguồn\s*:|bài\s+gốc)"
-    r"|原文|原始链接|原始連結|元記事|出典|出处|出處|来源[:：]|來源[:：]"
-    r"|оригинал\w*|первоисточник\w*|оригінал\w*|першоджерел\w*|источник\s*:|джерело\s*:"
-    r"|المصدر|الأصلي",
+    "|".join(
+        [r"\b(?:" + "|".join(_alternatives(True, "attribution")) + ")", *_alternatives(False, "attribution")]
+    ),
     re.IGNORECASE,
 )
 _ATTRIBUTION_WINDOW = 60
-# Every attribution phrase holds one of these stems. Anchor text and the text before an anchor
-# are pieces of the body's text, so a body whose text holds no stem has no attribution link:
-# most bodies are ruled out with one search instead of converting each piece between anchors.
+# Every attribution phrase holds one of these stems (``attribution_stems``). Anchor text and the
+# text before an anchor are pieces of the body's text, so a body whose text holds no stem has no
+# attribution link: most bodies are ruled out with one search instead of converting each piece
+# between anchors.
 _ATTRIBUTION_STEM = re.compile(
-    r"original|originel|asli|source|fuente|fonte|sumber|nguồn|bài"
-    r"|原文|原始链接|原始連結|元記事|出典|出处|出處|来源|來源"
-    r"|оригинал|первоисточник|оригінал|першоджерел|источник|джерело|المصدر|الأصلي",
+    "|".join(_alternatives(True, "attribution_stems") + _alternatives(False, "attribution_stems")),
     re.IGNORECASE,
 )
 
