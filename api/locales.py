@@ -1,7 +1,8 @@
 """Which member of a story a reader of one locale gets: the fallback table and Accept-Language.
 
-The table (``FALLBACKS``) is the single place that says what a reader is served when no member
-is written in their locale. A reader of locale L gets, in order:
+The table (``FALLBACKS``, built from the ``fallback`` of each locale in the registry,
+``core/locale_data/<code>.toml``) says what a reader is served when no member is written in
+their locale. A reader of locale L gets, in order:
 
 1. a member in L;
 2. each fallback step of L, in order (a step may convert a member's script with OpenCC; the
