@@ -30,7 +30,8 @@ from core.locales import REGISTRY
 FEATURES_VERSION = 4
 """Bump whenever extraction gives other ``Features`` for the same item and lexicon: stored
 per-item features (``aggregator.dedupe.codec``) made by an older version are then re-extracted."""
-NON_LATIN_LOCALES = frozenset(loc.code for loc in REGISTRY if loc.script != "latin")
+_SCRIPTS = {loc.code: loc.script for loc in REGISTRY}
+NON_LATIN_LOCALES = frozenset(code for code, script in _SCRIPTS.items() if script != "latin")
 _ID_PATTERN = re.compile(r"/news/detail/(\d+)")
 _LATIN_TOKEN = re.compile(
     rf"[{LATIN_LETTER}][{LATIN_LETTER}0-9]*(?:[-.'’&][{LATIN_LETTER}0-9]+)*\.?|\$[A-Z]{{2,10}}"
@@ -311,10 +312,11 @@ class Extractor:
             if run:
                 self._latin_run(run, text, latin_locale, out)
         if not latin_locale:
-            if locale in ("ru", "uk"):
+            script = _SCRIPTS[locale]
+            if script == "cyrillic":
                 words = [(m.start(), m.end(), m.group()) for m in _CYR_TOKEN.finditer(text)]
                 self._script_run(words, text, "cyr", lex.cyrillic_word, self._cyr_infos, out)
-            elif locale == "ar":
+            elif script == "arabic":
                 words = [(m.start(), m.end(), m.group()) for m in _AR_TOKEN.finditer(text)]
                 self._script_run(words, text, "ar", lex.arabic_word, self._ar_infos, out)
             else:
