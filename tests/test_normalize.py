@@ -437,7 +437,7 @@ def test_canonical_url_fast_paths_agree_with_the_full_rules(url: str) -> None:
     """Absolute URLs skip urljoin (and plain ones everything): the answer must not change."""
     from urllib.parse import urljoin
 
-    from aggregator.normalize import _canonical_url
+    from aggregator.normalize.urls import _canonical_url
 
     for base in (None, FEED_URL, "http://other.example/x/"):
         full = _canonical_url(urljoin(base, url) if base else url, None)

@@ -12,13 +12,12 @@ from aggregator.normalize.entry import NormalizedEntry, normalize_entry, prepare
 from aggregator.normalize.language import detect_language
 from aggregator.normalize.markup import ALLOWED_TAGS, html_to_text, sanitize_html
 from aggregator.normalize.tickers import KNOWN_TICKERS, extract_tickers
-from aggregator.normalize.urls import _canonical_url, canonical_url, identity_url
+from aggregator.normalize.urls import canonical_url, identity_url
 
 __all__ = [
     "ALLOWED_TAGS",
     "KNOWN_TICKERS",
     "NormalizedEntry",
-    "_canonical_url",
     "canonical_url",
     "detect_language",
     "extract_tickers",
