@@ -42,10 +42,13 @@ This module imports nothing else of the project.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.errors import ConfigError
 
 DATA_DIR = Path(__file__).with_name("locale_data")
 SCRIPTS = frozenset({"latin", "cjk", "cyrillic", "arabic"})
@@ -55,7 +58,7 @@ CYRILLIC_TAIL = r"[а-яёіїєґ]*"
 """``{cyr_tail}`` in a magnitude-word pattern: any Cyrillic case ending."""
 
 
-class LocaleDataError(ValueError):
+class LocaleDataError(ConfigError):
     """The locale data is incomplete or malformed (one line, names the file)."""
 
 
@@ -249,7 +252,17 @@ def load(directory: Path = DATA_DIR) -> Registry:
     )
 
 
-REGISTRY = load(Path(os.environ.get("BABELWIRE_LOCALE_DATA") or DATA_DIR))
+def _load_at_start() -> Registry:
+    """The registry of this process; bad locale data stops the program in one line (exit 2),
+    before any command runs, since every module reads the registry when it is imported."""
+    try:
+        return load(Path(os.environ.get("BABELWIRE_LOCALE_DATA") or DATA_DIR))
+    except LocaleDataError as exc:
+        sys.stderr.write(f"error: BABELWIRE_LOCALE_DATA: {exc}\n")
+        raise SystemExit(2) from None
+
+
+REGISTRY = _load_at_start()
 """The registry every module reads; ``BABELWIRE_LOCALE_DATA`` names another data folder."""
 LOCALES: tuple[str, ...] = REGISTRY.codes
 """The locale codes in their order (the thirteen of ``core/locale_data/locales.txt``)."""

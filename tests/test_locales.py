@@ -142,3 +142,24 @@ def test_bad_locale_data_is_one_clear_error(tmp_path: Path) -> None:
     (data / "de.toml").unlink()
     with pytest.raises(LocaleDataError, match=r"de\.toml: cannot read locale de"):
         load(data)
+
+
+def test_bad_locale_data_stops_the_cli_in_one_line(tmp_path: Path) -> None:
+    broken = tmp_path / "locale_data"
+    shutil.copytree(DATA_DIR, broken)
+    (broken / "fr.toml").write_text("name = [unclosed\n", encoding="utf-8")
+    env = dict(
+        os.environ, BABELWIRE_LOCALE_DATA=str(broken), BABELWIRE_DATABASE_URL=f"sqlite:///{tmp_path}/x.sqlite"
+    )
+    done = subprocess.run(
+        [sys.executable, "main.py", "sources", "list"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: BABELWIRE_LOCALE_DATA:") and "fr.toml" in lines[0]
