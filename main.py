@@ -23,11 +23,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from aggregator import LOCALES
 from aggregator.db import make_engine
 from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
 from core.errors import BabelwireError, StorageError
+from core.locales import LOCALES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +152,10 @@ def cmd_stories(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
 def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
     from app.serve import serve
 
+    if not args.no_scheduler:
+        # The scheduler dedupes: without the compiled kernels, stop here with one line, not at startup.
+        import aggregator.dedupe.kernels  # noqa: F401
+
     if args.demo:
         settings = settings.model_copy(update={"allow_private_feeds": True})
     host = args.host or settings.host
@@ -180,6 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         engine = make_engine(settings)
+        if args.command in ("poll", "serve", "worker"):
+            from sources.catalogue import load_catalogue
+
+            load_catalogue()  # dedupe reads outlet names from it: a broken outlet file stops the start
         if args.command == "migrate":
             return cmd_migrate(settings, engine)
         if args.command == "poll":
