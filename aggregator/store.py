@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from aggregator.decide import Decision, StoredItem
+from aggregator.entries import refresh_story_entries
 from aggregator.fetch import FetchResult
 from aggregator.models import FeedChange, Item, Source
 from aggregator.normalize import NormalizedEntry
@@ -124,6 +125,7 @@ def _entry_values(entry: NormalizedEntry) -> dict[str, Any]:
         "title": entry.title[:2000],
         "summary_html": entry.summary_html,
         "content_html": entry.content_html,
+        "summary_text": entry.summary_text,
         "text": entry.text,
         "published_at": entry.published_at,
         "image": entry.image,
@@ -189,6 +191,7 @@ def store_decisions(
         ]
         if story_changes:
             session.execute(sa.insert(_FEED_CHANGES), story_changes)
+            refresh_story_entries(session, {cast(int, c["story_id"]) for c in story_changes})
     ignored = len(decisions) - len(new_rows) - len(updates)
     return StoreReport(len(new_rows), len(updates), ignored)
 

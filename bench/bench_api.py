@@ -341,6 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench_api: wrk not found (apt-get install -y wrk)", file=sys.stderr)
         return 2
 
+    from aggregator.appstate import shared_secret
     from aggregator.db import make_engine
     from aggregator.migrate import upgrade
     from aggregator.settings import load_settings
@@ -362,7 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             t = time.perf_counter()
             load(settings.database_url, args.stories)
             log(f"loaded {args.stories:,} stories in {time.perf_counter() - t:.1f} s")
-            cursor = deep_cursor(settings.database_url, settings.cursor_secret, args.depth)
+            cursor = deep_cursor(
+                settings.database_url, settings.cursor_secret or shared_secret(engine), args.depth
+            )
             servers = []
             with server(settings.database_url, args.workers, None) as base:
                 servers.append(measure(base, args, cursor, full=True))
