@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres clean venv native
+.PHONY: run test lint fmt bench eval check postgres wrk clean venv native
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ postgres:  ## install the PostgreSQL server binaries when missing (the tests sta
 		echo "installing PostgreSQL server binaries"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; fi
 
+wrk:  ## install wrk (Debian package) when missing: the API bench drives the server with it
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk; }
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -54,7 +58,7 @@ eval: $(STAMP) $(NATIVE)  ## dedupe quality on the labelled corpus, end to end t
 	$(PY) bench/run_all.py --only eval
 	sed -n '/<!-- bench:eval -->/,/<!-- \/bench:eval -->/p' BENCHMARKS.md
 
-bench: $(STAMP) $(NATIVE) postgres  ## speed and memory; writes BENCHMARKS.md
+bench: $(STAMP) $(NATIVE) postgres wrk  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 clean:

@@ -354,12 +354,7 @@ def render_stories(
         ms.sort(key=lambda m: m.id)
         first = _aware(stories[sid][0])
         ranked = [o for o, _ in sorted(scored.get(sid, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
-        rows = [
-            row
-            for locale in LOCALES
-            if (row := render_entry(sid, first, stories[sid][1], ms, locale, ranked, related_members, table))
-            is not None
-        ]
+        rows = render_story(sid, first, stories[sid][1], ms, ranked, related_members, table)
         story_tickers = sorted({t for m in ms for t in m.tickers if len(t) <= MAX_TICKER_CHARS})
         yield sid, first, rows, story_tickers, sorted({m.outlet_id for m in ms})
 
@@ -368,74 +363,87 @@ def _convert(text: str, config: str | None) -> str:
     return _converter.convert(text, config) if config else text
 
 
-def render_entry(
+def render_story(
     story_id: int,
     first_published_at: datetime,
     pinned: bool,
     members: Sequence[Member],
-    locale: str,
     related_ids: Sequence[int],
     related_members: Mapping[int, Sequence[RelatedMember]],
     table: Mapping[str, Chain],
-) -> Row | None:
-    """The row of one story in one locale's feed (``members`` non-empty)."""
+) -> list[Row]:
+    """The rows of one story (``members`` non-empty) in every locale's feed.
+
+    What does not depend on the locale is worked out once, and locales that would get the same
+    entry (same member, conversion, reach, hidden locales and related links) share one encoding."""
     best = best_by_locale(members)
-    choice = choose(members, locale, table, strict=True, best=best)
-    reach = IN_CHAIN if in_chain(locale, best, table) else UNTRANSLATED
-    if choice is None:
-        choice = choose(members, locale, table, strict=False, best=best)
-        reach = BY_ID_ONLY
-    if choice is None:
-        return None
-    served = members[choice.member_index]
     original = next((m for m in members if m.is_original), None) or min(
         members, key=lambda m: (m.published_at, m.id)
     )
-    never = chain_for(locale, table).never
-    translations = [
-        {"locale": loc, "url": members[i].url}
-        for loc, i in sorted(best.items(), key=lambda kv: (_LOCALE_ORDER.get(kv[0], 99), kv[0]))
-        if loc != choice.locale_served and loc not in never
-    ]
-    image = served.image or original.image or next((m.image for m in members if m.image), None)
-    refs: list[dict[str, Any]] = []
-    for rid in related_ids:
-        rm = related_members.get(rid)
-        pick = choose(rm, locale, table) if rm else None
-        if rm is None or pick is None:
-            continue
-        m = rm[pick.member_index]
-        refs.append(
-            {
-                "id": rid,
-                "title": _convert(m.title, pick.converted),
-                "url": m.url,
-                "locale": pick.locale_served,
-            }
-        )
-        if len(refs) == RELATED_PER_STORY:
-            break
-    entry = {
-        "id": story_id,
-        "title": _convert(served.title, choice.converted),
-        "summary": _convert(served.summary_html, choice.converted),
-        "summary_text": _convert(served.summary_text, choice.converted),
-        "url": served.url,
-        "outlet": {"id": served.outlet_id, "name": served.outlet_name},
-        "published_at": iso_utc(first_published_at),
-        "image": image,
-        "tickers": sorted({t for m in members for t in m.tickers}),
-        "locale_served": choice.locale_served,
-        "converted": choice.converted,
-        "pinned": pinned,
-        "untranslated": reach != IN_CHAIN,
-        "original": {
-            "outlet": {"id": original.outlet_id, "name": original.outlet_name},
-            "url": original.url,
-            "locale": original.effective_locale,
-        },
-        "translations": translations,
-        "related": refs,
+    by_order = sorted(best.items(), key=lambda kv: (_LOCALE_ORDER.get(kv[0], 99), kv[0]))
+    any_image = next((m.image for m in members if m.image), None)
+    tickers = sorted({t for m in members for t in m.tickers})
+    published = iso_utc(first_published_at)
+    original_ref = {
+        "outlet": {"id": original.outlet_id, "name": original.outlet_name},
+        "url": original.url,
+        "locale": original.effective_locale,
     }
-    body = pydantic_core.to_json(entry).decode()
-    return Row(locale, story_id, first_published_at, reach, served.policy, body[:-1])
+    related = [(rid, rm) for rid in related_ids if (rm := related_members.get(rid))]
+    encoded: dict[tuple[Any, ...], str] = {}
+    rows: list[Row] = []
+    for locale in LOCALES:
+        choice = choose(members, locale, table, strict=True, best=best)
+        reach = IN_CHAIN if in_chain(locale, best, table) else UNTRANSLATED
+        if choice is None:
+            choice = choose(members, locale, table, strict=False, best=best)
+            reach = BY_ID_ONLY
+        if choice is None:
+            continue
+        picks: list[tuple[int, Sequence[RelatedMember], Any]] = []
+        for rid, rm in related:
+            pick = choose(rm, locale, table)
+            if pick is not None:
+                picks.append((rid, rm, pick))
+                if len(picks) == RELATED_PER_STORY:
+                    break
+        never = chain_for(locale, table).never
+        key = (choice, reach, never, tuple((rid, pick) for rid, _, pick in picks))
+        body = encoded.get(key)
+        if body is None:
+            served = members[choice.member_index]
+            entry = {
+                "id": story_id,
+                "title": _convert(served.title, choice.converted),
+                "summary": _convert(served.summary_html, choice.converted),
+                "summary_text": _convert(served.summary_text, choice.converted),
+                "url": served.url,
+                "outlet": {"id": served.outlet_id, "name": served.outlet_name},
+                "published_at": published,
+                "image": served.image or original.image or any_image,
+                "tickers": tickers,
+                "locale_served": choice.locale_served,
+                "converted": choice.converted,
+                "pinned": pinned,
+                "untranslated": reach != IN_CHAIN,
+                "original": original_ref,
+                "translations": [
+                    {"locale": loc, "url": members[i].url}
+                    for loc, i in by_order
+                    if loc != choice.locale_served and loc not in never
+                ],
+                "related": [
+                    {
+                        "id": rid,
+                        "title": _convert(rm[pick.member_index].title, pick.converted),
+                        "url": rm[pick.member_index].url,
+                        "locale": pick.locale_served,
+                    }
+                    for rid, rm, pick in picks
+                ],
+            }
+            body = encoded[key] = pydantic_core.to_json(entry).decode()[:-1]
+        rows.append(
+            Row(locale, story_id, first_published_at, reach, members[choice.member_index].policy, body)
+        )
+    return rows

@@ -821,6 +821,8 @@ def test_bodies_are_what_the_documented_models_give(client: TestClient, seed: Se
     assert any(b"editors' en text" in body for _, body in bodies)
 
 
-def test_ceiling_route(client: TestClient) -> None:
+def test_ceiling_route(client: TestClient, seed: Seeder) -> None:
+    seed.story(Member("en"))
     r = client.get("/bench/ceiling")
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.content == client.get("/v1/feed", params={"locale": "en"}).content
+    assert client.get("/bench/ceiling", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
