@@ -86,7 +86,10 @@ def _disclaimers() -> sa.Select[Any]:
 
 
 def _reach(entry: Any, untranslated: bool) -> sa.ColumnElement[bool]:
-    return entry.c.reach < BY_ID_ONLY if untranslated else entry.c.reach == IN_CHAIN
+    """Literals, not binds: the planner sees the index prefix (locale, reach) of the default feed."""
+    if untranslated:
+        return entry.c.reach < sa.literal_column(str(BY_ID_ONLY), sa.Integer)
+    return entry.c.reach == sa.literal_column(str(IN_CHAIN), sa.Integer)
 
 
 def _keyset(published: Any, story_id: Any) -> sa.ColumnElement[bool]:
