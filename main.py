@@ -24,9 +24,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from aggregator.db import make_engine
-from aggregator.errors import BabelwireError, StorageError
 from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
+from core.errors import BabelwireError, StorageError
 from core.locales import LOCALES
 
 
@@ -145,7 +145,11 @@ def cmd_stories(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
 
 
 def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
-    from aggregator.serve import serve
+    from app.serve import serve
+
+    if not args.no_scheduler:
+        # The scheduler dedupes: without the compiled kernels, stop here with one line, not at startup.
+        import aggregator.dedupe.kernels  # noqa: F401
 
     if args.demo:
         settings = settings.model_copy(update={"allow_private_feeds": True})

@@ -102,7 +102,7 @@ class Item(SQLModel, table=True):
     title: str = Field(default="", max_length=2000)
     summary_html: str = Field(default="", sa_type=sa.Text)
     content_html: str = Field(default="", sa_type=sa.Text)
-    summary_text: str = Field(default="", sa_type=sa.Text)
+    summary_text: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": sa.text("''")})
     """Plain text of ``summary_html`` on one line, worked out once at ingest."""
     text: str = Field(default="", sa_type=sa.Text)
     """Plain text (title + body) for dedupe."""

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from aggregator.db import session_scope
-from aggregator.errors import CatalogueError
 from aggregator.models import Outlet, Source
+from core.errors import CatalogueError
 from core.locales import LOCALES
 from sources.opml import SourceSpec
 

@@ -191,16 +191,16 @@ def load(database_url: str, stories: int) -> None:
     dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
         current: str | None = None
+        stack = contextlib.ExitStack()
         copy: Any = None
         for table, row in rows(stories):
             if table != current:
-                if copy is not None:
-                    copy.__exit__(None, None, None)
-                copy = cur.copy(f"COPY {table} ({', '.join(_TABLES[table])}) FROM STDIN").__enter__()
+                stack.close()
+                stack = contextlib.ExitStack()
+                copy = stack.enter_context(cur.copy(f"COPY {table} ({', '.join(_TABLES[table])}) FROM STDIN"))
                 current = table
             copy.write_row(row)
-        if copy is not None:
-            copy.__exit__(None, None, None)
+        stack.close()
         for table in ("story", "item", "source"):
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"

@@ -36,6 +36,7 @@ from typing import NamedTuple, Protocol
 
 import opencc
 
+from core.errors import ConfigError
 from core.locales import LOCALES, REGISTRY
 
 _BY_LOWER = {code.lower(): code for code in LOCALES}
@@ -85,8 +86,6 @@ def parse_fallbacks(text: str, base: Mapping[str, Chain] = FALLBACKS) -> dict[st
     converted fallback, e.g. ``zh-CN:s2twp``) or ``!locale`` (never served to this reader).
     Example: ``uk=en,!ru;fr=es,en``. ConfigError (one line) on anything else.
     """
-    from aggregator.errors import ConfigError
-
     table = dict(base)
     for row in filter(None, (part.strip() for part in text.split(";"))):
         head, sep, body = row.partition("=")

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
 from core.locales import LOCALES
 from sources.disclaimers import policies
 

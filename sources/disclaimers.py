@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
 from core.locales import LOCALES, REGISTRY
 
 DISCLAIMERS_PATH = Path(__file__).with_name("disclaimers.toml")

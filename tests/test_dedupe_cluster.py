@@ -9,14 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.dedupe import _pairs
 from aggregator.dedupe.cluster import Clusterer
 from aggregator.dedupe.corpus import load_corpus
-from aggregator.dedupe.features import DedupeDoc, Extractor
+from aggregator.dedupe.features import DedupeDoc, Extractor, Features
 from aggregator.dedupe.policy import Thresholds
-from aggregator.dedupe.similarity import compare, finish, jaccard
+from tests.dedupe_oracle.similarity import jaccard
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
+HELD_OUT = ROOT / "eval" / "test"
+CONTRACT_TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
 T0 = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
 EXTRACTOR = Extractor(outlet_names={"coindesk": "coindesk", "CoinDesk": "coindesk"})
 
@@ -173,19 +175,22 @@ def test_items_outside_the_time_window_never_merge() -> None:
     assert story[1] != story[2]
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("mode", ["blind", "hints", "rehost"])
 def test_contract_testdata_scores(mode: str) -> None:
+    """The contract's own two events, scored by its ``score.py`` (both in ``../shared/contract``)."""
+    assert list(CONTRACT_TESTDATA.glob("*.json")), f"missing {CONTRACT_TESTDATA} (../shared beside the clone)"
     sys.path.insert(0, str(ROOT / "eval"))
     from run_eval import pure_scores
 
-    s = pure_scores(TESTDATA, mode)
+    s = pure_scores(CONTRACT_TESTDATA, mode)
     assert s["b3_f1"] >= 0.95 and s["false_merge_rate"] <= 0.01 and s["related_recall"] >= 0.8
 
 
 def test_corpus_loader_marks_hints() -> None:
-    blind = load_corpus(TESTDATA)
-    hints = load_corpus(TESTDATA, hints=True)
-    assert not any("/news/detail/" in d.doc.url for d in blind)
+    blind = load_corpus(HELD_OUT)
+    hints = load_corpus(HELD_OUT, hints=True)
+    assert blind and not any("/news/detail/" in d.doc.url for d in blind)
     assert any(d.doc.links.get("original") for d in hints)
 
 
@@ -223,22 +228,28 @@ def test_window_keeps_memory_bounded() -> None:
     assert len(c.story_of) == 40
 
 
+def anchors(*feats: Features) -> list[_pairs.Anchors]:
+    interner: dict[str, int] = {}
+    return [_pairs.Anchors(f, interner) for f in feats]
+
+
 def test_partial_pairs_finish_to_the_full_score() -> None:
     t = Thresholds()
-    feats = [EXTRACTOR.features(d.doc) for d in load_corpus(TESTDATA)]
-    for a in feats:
-        for b in feats:
-            full = compare(a, b, t)
-            partial = compare(a, b, t, full=False)
+    feats = [EXTRACTOR.features(d.doc) for d in load_corpus(HELD_OUT)]
+    xs = anchors(*feats)
+    for a, x in zip(feats, xs, strict=True):
+        for b, y in zip(feats, xs, strict=True):
+            full = _pairs.compare(x, y, t)
+            partial = _pairs.compare(x, y, t, full=False)
             assert partial.score >= full.score - 1e-12
-            assert finish(partial, a, b, t) == full
+            assert _pairs.finish(partial, x, y, t) == full
             assert full.near_duplicate == (
                 jaccard(a.minhash, b.minhash) if a.near_family == b.near_family else 0
             )
 
 
 def test_features_from_worker_processes_match_one_process() -> None:
-    docs = [d.doc for d in load_corpus(TESTDATA)]
+    docs = [d.doc for d in load_corpus(HELD_OUT)]
     alone = [EXTRACTOR.features(d) for d in docs]
     pooled = list(EXTRACTOR.features_many(docs, workers=2, chunk=3))
     assert [f.doc.id for f in pooled] == [d.id for d in docs]
@@ -316,9 +327,9 @@ TRANSLATED = doc(
 
 def test_paragraph_alignment_tells_a_translation_from_a_retelling() -> None:
     t = Thresholds()
-    release, retold, translated = (EXTRACTOR.features(d) for d in (RELEASE, RETOLD, TRANSLATED))
-    kept = finish(compare(translated, release, t, full=False), translated, release, t)
-    told = finish(compare(retold, release, t, full=False), retold, release, t)
+    release, retold, translated = anchors(*(EXTRACTOR.features(d) for d in (RELEASE, RETOLD, TRANSLATED)))
+    kept = _pairs.finish(_pairs.compare(translated, release, t, full=False), translated, release, t)
+    told = _pairs.finish(_pairs.compare(retold, release, t, full=False), retold, release, t)
     assert kept.layout is not None and told.layout is not None
     # The translation (one paragraph dropped) follows the release paragraph by paragraph.
     assert kept.layout[0] >= t.min_paragraphs and kept.layout[1] >= t.min_paragraph_order

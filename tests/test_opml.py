@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
 from core.locales import LOCALES
 from sources.opml import SourceSpec, export_opml, parse_opml
 

@@ -30,9 +30,9 @@ from aggregator.normalize import normalize_entry
 from aggregator.parse import RawEntry
 from aggregator.poll import poll_round
 from aggregator.registry import add_sources
-from aggregator.serve import attach_demo_sources
 from aggregator.settings import Settings
 from aggregator.store import store_decisions, stored_items
+from app.serve import attach_demo_sources
 from core.locales import LOCALES
 from sources.demo import DemoFeedServer
 from sources.opml import SourceSpec

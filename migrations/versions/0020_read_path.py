@@ -26,7 +26,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("item") as batch_op:
-        batch_op.add_column(sa.Column("summary_text", sa.Text(), nullable=False, server_default=""))
+        batch_op.add_column(
+            sa.Column("summary_text", sa.Text(), nullable=False, server_default=sa.text("''"))
+        )
     op.create_table(
         "appstate",
         sa.Column("key", sa.String(length=64), primary_key=True),

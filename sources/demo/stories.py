@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
 from core.locales import LOCALES
 from sources.catalogue import OutletSpec, load_catalogue
 
