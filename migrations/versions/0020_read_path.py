@@ -25,7 +25,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("item") as batch_op:
+    # ALTER TABLE ADD COLUMN in place on SQLite too: copying ``item`` into a new table (the batch
+    # default) is refused by the foreign keys that point at it.
+    with op.batch_alter_table("item", recreate="never") as batch_op:
         batch_op.add_column(
             sa.Column("summary_text", sa.Text(), nullable=False, server_default=sa.text("''"))
         )
