@@ -160,8 +160,7 @@ def ensure_entries(engine: sa.Engine, table: Mapping[str, Chain]) -> bool:
         if get_state(conn, VERSION_KEY) == version:
             return False
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": DEDUPE_LOCK_KEY})
+        lock_story_writers(conn)
         if get_state(conn, VERSION_KEY) == version:
             return False
         put_state(conn, TABLE_KEY, text)
@@ -194,6 +193,17 @@ def related_neighbors(session: Session | sa.Connection, story_ids: Iterable[int]
     return out
 
 
+def lock_story_writers(session: Session | sa.Connection) -> None:
+    """On PostgreSQL, wait for the story writers' transaction lock (dedupe's): two transactions that
+    rewrite one story's rows at once would collide on their primary keys. A writer that also
+    updates items should take it before touching them (dedupe rewrites items' cached features), so
+    the two never wait for each other's locks. Re-entrant within a transaction; nothing on SQLite,
+    where writers are serialized already."""
+    conn = _conn(session)
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": DEDUPE_LOCK_KEY})
+
+
 def refresh_story_entries(
     session: Session | sa.Connection, story_ids: Iterable[int], *, table: Mapping[str, Chain] | None = None
 ) -> int:
@@ -206,6 +216,7 @@ def refresh_story_entries(
     ids = set(story_ids)
     if not ids:
         return 0
+    lock_story_writers(conn)
     ids |= related_neighbors(conn, ids)
     if table is None:
         table = stored_table(conn)

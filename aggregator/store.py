@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from aggregator.decide import Decision, StoredItem
-from aggregator.entries import refresh_story_entries
+from aggregator.entries import lock_story_writers, refresh_story_entries
 from aggregator.fetch import FetchResult
 from aggregator.models import FeedChange, Item, Source
 from aggregator.normalize import NormalizedEntry
@@ -183,6 +183,8 @@ def store_decisions(
     if new_rows:
         session.execute(sa.insert(_ITEMS), new_rows)
     if updates:
+        if any(stories[u["item_id"]] is not None for u in updates):
+            lock_story_writers(session)  # before the item rows, see ``lock_story_writers``
         session.execute(_UPDATE_ITEM, updates)
         story_changes = [
             {"story_id": story_id, "change": "upsert", "at": now}
