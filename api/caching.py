@@ -60,9 +60,14 @@ class Rendered:
         bytes pydantic's ``model_dump_json`` gives for the same data."""
         return cls.of(pydantic_core.to_json(value))
 
+    @property
+    def gzip_etag(self) -> str:
+        """The gzip representation's ETag, known without compressing (a 304 never compresses)."""
+        return self.etag[:-1] + '-gz"'
+
     def gzipped(self) -> tuple[bytes, str]:
         if self._gzip is None:
-            self._gzip = (gzip.compress(self.body, compresslevel=5, mtime=0), self.etag[:-1] + '-gz"')
+            self._gzip = (gzip.compress(self.body, compresslevel=5, mtime=0), self.gzip_etag)
         return self._gzip
 
 
@@ -100,12 +105,9 @@ def _not_modified_since(if_modified_since: str, last_modified: datetime) -> bool
 
 def cached_response(request: Request, rendered: Rendered, cache_control: str) -> Response:
     """200 with the body (gzip when accepted and worth it), or 304 when the client's copy is current."""
-    body, etag = rendered.body, rendered.etag
     headers = {"Cache-Control": cache_control, "Vary": "Accept-Language, Accept-Encoding"}
-    if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
-        body, etag = rendered.gzipped()
-        headers["Content-Encoding"] = "gzip"
-    headers["ETag"] = etag
+    gzipped = len(rendered.body) >= GZIP_MIN_BYTES and _accepts_gzip(request)
+    etag = headers["ETag"] = rendered.gzip_etag if gzipped else rendered.etag
     if rendered.last_modified is not None:
         headers["Last-Modified"] = format_datetime(rendered.last_modified.astimezone(UTC), usegmt=True)
     if_none_match = request.headers.get("if-none-match")
@@ -116,8 +118,11 @@ def cached_response(request: Request, rendered: Rendered, cache_control: str) ->
         and rendered.last_modified is not None
         and _not_modified_since(if_modified_since, rendered.last_modified)
     ):
-        headers.pop("Content-Encoding", None)
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=headers)  # a revalidation never compresses
+    if not gzipped:
+        return Response(rendered.body, media_type=rendered.media_type, headers=headers)
+    body, _ = rendered.gzipped()
+    headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=rendered.media_type, headers=headers)
 
 

@@ -184,3 +184,14 @@ def test_raw_key_is_path_query_language_and_host() -> None:
     ).scope
     assert raw_key(scope) == ("/v1/feed", b"limit=5", b"pt-BR", b"a.example")
     assert raw_key(_request({}).scope) == ("/v1/feed", b"", b"", b"")
+
+
+def test_a_gzip_revalidation_is_answered_without_compressing() -> None:
+    fresh = Rendered.of(b'{"x": "' + b"b" * 3000 + b'"}')
+    r = cached_response(_request({"If-None-Match": fresh.gzip_etag, "Accept-Encoding": "gzip"}), fresh, "c")
+    assert (
+        r.status_code == 304 and r.headers["etag"] == fresh.gzip_etag and "content-encoding" not in r.headers
+    )
+    assert fresh._gzip is None
+    sent = cached_response(_request({"Accept-Encoding": "gzip"}), fresh, "c")
+    assert sent.headers["etag"] == fresh.gzip_etag and gzip.decompress(sent.body) == fresh.body

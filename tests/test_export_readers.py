@@ -107,7 +107,9 @@ class Newsboat:
 def _ids(client: httpx.Client, base: str, locale: str) -> list[int]:
     return [
         i["id"]
-        for i in client.get(f"{base}/v1/feed", params={"locale": locale, "limit": 100}).json()["items"]
+        for i in client.get(
+            f"{base}/v1/feed", params={"locale": locale, "limit": 100, "untranslated": "include"}
+        ).json()["items"]
     ]
 
 
@@ -119,7 +121,9 @@ def test_newsboat_counts_each_entry_once_across_re_polls_and_new_translations(
         poll(engine, settings)
         with serving(settings, engine) as base, httpx.Client() as client:
             readers = {
-                fmt: Newsboat(tmp_path / fmt, f"{base}/v1/feed.{fmt}?locale=en&limit=100")
+                fmt: Newsboat(
+                    tmp_path / fmt, f"{base}/v1/feed.{fmt}?locale=en&limit=100&untranslated=include"
+                )
                 for fmt in ("rss", "atom")
             }
             before = _ids(client, base, "en")
@@ -134,9 +138,19 @@ def test_newsboat_counts_each_entry_once_across_re_polls_and_new_translations(
 
             # Gate's Portuguese feed translates a CoinDesk article: that story gains a member.
             add_sources(engine, [_spec(feeds, "/gate/pt-PT.xml")])
-            old = {i["id"]: i for i in client.get(f"{base}/v1/feed?locale=en&limit=100").json()["items"]}
+            old = {
+                i["id"]: i
+                for i in client.get(f"{base}/v1/feed?locale=en&limit=100&untranslated=include").json()[
+                    "items"
+                ]
+            }
             poll(engine, settings)
-            new = {i["id"]: i for i in client.get(f"{base}/v1/feed?locale=en&limit=100").json()["items"]}
+            new = {
+                i["id"]: i
+                for i in client.get(f"{base}/v1/feed?locale=en&limit=100&untranslated=include").json()[
+                    "items"
+                ]
+            }
             gained = [sid for sid in old if len(new[sid]["translations"]) > len(old[sid]["translations"])]
             assert gained, "no story gained a translation"
             added = len(set(new) - set(old))

@@ -8,7 +8,8 @@ One call, one transaction (serialized on PostgreSQL by an advisory lock):
 3. write stories (canonical = the original: the member others declare as original or name in an
    attribution line, else the earliest), ``Item.story_id``, one ``MergeDecision`` per item,
    ``RelatedStory`` rows (one row per pair, lower story id first) and a ``FeedChange`` per
-   changed story;
+   changed story, and the precomputed feed entries of the changed stories
+   (``aggregator.entries.refresh_story_entries``);
 4. apply every editorial override (split: the item stands alone; merge: the item joins the
    other item's story), so they survive re-runs.
 Running it again with nothing new changes nothing.
@@ -25,16 +26,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
-from aggregator.db import session_scope
+from aggregator.db import DEDUPE_LOCK_KEY, session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features
 from aggregator.dedupe.policy import DEFAULT, Thresholds
+from aggregator.entries import refresh_story_entries, related_neighbors
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 from aggregator.normalize.urls import identity_url as norm_url
 
-LOCK_KEY = 0x62616265_6C646470
-"""pg_advisory_xact_lock key of the dedupe stage ("babeldedup")."""
+LOCK_KEY = DEDUPE_LOCK_KEY
 POOL_FROM = 2000
 """Above this many items to extract in one run, extraction runs in two worker processes."""
 
@@ -380,9 +381,10 @@ def _finish(session: Session, report: DedupeReport) -> None:
             .group_by(Item.story_id)  # type: ignore[arg-type]
         ).all()
     )
-    for story_id in changed:
-        if counts.get(story_id):
-            continue
+    removed = [story_id for story_id in changed if not counts.get(story_id)]
+    # their related stories list them: rewritten below, so found before the links go
+    neighbors = related_neighbors(session, removed)
+    for story_id in removed:
         for r in session.exec(
             select(RelatedStory).where(
                 (RelatedStory.story_id == story_id) | (RelatedStory.related_id == story_id)
@@ -400,3 +402,4 @@ def _finish(session: Session, report: DedupeReport) -> None:
         _set_canonicals(session, live, {})
     for story_id in sorted(live):
         session.add(FeedChange(story_id=story_id, change="upsert"))
+    refresh_story_entries(session, set(changed) | neighbors)
