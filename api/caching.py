@@ -108,15 +108,20 @@ def cached_response(request: Request, rendered: Rendered, cache_control: str) ->
     headers = {"Cache-Control": cache_control, "Vary": "Accept-Language, Accept-Encoding"}
     gzipped = len(rendered.body) >= GZIP_MIN_BYTES and _accepts_gzip(request)
     etag = headers["ETag"] = rendered.gzip_etag if gzipped else rendered.etag
-    if rendered.last_modified is not None:
-        headers["Last-Modified"] = format_datetime(rendered.last_modified.astimezone(UTC), usegmt=True)
+    last_modified = rendered.last_modified
+    if last_modified is not None and time.time() - last_modified.timestamp() < 1.0:
+        # A date has whole seconds: another change within this second would carry the same
+        # Last-Modified, so a client's If-Modified-Since could hide it (RFC 9110 8.8.2.2).
+        last_modified = None
+    if last_modified is not None:
+        headers["Last-Modified"] = format_datetime(last_modified.astimezone(UTC), usegmt=True)
     if_none_match = request.headers.get("if-none-match")
     if_modified_since = request.headers.get("if-modified-since")
     if (if_none_match and _matches(if_none_match, etag)) or (
         not if_none_match
         and if_modified_since
-        and rendered.last_modified is not None
-        and _not_modified_since(if_modified_since, rendered.last_modified)
+        and last_modified is not None
+        and _not_modified_since(if_modified_since, last_modified)
     ):
         return Response(status_code=304, headers=headers)  # a revalidation never compresses
     if not gzipped:

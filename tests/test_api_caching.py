@@ -6,7 +6,8 @@ import asyncio
 import gzip
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 from starlette.requests import Request
 
@@ -195,3 +196,13 @@ def test_a_gzip_revalidation_is_answered_without_compressing() -> None:
     assert fresh._gzip is None
     sent = cached_response(_request({"Accept-Encoding": "gzip"}), fresh, "c")
     assert sent.headers["etag"] == fresh.gzip_etag and gzip.decompress(sent.body) == fresh.body
+
+
+def test_a_last_modified_within_the_current_second_is_not_a_validator() -> None:
+    """Two changes in one second share a Last-Modified date: a fresh one is withheld, so a
+    client's If-Modified-Since cannot hide the second change."""
+    now = datetime.now(UTC)
+    feed = Rendered.of(b"<rss/>", "application/rss+xml; charset=utf-8", now)
+    assert "last-modified" not in cached_response(_request({}), feed, "c").headers
+    since = format_datetime(now + timedelta(seconds=5), usegmt=True)
+    assert cached_response(_request({"If-Modified-Since": since}), feed, "c").status_code == 200
