@@ -14,10 +14,12 @@ from datetime import UTC
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from aggregator.dedupe.lock import DedupeBusy
 from aggregator.dedupe.run import run_dedupe
 from aggregator.fetch import Fetcher
 from aggregator.poll import ParsePool, poll_round, worker_id
 from aggregator.settings import Settings
+from aggregator.store import items_without_story
 
 log = logging.getLogger("babelwire.scheduler")
 
@@ -41,7 +43,8 @@ class Ticker:
             report = await poll_round(
                 self.engine, self.settings, fetcher=self.fetcher, owner=self.owner, executor=self.parse_pool
             )
-            if report.inserted or report.updated:
+            # Also with nothing new: items a killed or lock-timed-out dedupe left without a story.
+            if report.inserted or report.updated or await asyncio.to_thread(items_without_story, self.engine):
                 await asyncio.to_thread(run_dedupe, self.engine)
             if report.polled:
                 log.info(
@@ -51,6 +54,8 @@ class Ticker:
                     report.updated,
                     report.errors,
                 )
+        except DedupeBusy as e:  # another worker holds the dedupe lock; the next tick tries again
+            log.warning("%s", e)
         except Exception:  # the ticker must survive a bad round (e.g. database briefly down)
             log.exception("polling round failed")
         except asyncio.CancelledError:  # stop() gave up waiting; the round's leases expire
