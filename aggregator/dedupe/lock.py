@@ -23,11 +23,12 @@ class DedupeBusy(StorageError):
     """Another process's dedupe run held the lock for longer than this run would wait."""
 
 
-def serialize_run(session: Session, wait_s: float = LOCK_WAIT_S) -> None:
-    """Hold the dedupe lock until ``session``'s transaction ends (PostgreSQL; nothing on SQLite)."""
-    bind = session.get_bind()
-    if bind.dialect.name != "postgresql":
+def serialize_run(session: Session, wait_s: float | None = None) -> None:
+    """Hold the dedupe lock until ``session``'s transaction ends (PostgreSQL; nothing on SQLite),
+    waiting at most ``wait_s`` (default :data:`LOCK_WAIT_S`)."""
+    if session.get_bind().dialect.name != "postgresql":
         return
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
     # The timeout bounds this wait only: it is reset once the lock is held.
     session.execute(sa.text(f"SET LOCAL lock_timeout = {max(1, round(wait_s * 1000))}"))
     try:
