@@ -115,6 +115,7 @@ async def run_worker(engine: sa.Engine, settings: Settings) -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
             pass
     ticker.start()
+    log.info("worker %s started, ticking every %gs", ticker.owner, settings.tick_s)
     try:
         await stop.wait()
         log.info("stopping")
