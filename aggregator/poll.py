@@ -33,7 +33,14 @@ from aggregator.models import Source, utcnow
 from aggregator.normalize import NormalizedEntry, prepare_feed
 from aggregator.parse import ParsedFeed
 from aggregator.settings import Settings
-from aggregator.store import backoff_s, plan_next_check, record_source_state, store_decisions, stored_items
+from aggregator.store import (
+    backoff_s,
+    plan_next_check,
+    record_source_state,
+    store_decisions,
+    stored_by_article,
+    stored_items,
+)
 
 
 def worker_id() -> str:
@@ -269,7 +276,9 @@ class SourceUpdater:
         with self._write_lock, Session(self.engine, expire_on_commit=False) as session, session.begin():
             if entries:
                 stored = stored_items(session, outcome.source_id, (entry_identity(e) for e in entries))
-                report = store_decisions(session, source, decide(entries, stored), now)
+                unknown = [e for e in entries if e.guid and entry_identity(e) not in stored]
+                twins = stored_by_article(session, outcome.source_id, unknown) if unknown else {}
+                report = store_decisions(session, source, decide(entries, stored, twins), now)
                 outcome.inserted, outcome.updated = report.inserted, report.updated
             record_source_state(
                 session,
