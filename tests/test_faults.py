@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from aggregator.db import make_engine
+from aggregator.dedupe.lock import LOCK_KEY
 from aggregator.dedupe.run import run_dedupe
 from aggregator.fetch import Fetcher
 from aggregator.migrate import upgrade
@@ -233,5 +234,62 @@ def test_a_worker_killed_mid_poll_loses_nothing_after_a_restart(pg_server: Postg
             row = session.exec(select(Source).where(Source.url == site.url(path_of(n)))).one()
             assert row.last_checked_at is not None
             assert row.last_checked_at >= killed_at + timedelta(seconds=5)
+    engine.dispose()
+    pg_server.drop_database(url)
+
+
+def test_a_worker_killed_in_a_dedupe_run_leaves_no_item_without_a_story(pg_server: PostgresServer) -> None:
+    """The test holds the dedupe lock, so the worker stops inside its dedupe transaction (items
+    stored, stories not yet written); killed there, the next worker's tick, with nothing due,
+    gives every item its story."""
+    url = pg_server.create_database()
+    engine = make_engine(Settings(database_url=url))
+    upgrade(engine)
+    sources = 6
+    env = dict(
+        os.environ,
+        BABELWIRE_DATABASE_URL=url,
+        BABELWIRE_ALLOW_PRIVATE_FEEDS="1",
+        BABELWIRE_TICK_S="0.3",
+        BABELWIRE_MIN_INTERVAL_S="3600",
+    )
+    waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    with FeedServer() as site:
+        for n in range(sources):
+            site.routes[path_of(n)] = Response(body=feed(n), headers=RSS)
+        add_sources(
+            engine,
+            [
+                SourceSpec(url=site.url(path_of(n)), outlet="coindesk", locale=locale_of(n), title=None)
+                for n in range(sources)
+            ],
+        )
+        with engine.connect() as holder:
+            holder.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": LOCK_KEY})
+            first = Process(["worker"], env)
+            try:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not _scalar(engine, waiting):
+                    time.sleep(0.05)
+                assert _scalar(engine, waiting) == 1, first.stderr
+            finally:
+                first.kill()
+            holder.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+            holder.commit()
+        assert _scalar(engine, "SELECT count(*) FROM item WHERE story_id IS NULL") == sources * ITEMS_PER_FEED
+        second = Process(["worker"], env)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and _scalar(
+                engine, "SELECT count(*) FROM item WHERE story_id IS NULL"
+            ):
+                time.sleep(0.2)
+        finally:
+            code = second.stop()
+        assert sorted(site.hits.values()) == [1] * sources  # nothing was due: no fetch
+    assert code == 0 and "Traceback" not in second.stderr, second.stderr
+    assert _scalar(engine, "SELECT count(*) FROM item") == sources * ITEMS_PER_FEED
+    assert _scalar(engine, "SELECT count(*) FROM item WHERE story_id IS NULL") == 0
+    assert _scalar(engine, "SELECT count(*) FROM story") == sources // 3 * ITEMS_PER_FEED
     engine.dispose()
     pg_server.drop_database(url)
