@@ -20,6 +20,7 @@ from aggregator.fetch import Fetcher
 from aggregator.poll import ParsePool, poll_round, worker_id
 from aggregator.settings import Settings
 from aggregator.store import items_without_story
+from aggregator.websub import announce
 
 log = logging.getLogger("babelwire.scheduler")
 
@@ -45,7 +46,9 @@ class Ticker:
             )
             # Also with nothing new: items a killed or lock-timed-out dedupe left without a story.
             if report.inserted or report.updated or await asyncio.to_thread(items_without_story, self.engine):
-                await asyncio.to_thread(run_dedupe, self.engine)
+                dedupe = await asyncio.to_thread(run_dedupe, self.engine)
+                if dedupe.new_stories:
+                    await announce(self.settings)
             if report.polled:
                 log.info(
                     "polled %d sources: %d new, %d updated, %d errors",
