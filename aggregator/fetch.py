@@ -207,6 +207,9 @@ class Fetcher:
             return failed("invalid URL: no host")
         if target.port is not None and not 0 < target.port < 65536:
             return failed(f"invalid URL: port {target.port} out of range")
+        if target.host.rstrip(".").lower().rsplit(".", 1)[-1] == "invalid":
+            # RFC 6761 §6.4: ``.invalid`` names never resolve; answer at once, ask no resolver.
+            return failed(f"DNS lookup failed for {target.host}")
         timeout = self._settings.fetch_timeout_s
         async with self._host_slot(target.host), self._slots:
             try:

@@ -33,7 +33,14 @@ from aggregator.models import Source, utcnow
 from aggregator.normalize import NormalizedEntry, prepare_feed
 from aggregator.parse import ParsedFeed
 from aggregator.settings import Settings
-from aggregator.store import backoff_s, plan_next_check, record_source_state, store_decisions, stored_items
+from aggregator.store import (
+    backoff_s,
+    plan_next_check,
+    record_source_state,
+    store_decisions,
+    stored_by_article,
+    stored_items,
+)
 
 
 def worker_id() -> str:
@@ -84,17 +91,23 @@ def claim_due_sources(
     lease_s: int,
     limit: int = 5000,
     all_sources: bool = False,
+    checked_before: datetime | None = None,
 ) -> list[Source]:
     """Lease up to ``limit`` due sources to ``owner``.
 
     One ``UPDATE … WHERE id IN (due sources) RETURNING`` statement, so a claim is atomic on SQLite;
     on PostgreSQL the due rows are locked with ``FOR UPDATE SKIP LOCKED`` so concurrent workers
     never claim the same source. A lease left by a crashed worker expires after ``lease_s``.
+    ``checked_before``: only sources not checked since then (a round polls a source once).
     """
     lease_free = sa.or_(col(Source.lease_until).is_(None), col(Source.lease_until) < now)
     due = sa.select(col(Source.id)).where(col(Source.enabled), lease_free)
     if not all_sources:
         due = due.where(col(Source.next_check_at) <= now)
+    if checked_before is not None:
+        due = due.where(
+            sa.or_(col(Source.last_checked_at).is_(None), col(Source.last_checked_at) < checked_before)
+        )
     due = due.order_by(col(Source.next_check_at), col(Source.id)).limit(limit)
     if engine.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
@@ -263,7 +276,9 @@ class SourceUpdater:
         with self._write_lock, Session(self.engine, expire_on_commit=False) as session, session.begin():
             if entries:
                 stored = stored_items(session, outcome.source_id, (entry_identity(e) for e in entries))
-                report = store_decisions(session, source, decide(entries, stored), now)
+                unknown = [e for e in entries if e.guid and entry_identity(e) not in stored]
+                twins = stored_by_article(session, outcome.source_id, unknown) if unknown else {}
+                report = store_decisions(session, source, decide(entries, stored, twins), now)
                 outcome.inserted, outcome.updated = report.inserted, report.updated
             record_source_state(
                 session,
@@ -303,9 +318,13 @@ async def poll_round(
     all_sources: bool = False,
     executor: Executor | ParsePool | None = None,
 ) -> PollReport:
-    """Claim every due source and update each; returns what happened, never raises for a feed.
+    """Update due sources until none is left; returns what happened, never raises for a feed.
 
-    Without an ``executor`` the round parses in its own :class:`ParsePool`, shut down at the end.
+    Claims are bounded: the round leases only as many sources as it has free fetch slots
+    (``fetch_concurrency``) and claims again as slots free up, so N workers share the due
+    sources by how fast each works, and a worker that dies loses only the few leases it holds,
+    which expire after ``lease_s``. A source is polled at most once per round. Without an
+    ``executor`` the round parses in its own :class:`ParsePool`, shut down at the end.
     """
     owner = owner or worker_id()
     report = PollReport()
@@ -313,32 +332,53 @@ async def poll_round(
     fetcher = fetcher or Fetcher(settings)
     own_pool = executor is None
     executor = executor or ParsePool()
+    in_flight: set[asyncio.Task[SourceOutcome]] = set()
     try:
         updater = SourceUpdater(engine, settings, fetcher, executor)
-        sources = await asyncio.to_thread(
-            claim_due_sources, engine, owner, now=utcnow(), lease_s=settings.lease_s, all_sources=all_sources
-        )
-        gate = asyncio.Semaphore(settings.fetch_concurrency)
+        started = utcnow()
+        slots = settings.fetch_concurrency
+        claimed = 0
+        more = True
 
         async def run(source: Source) -> SourceOutcome:
-            async with gate:
-                try:
-                    return await updater.update(source)
-                except Exception as e:  # keep the round going; record on the source row
-                    outcome = SourceOutcome(
-                        source_id=source.id or 0, url=source.url, error=f"{type(e).__name__}: {e}"[:500]
-                    )
-                    await asyncio.to_thread(
-                        _release_with_error, engine, settings, source, outcome.error or ""
-                    )
-                    return outcome
+            try:
+                return await updater.update(source)
+            except Exception as e:  # keep the round going; record on the source row
+                outcome = SourceOutcome(
+                    source_id=source.id or 0, url=source.url, error=f"{type(e).__name__}: {e}"[:500]
+                )
+                await asyncio.to_thread(_release_with_error, engine, settings, source, outcome.error or "")
+                return outcome
 
-        for fut in asyncio.as_completed([run(s) for s in sources]):
-            outcome = await fut
-            report.outcomes.append(outcome)
-            if progress:
-                progress(outcome, report.polled, len(sources))
+        while True:
+            free = slots - len(in_flight)
+            if more and free > 0:
+                batch = await asyncio.to_thread(
+                    claim_due_sources,
+                    engine,
+                    owner,
+                    now=utcnow(),
+                    lease_s=settings.lease_s,
+                    limit=free,
+                    all_sources=all_sources,
+                    checked_before=started,
+                )
+                more = len(batch) == free  # fewer: nothing else is due now; the next tick looks again
+                claimed += len(batch)
+                in_flight.update(asyncio.create_task(run(s)) for s in batch)
+            if not in_flight:
+                break
+            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                outcome = task.result()
+                report.outcomes.append(outcome)
+                if progress:
+                    progress(outcome, report.polled, claimed)
     finally:
+        for task in in_flight:  # cancelled (stop): the leases of these sources expire
+            task.cancel()
+        if in_flight:
+            await asyncio.wait(in_flight)
         if own_pool:
             assert isinstance(executor, ParsePool)
             await asyncio.to_thread(executor.shutdown)
@@ -358,6 +398,7 @@ def _release_with_error(engine: sa.Engine, settings: Settings, source: Source, e
                 lease_owner=None,
                 lease_until=None,
                 last_error=error[:2000],
+                last_checked_at=utcnow(),
                 error_count=Source.error_count + 1,
                 next_check_at=utcnow() + timedelta(seconds=delay),
             )

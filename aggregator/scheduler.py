@@ -14,10 +14,12 @@ from datetime import UTC
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from aggregator.dedupe.lock import DedupeBusy
 from aggregator.dedupe.run import run_dedupe
 from aggregator.fetch import Fetcher
 from aggregator.poll import ParsePool, poll_round, worker_id
 from aggregator.settings import Settings
+from aggregator.store import items_without_story
 from aggregator.websub import announce
 
 log = logging.getLogger("babelwire.scheduler")
@@ -42,7 +44,8 @@ class Ticker:
             report = await poll_round(
                 self.engine, self.settings, fetcher=self.fetcher, owner=self.owner, executor=self.parse_pool
             )
-            if report.inserted or report.updated:
+            # Also with nothing new: items a killed or lock-timed-out dedupe left without a story.
+            if report.inserted or report.updated or await asyncio.to_thread(items_without_story, self.engine):
                 dedupe = await asyncio.to_thread(run_dedupe, self.engine)
                 if dedupe.new_stories:
                     await announce(self.settings)
@@ -54,6 +57,8 @@ class Ticker:
                     report.updated,
                     report.errors,
                 )
+        except DedupeBusy as e:  # another worker holds the dedupe lock; the next tick tries again
+            log.warning("%s", e)
         except Exception:  # the ticker must survive a bad round (e.g. database briefly down)
             log.exception("polling round failed")
         except asyncio.CancelledError:  # stop() gave up waiting; the round's leases expire
@@ -113,6 +118,7 @@ async def run_worker(engine: sa.Engine, settings: Settings) -> None:
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
             pass
     ticker.start()
+    log.info("worker %s started, ticking every %gs", ticker.owner, settings.tick_s)
     try:
         await stop.wait()
         log.info("stopping")

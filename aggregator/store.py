@@ -17,7 +17,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from aggregator.decide import Decision, StoredItem
+from aggregator.decide import Decision, StoredItem, article_key
 from aggregator.entries import lock_story_writers, refresh_story_entries
 from aggregator.fetch import FetchResult
 from aggregator.models import FeedChange, Item, Source
@@ -139,6 +139,30 @@ def _entry_values(entry: NormalizedEntry) -> dict[str, Any]:
 
 _ITEMS = cast(sa.Table, Item.__table__)  # type: ignore[attr-defined]
 _FEED_CHANGES = cast(sa.Table, FeedChange.__table__)  # type: ignore[attr-defined]
+
+
+def stored_by_article(
+    session: Session, source_id: int, entries: Iterable[NormalizedEntry]
+) -> dict[str, StoredItem]:
+    """Stored items of one source by :func:`article_key`, for these entries' links (unstable guids)."""
+    links = sorted({e.link for e in entries if e.link})
+    found: dict[str, StoredItem] = {}
+    for chunk in range(0, len(links), 500):
+        c = _ITEMS.c
+        rows = session.execute(
+            sa.select(c.id, c.identity, c.content_hash, c.tombstone, c.link, c.title).where(
+                c.source_id == source_id, c.link.in_(links[chunk : chunk + 500])
+            )
+        ).all()
+        for item_id, identity, content_hash, tombstone, link, title in rows:
+            key = article_key(link, title)
+            if key is not None:
+                found[key] = StoredItem(
+                    id=item_id or 0, identity=identity, content_hash=content_hash, tombstone=tombstone
+                )
+    return found
+
+
 # Executed with a list of rows: the SET clause is made of the rows' column keys.
 _UPDATE_ITEM = sa.update(_ITEMS).where(_ITEMS.c.id == sa.bindparam("item_id"))
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.decide import Decision, StoredItem, decide, entry_identity
+from aggregator.decide import Decision, StoredItem, article_key, decide, entry_identity
 from aggregator.normalize import NormalizedEntry
 
 WHEN = datetime(2026, 3, 5, 9, 30, tzinfo=UTC)
@@ -104,6 +104,36 @@ def test_duplicate_of_a_stored_item_does_not_update_it_twice() -> None:
     second = replace(first, content_hash="changed again")
     decisions = decide([first, second], stored(first, item_id=9, content_hash="old"))
     assert [(d.action, d.item_id) for d in decisions] == [("update", 9), ("ignore", 9)]
+
+
+def twins(e: NormalizedEntry, item_id: int = 1, content_hash: str | None = None) -> dict[str, StoredItem]:
+    """What the store finds by link and title for an entry stored earlier as ``e``."""
+    key = article_key(e.link, e.title)
+    assert key is not None
+    return {key: StoredItem(item_id, entry_identity(e), content_hash or e.content_hash, False)}
+
+
+def test_a_guid_made_up_on_every_fetch_is_the_same_stored_item() -> None:
+    before, now = entry(guid="run-1"), entry(guid="run-2")
+    (decision,) = decide([now], {}, twins(before, item_id=4))
+    assert (decision.action, decision.item_id, decision.identity) == ("ignore", 4, entry_identity(before))
+    changed = replace(now, content_hash="h2")
+    (decision,) = decide([changed], {}, twins(before, item_id=4))
+    assert (decision.action, decision.item_id) == ("update", 4)
+
+
+def test_same_link_and_title_with_the_old_guid_still_in_the_feed_is_another_item() -> None:
+    """Two entries sharing link and title, each with a stable guid: both are kept."""
+    old, new = entry(guid="a"), entry(guid="b")
+    found = {**stored(old, item_id=4), **twins(old, item_id=4)}
+    decisions = decide([old, new], found, twins(old, item_id=4))
+    assert [(d.action, d.item_id) for d in decisions] == [("ignore", 4), ("insert", None)]
+
+
+def test_same_link_other_title_is_another_item() -> None:
+    before, now = entry(guid="run-1"), entry(guid="run-2", title="Another article on the same page")
+    (decision,) = decide([now], {}, twins(before, item_id=4))
+    assert decision.action == "insert"
 
 
 def test_decisions_follow_feed_order_one_per_entry() -> None:

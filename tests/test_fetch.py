@@ -431,6 +431,20 @@ def test_dns_failure_is_a_result() -> None:
     assert result.error == "DNS lookup failed for feeds.example.com"
 
 
+def test_invalid_names_fail_at_once_without_asking_a_resolver() -> None:
+    """RFC 6761: ``.invalid`` never resolves; nothing is sent, even with private feeds allowed."""
+    recorder = Recorder(lambda r: httpx.Response(200, content=FEED))
+
+    async def no_resolver(host: str, port: int) -> list[str]:
+        raise AssertionError("resolver asked")
+
+    for url in ("http://feeds.invalid/rss", "https://a.b.INVALID./rss"):
+        for cfg in (settings(), settings(allow_private_feeds=False)):
+            result = fetch_with(recorder, url=url, cfg=cfg, resolve=no_resolver)
+            assert result.error == f"DNS lookup failed for {httpx.URL(url).host}"
+    assert recorder.requests == []
+
+
 @pytest.mark.parametrize(
     ("url", "error"),
     [

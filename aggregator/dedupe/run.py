@@ -1,6 +1,6 @@
 """Dedupe over the database: the I/O edge around the pure clustering in ``cluster``.
 
-One call, one transaction (serialized on PostgreSQL by an advisory lock):
+One call, one transaction (serialized across processes: ``lock``):
 1. load the items without a story, in (published_at, id) order, and the stored items published
    within the time window around them; their features come from ``Item.dedupe_features`` while
    ``Item.dedupe_key`` still matches, else they are extracted and stored there (``codec``);
@@ -26,16 +26,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
-from aggregator.db import DEDUPE_LOCK_KEY, session_scope
+from aggregator.db import session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features
+from aggregator.dedupe.lock import serialize_run
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.entries import refresh_story_entries, related_neighbors
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 from aggregator.normalize.urls import identity_url as norm_url
 
-LOCK_KEY = DEDUPE_LOCK_KEY
 POOL_FROM = 2000
 """Above this many items to extract in one run, extraction runs in two worker processes."""
 
@@ -99,8 +99,7 @@ def run_dedupe(
     """Assign every item without a story to one; link related stories; apply editors' overrides."""
     report = DedupeReport()
     with session_scope(engine) as session:
-        if engine.dialect.name == "postgresql":
-            session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+        serialize_run(session)  # one run at a time across processes (DedupeBusy past a bounded wait)
         overrides = _effective_overrides(session)
         new_rows = session.exec(
             select(Item, Source.outlet_id)

@@ -1,0 +1,81 @@
+"""Real babelwire processes for the multi-process tests: started from ``main.py``, their stderr read
+line by line as they run (so a test can wait for a log line), stopped with a signal or killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Process:
+    """One ``python main.py ARGS`` with ``env``; ``lines`` fills as it logs on stderr."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str]) -> None:
+        self.args = list(args)
+        self.proc = subprocess.Popen(
+            [sys.executable, "main.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, found: Callable[[str], bool], timeout_s: float = 60) -> None:
+        """Wait until a stderr line satisfies ``found``; fail with the stderr if the process exits first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(found(line) for line in list(self.lines)):
+                return
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=5)
+                raise AssertionError(f"{self.args} exited with {self.proc.returncode}:\n{self.stderr}")
+            time.sleep(0.05)
+        raise AssertionError(f"{self.args}: no awaited line within {timeout_s}s:\n{self.stderr}")
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGINT, then the exit code; a process still running after ``timeout_s`` prints its
+        threads' stacks (SIGUSR1, where registered) and is killed, and the test fails."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            self.proc.kill()
+            self.proc.wait()
+            self._reader.join(timeout=5)
+            raise AssertionError(f"{self.args} did not stop after SIGINT:\n{self.stderr}") from None
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        """``kill -9``: no handler runs, nothing is released."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._reader.join(timeout=5)
