@@ -6,6 +6,7 @@ python main.py worker
 python main.py poll --once [--all]
 python main.py sources add URL --outlet O --locale L | list | import FILE.opml | export
 python main.py stories export --format jsonl
+python main.py keys create --role reader|editor|admin [--name N] | list | revoke ID
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 
 from aggregator import LOCALES
 from aggregator.db import make_engine
+from aggregator.editorial import cli as editorial_cli
 from aggregator.errors import BabelwireError, StorageError
 from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     stories = sub.add_parser("stories", help="stories").add_subparsers(dest="action", required=True)
     exp = stories.add_parser("export", help="print every story")
     exp.add_argument("--format", choices=["jsonl"], default="jsonl")
+    editorial_cli.add_commands(sub)
     return p
 
 
@@ -186,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(settings, engine, args)
         if args.command == "worker":
             return cmd_worker(settings, engine)
+        if args.command in editorial_cli.COMMANDS:
+            return editorial_cli.run(engine, args)
     except BabelwireError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from aggregator.migrate import current_revision, head_revision
 from aggregator.settings import Settings
+from api.admin.routes import admin_router
 from api.caching import GZIP_MIN_BYTES, CacheFront, Rendered, ResponseCache, cached_response, raw_key
 from api.cursor import TokenSigner
 from api.errors import Problem, error_response, error_responses, install_error_handlers
@@ -92,6 +93,19 @@ def parse_tickers(raw: str | None) -> tuple[str, ...] | Problem:
     return tuple(tickers)
 
 
+def editorial_generation(engine: sa.Engine) -> int | None:
+    """The newest audit row's id: every editorial action writes one, in any process. None when
+    the database cannot say (nothing cached is answered then)."""
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(_NEWEST_AUDIT).scalar() or 0)
+    except sqlalchemy.exc.SQLAlchemyError:
+        return None
+
+
+_NEWEST_AUDIT = sa.text("SELECT max(id) FROM auditlog")
+
+
 def _keep(value: object) -> bool:
     return isinstance(value, Rendered)
 
@@ -126,7 +140,9 @@ def create_app(
         engine, TokenSigner(settings.cursor_secret), fallbacks=fallbacks, seed_disclaimers=seed_disclaimers
     )
     cache: ResponseCache[Rendered | Problem] = ResponseCache(
-        response_cache_s, record=lambda result: metrics.cache.labels(result).inc()
+        response_cache_s,
+        record=lambda result: metrics.cache.labels(result).inc(),
+        generation=lambda: editorial_generation(reader.engine),
     )
     public = f"public, max-age={settings.cache_max_age_s}"
 
@@ -138,6 +154,7 @@ def create_app(
         openapi_tags=[
             {"name": "feed", "description": "The localized feed, stories, and delta sync."},
             {"name": "ops", "description": "Health, readiness and metrics."},
+            {"name": "admin", "description": "Editors and admins (Bearer API key with a role)."},
         ],
     )
     install_error_handlers(app)
@@ -147,6 +164,8 @@ def create_app(
     app.state.reader = reader
     app.state.metrics = metrics
     app.state.response_cache = cache
+    app.state.engine = engine
+    app.include_router(admin_router(engine, on_change=cache.clear))
 
     async def _serve(
         request: Request, key: tuple[object, ...], build: Callable[[], Rendered | Problem], cache_control: str

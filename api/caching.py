@@ -5,6 +5,10 @@ default, never longer than the ``Cache-Control`` max-age the client is already a
 it), bounded in entries, and concurrent misses for one key share one database build. Nothing in
 it is needed by another process: each replica fills its own, and losing it costs one rebuild.
 
+Editors' changes must show at once in every replica, so a cache may be given a ``generation``:
+a cheap read of a value the database changes with every editorial action (the newest audit row).
+A value built under another generation is never answered, not even stale.
+
 ETags are computed per representation: the gzip body has its own tag (``"…-gz"``), because a
 strong validator must differ when the content-coding does.
 """
@@ -97,6 +101,7 @@ def cached_response(request: Request, rendered: Rendered, cache_control: str) ->
 class _Entry(Generic[T]):
     value: T
     expires: float
+    generation: object = None
 
 
 class ResponseCache(Generic[T]):
@@ -118,8 +123,10 @@ class ResponseCache(Generic[T]):
         concurrency: int = 8,
         stale: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        generation: Callable[[], object] | None = None,
     ) -> None:
         self.ttl = ttl
+        self._generation = generation
         self.stale = 4 * ttl if stale is None else stale
         self.max_entries = max_entries
         self._clock = clock
@@ -128,6 +135,11 @@ class ResponseCache(Generic[T]):
         self._entries: OrderedDict[Hashable, _Entry[T]] = OrderedDict()
         self._pending: dict[Hashable, asyncio.Future[T]] = {}
         self._aliases: OrderedDict[Hashable, tuple[Hashable, Any]] = OrderedDict()
+
+    def clear(self) -> None:
+        """Forget every value (an editor changed what they were built from)."""
+        self._entries.clear()
+        self._aliases.clear()
 
     def alias(self, raw: Hashable, key: Hashable, extra: Any) -> None:
         """Let ``lookup_raw(raw)`` find the value of ``key`` (with ``extra``) while it is fresh."""
@@ -144,7 +156,7 @@ class ResponseCache(Generic[T]):
         if found is None:
             return None
         entry = self._entries.get(found[0])
-        if entry is None or entry.expires <= self._clock():
+        if entry is None or entry.expires <= self._clock() or not self._current(entry):
             del self._aliases[raw]
             return None
         self._record("hit")
@@ -157,6 +169,9 @@ class ResponseCache(Generic[T]):
             return await self._build(build)
         now = self._clock()
         entry = self._entries.get(key)
+        if entry is not None and not self._current(entry):
+            del self._entries[key]
+            entry = None
         if entry is not None and entry.expires > now:
             self._entries.move_to_end(key)
             self._record("hit")
@@ -174,22 +189,32 @@ class ResponseCache(Generic[T]):
             pending = self._start(key, build, keep)
         return await asyncio.shield(pending)
 
+    def _current(self, entry: _Entry[T]) -> bool:
+        """The entry was built under the database's current generation (always, without one)."""
+        if self._generation is None:
+            return True
+        now = self._generation()
+        return now is not None and now == entry.generation
+
     def _start(self, key: Hashable, build: Callable[[], T], keep: Callable[[T], bool]) -> asyncio.Future[T]:
+        generation = self._generation() if self._generation is not None else None
         pending = asyncio.ensure_future(self._build(build))
         self._pending[key] = pending
-        pending.add_done_callback(lambda fut: self._settle(key, fut, keep))
+        pending.add_done_callback(lambda fut: self._settle(key, fut, keep, generation))
         return pending
 
     async def _build(self, build: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(build, limiter=self._limiter)
 
-    def _settle(self, key: Hashable, fut: asyncio.Future[T], keep: Callable[[T], bool]) -> None:
+    def _settle(
+        self, key: Hashable, fut: asyncio.Future[T], keep: Callable[[T], bool], generation: object
+    ) -> None:
         self._pending.pop(key, None)
         if fut.cancelled() or fut.exception() is not None:
             return
         value = fut.result()
-        if keep(value):
-            self._entries[key] = _Entry(value, self._clock() + self.ttl)
+        if keep(value) and (self._generation is None or generation is not None):
+            self._entries[key] = _Entry(value, self._clock() + self.ttl, generation)
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

@@ -108,6 +108,19 @@ class StoryRow:
     first_published_at: datetime
     """Naive UTC."""
     pinned: bool
+    pinned_until: datetime | None = None
+    """Naive UTC."""
+    pinned_locale: str | None = None
+    titles: dict[str, str] = field(default_factory=dict)
+    """Editors' titles per served locale."""
+
+    def pin_active(self, locale: str, now: datetime) -> bool:
+        """Pinned on top of ``locale``'s feed at ``now`` (naive UTC)."""
+        return (
+            self.pinned
+            and (self.pinned_until is None or self.pinned_until > now)
+            and (self.pinned_locale is None or self.pinned_locale == locale)
+        )
 
 
 @dataclass(slots=True)
@@ -159,6 +172,24 @@ def _tickers(raw: str | None) -> tuple[str, ...]:
     return tuple(t for t in value if isinstance(t, str)) if isinstance(value, list) else ()
 
 
+@lru_cache(maxsize=1024)
+def _titles_cached(raw: str) -> tuple[tuple[str, str], ...]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return ()
+    if not isinstance(value, dict):
+        return ()
+    return tuple((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str) and v)
+
+
+def _titles(raw: str | None) -> dict[str, str]:
+    """The stored JSON object of editors' titles (``{}`` almost always: no parse then)."""
+    if not raw or raw == "{}":
+        return {}
+    return dict(_titles_cached(raw))
+
+
 def _live_member(never: frozenset[str]) -> sa.Exists:
     cond = [ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false()]
     # one plain bind per locale, not an expanding IN: ``CompiledStatement`` binds values as they are
@@ -177,6 +208,9 @@ _COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "score": sa.Float(),
     "first_published_at": sa.DateTime(),
     "pinned": sa.Boolean(),
+    "pinned_until": sa.DateTime(),
+    "pinned_locale": sa.String(),
+    "titles": sa.Text(),
     "canonical_item_id": sa.Integer(),
     "item_id": sa.Integer(),
     "link": sa.String(),
@@ -221,6 +255,9 @@ def _page_statement(stories: sa.Select[Any]) -> sa.CompoundSelect[Any]:
         sid=page.c.id,
         first_published_at=page.c.first_published_at,
         pinned=page.c.pinned,
+        pinned_until=page.c.pinned_until,
+        pinned_locale=page.c.pinned_locale,
+        titles=sa.cast(page.c.titles, sa.Text),
         canonical_item_id=page.c.canonical_item_id,
         item_id=ITEM.c.id,
         link=ITEM.c.link,
@@ -282,17 +319,42 @@ def _page_statement(stories: sa.Select[Any]) -> sa.CompoundSelect[Any]:
     return sa.union_all(members, related, disclaimers)
 
 
-_STORY_COLUMNS = (STORY.c.id, STORY.c.first_published_at, STORY.c.pinned, STORY.c.canonical_item_id)
+_STORY_COLUMNS = (
+    STORY.c.id,
+    STORY.c.first_published_at,
+    STORY.c.pinned,
+    STORY.c.pinned_until,
+    STORY.c.pinned_locale,
+    STORY.c.titles,
+    STORY.c.canonical_item_id,
+)
+
+
+def _pin_active() -> sa.ColumnElement[bool]:
+    """An editor's pin holds for this request's locale (``pin_locale``) at ``now``."""
+    now = sa.bindparam("now", type_=UTCDateTime())
+    return sa.and_(
+        STORY.c.pinned == sa.true(),
+        sa.or_(STORY.c.pinned_until.is_(None), STORY.c.pinned_until > now),
+        sa.or_(
+            STORY.c.pinned_locale.is_(None),
+            STORY.c.pinned_locale == sa.bindparam("pin_locale", type_=sa.String()),
+        ),
+    )
 
 
 @lru_cache(maxsize=256)
 def feed_statement(
-    keyset: bool, tickers: int, by_outlet: bool, never: frozenset[str], limit: int
+    keyset: bool, tickers: int, by_outlet: bool, never: frozenset[str], limit: int, pinned: bool = False
 ) -> sa.CompoundSelect[Any]:
     """The page statement of one request shape, built once: SQLAlchemy statement construction costs
     more CPU than the database spends running it. ``limit`` (stories to fetch) is rendered as a
-    literal; bind, by shape, ``after_ts``/``after_id``, ``ticker_0``… (LIKE patterns) and ``outlet``."""
-    q = sa.select(*_STORY_COLUMNS).where(STORY.c.hidden == sa.false(), _live_member(never))
+    literal; bind ``now`` and ``pin_locale`` and, by shape, ``after_ts``/``after_id``, ``ticker_0``…
+    (LIKE patterns) and ``outlet``. ``pinned``: the stories pinned on top of this locale's feed
+    (they are left out of the ordinary pages, so a story is never listed twice)."""
+    q = sa.select(*_STORY_COLUMNS).where(
+        STORY.c.hidden == sa.false(), _live_member(never), _pin_active() if pinned else ~_pin_active()
+    )
     if keyset:
         after = sa.tuple_(
             sa.bindparam("after_ts", type_=UTCDateTime()), sa.bindparam("after_id", type_=sa.Integer())
@@ -412,13 +474,16 @@ def read_page(conn: sa.Connection, statement: sa.CompoundSelect[Any], params: Ma
     scored: dict[int, dict[int, float]] = defaultdict(dict)
     related: dict[int, dict[int, RelatedMember]] = defaultdict(dict)
     for (
-        kind, sid, other, score, first_published_at, pinned, canonical_item_id, item_id, link, title,
+        kind, sid, other, score, first_published_at, pinned, pinned_until, pinned_locale, titles,
+        canonical_item_id, item_id, link, title,
         summary_html, published_at, image, locale, language, tickers, outlet_id, outlet_name, policy,
         version, text,
     ) in compiled_for(statement, conn.dialect).rows(conn, params):  # fmt: skip
         if kind == MEMBER:
             if sid not in stories:
-                stories[sid] = StoryRow(sid, first_published_at, bool(pinned))
+                stories[sid] = StoryRow(
+                    sid, first_published_at, bool(pinned), pinned_until, pinned_locale, _titles(titles)
+                )
             out.members[sid].append(
                 MemberRow(
                     item_id,
@@ -538,6 +603,7 @@ class FeedReader:
         disclaimers: dict[tuple[str, str], Json | None],
         *,
         strict: bool,
+        now: datetime,
     ) -> Json | None:
         """One story as a ``FeedEntry`` body; None when it cannot be served in ``locale``."""
         best = best_by_locale(members)
@@ -563,7 +629,7 @@ class FeedReader:
             disclaimer = disclaimers[key] = self._disclaimer(*key, rows.disclaimers)
         return {
             "id": story.id,
-            "title": self._convert(served.title, choice.converted),
+            "title": story.titles.get(choice.locale_served) or self._convert(served.title, choice.converted),
             "summary": summary,
             "summary_text": summary_text,
             "url": served.url,
@@ -573,7 +639,7 @@ class FeedReader:
             "tickers": sorted({t for m in members for t in m.tickers}),
             "locale_served": choice.locale_served,
             "converted": choice.converted,
-            "pinned": story.pinned,
+            "pinned": story.pin_active(locale, now),
             "original": {
                 "outlet": {"id": original.outlet_id, "name": original.outlet_name},
                 "url": original.url,
@@ -589,7 +655,8 @@ class FeedReader:
     def feed_page(self, query: FeedQuery) -> Json | Problem:
         """A ``FeedPage`` body."""
         never = chain_for(query.locale, self.fallbacks).never
-        params: dict[str, Any] = {}
+        now = datetime.now(UTC)
+        params: dict[str, Any] = {"now": now, "pin_locale": query.locale}
         if query.after is not None:
             params["after_ts"] = query.after.published_at
             params["after_id"] = query.after.story_id
@@ -602,7 +669,13 @@ class FeedReader:
         )
         with self.engine.connect() as conn:
             rows = read_page(conn, statement, params)
-            if not rows.stories and query.outlet is not None:
+            top: PageRows | None = None
+            if query.after is None:
+                pinned = feed_statement(False, len(query.tickers), query.outlet is not None, never, 50, True)
+                top = read_page(conn, pinned, params)
+                if not top.stories:
+                    top = None
+            if not rows.stories and top is None and query.outlet is not None:
                 known = conn.execute(sa.select(OUTLET.c.id).where(OUTLET.c.id == query.outlet)).first()
                 if known is None:
                     return Problem(400, "unknown_outlet", f"unknown outlet {query.outlet!r}")
@@ -610,10 +683,22 @@ class FeedReader:
         page = rows.stories[: query.limit]
         items = []
         disclaimers: dict[tuple[str, str], Json | None] = {}
-        for story in page:
-            entry = self._entry(story, rows.members[story.id], query.locale, rows, disclaimers, strict=True)
-            if entry is not None:
-                items.append(entry)
+        naive_now = now.replace(tzinfo=None)
+        for story_rows in (top, rows):
+            if story_rows is None:
+                continue
+            for story in page if story_rows is rows else story_rows.stories:
+                entry = self._entry(
+                    story,
+                    story_rows.members[story.id],
+                    query.locale,
+                    story_rows,
+                    disclaimers,
+                    strict=True,
+                    now=naive_now,
+                )
+                if entry is not None:
+                    items.append(entry)
         next_cursor = None
         if more and page:
             last = page[-1]
@@ -629,7 +714,15 @@ class FeedReader:
         if not rows.stories:
             return None
         members = rows.members[story_id]
-        entry = self._entry(rows.stories[0], members, locale, rows, {}, strict=False)
+        entry = self._entry(
+            rows.stories[0],
+            members,
+            locale,
+            rows,
+            {},
+            strict=False,
+            now=datetime.now(UTC).replace(tzinfo=None),
+        )
         if entry is None:
             return None
         ordered = sorted(members, key=lambda m: (not m.is_original, m.published_at, m.id))

@@ -447,11 +447,16 @@ def test_hidden_and_tombstoned_are_left_out(client: TestClient, seed: Seeder) ->
     assert_error(client.get(f"/v1/stories/{hidden}"), 404, "not_found")
 
 
-def test_pinned_is_reported_but_order_is_by_time(client: TestClient, seed: Seeder) -> None:
+def test_pinned_tops_the_first_page_once(client: TestClient, seed: Seeder) -> None:
     pinned = seed.story(Member("en"), at=T0, pinned=True)
+    older = seed.story(Member("en"), at=T0 - timedelta(minutes=1))
     newer = seed.story(Member("en"), at=T0 + timedelta(minutes=1))
     items = feed(client)["items"]
-    assert [(e["id"], e["pinned"]) for e in items] == [(newer, False), (pinned, True)]
+    assert [(e["id"], e["pinned"]) for e in items] == [(pinned, True), (newer, False), (older, False)]
+    first = feed(client, limit=1)
+    assert [e["id"] for e in first["items"]] == [pinned, newer]
+    rest = feed(client, limit=1, cursor=first["next_cursor"])
+    assert [e["id"] for e in rest["items"]] == [older] and rest["next_cursor"] is None
 
 
 # ---- related and disclaimers -------------------------------------------------------------------
