@@ -32,11 +32,16 @@ FEEDS = {
     "/wire/en.xml": ("wire", "en", "wire-en.xml", "application/rss+xml"),
     "/gate/pt-PT.xml": ("gate", "pt-PT", "gate-pt-PT.xml", "application/atom+xml"),
     "/gate/ja.xml": ("gate", "ja", "gate-ja.xml", "application/atom+xml"),
+    "/mirror/es.xml": ("mirror", "es", "mirror-es.xml", "application/rss+xml"),
 }
 LUMEN_EN = "https://wire.example/en/harbor-lists-lumen"
 LUMEN_PT = "https://gate.example/pt/news/detail/7001"
 LUMEN_JA = "https://gate.example/ja/news/detail/7001"
 RIDGE_EN = "https://wire.example/en/ridge-custody"
+LUMEN_ES = "https://mirror.example/es/harbor-lumen"
+"""Merged on shared figures and names alone (no declared link): a review queue entry."""
+FOUNDATION_ES = "https://mirror.example/es/lumen-fundacion"
+"""An independent report on the same event: related to the Lumen story."""
 
 
 @dataclass

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import sqlalchemy as sa
 
 from aggregator.db import session_scope
 from aggregator.editorial import CLI, ROLES
+from aggregator.errors import BabelwireError
 
-COMMANDS = ("keys",)
+COMMANDS = ("keys", "eval")
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,6 +27,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     keys.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("id", type=int)
+    evaluation = sub.add_parser("eval", help="labelled data for dedupe evaluation").add_subparsers(
+        dest="action", required=True
+    )
+    labels = evaluation.add_parser(
+        "export-labels", help="write editors' reviewed stories as eval/ corpus files into DIR"
+    )
+    labels.add_argument("dir", type=Path)
 
 
 def run(engine: sa.Engine, args: argparse.Namespace) -> int:
@@ -33,7 +42,31 @@ def run(engine: sa.Engine, args: argparse.Namespace) -> int:
     require_migrated(engine)
     if args.command == "keys":
         return _keys(engine, args)
+    if args.command == "eval":
+        from aggregator.editorial.review import export_labels
+
+        try:
+            with session_scope(engine) as session:
+                written = export_labels(session, args.dir)
+        except OSError as e:
+            raise BabelwireError(f"{args.dir}: {e.strerror}") from None
+        print(f"wrote {written} labelled events to {args.dir}")
+        return 0
     return 2
+
+
+def add_sources(engine: sa.Engine, args: argparse.Namespace) -> int:
+    """``sources add --catalogue [--outlet O] [--locale L]``; a URL without them is an error."""
+    from aggregator.editorial.sources import subscribe_catalogue
+
+    if not args.catalogue:
+        raise BabelwireError("sources add: give URL --outlet O --locale L, or --catalogue")
+    if args.url:
+        raise BabelwireError("sources add: --catalogue takes no URL")
+    with session_scope(engine) as session:
+        added, present = subscribe_catalogue(session, CLI, args.outlet, args.locale)
+    print(f"subscribed {added} catalogue feeds ({present} already present)")
+    return 0
 
 
 def _keys(engine: sa.Engine, args: argparse.Namespace) -> int:

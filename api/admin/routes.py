@@ -9,20 +9,40 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from aggregator.db import session_scope
-from aggregator.editorial import Actor, stories
+from aggregator.editorial import Actor, disclaimers, review, stories
 from aggregator.editorial import audit as audit_log
 from aggregator.editorial import keys as api_keys
+from aggregator.editorial import sources as feeds
+from aggregator.errors import EditorialError
 from api.admin.auth import requires
-from api.admin.schemas import Done, KeyBody, MemberUrl, MergeBody, MoveBody, Page, PinBody, TitleBody
+from api.admin.schemas import (
+    CatalogueBody,
+    DisclaimerBody,
+    Done,
+    KeyBody,
+    MemberUrl,
+    MergeBody,
+    MoveBody,
+    Page,
+    PinBody,
+    SourceBody,
+    SourceUpdate,
+    TitleBody,
+    VerdictBody,
+)
 from api.errors import error_responses
+from sources.opml import SourceSpec
 
 T = TypeVar("T")
 StoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Story id.")]
 AUTH_ERRORS = error_responses(401, 403, 404, 409, 422)
+SourceId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Source id.")]
+MAX_OPML_BYTES = 2 * 1024 * 1024
 
 
 def admin_router(engine: sa.Engine, on_change: Callable[[], None]) -> APIRouter:
@@ -165,5 +185,99 @@ def admin_router(engine: sa.Engine, on_change: Callable[[], None]) -> APIRouter:
     @router.delete("/keys/{key_id}", summary="Revoke a key (at once, in every process)")
     async def revoke_key(actor: admin, key_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> dict[str, Any]:
         return await write(lambda s: api_keys.describe(api_keys.revoke_key(s, actor, key_id)))
+
+    # ---- sources -------------------------------------------------------------------------
+
+    @router.get(
+        "/sources", summary="Sources with their health (last fetch, status, errors, next check, items/day)"
+    )
+    async def list_sources(actor: reader) -> list[dict[str, Any]]:
+        return await read(feeds.health)
+
+    @router.post("/sources", summary="Add a source", status_code=201)
+    async def add_source(actor: admin, body: SourceBody) -> dict[str, Any]:
+        spec = SourceSpec(
+            url=body.url.strip(), outlet=body.outlet.strip(), locale=body.locale, title=body.title
+        )
+        return await write(lambda s: feeds.describe(feeds.add(s, actor, spec)))
+
+    @router.patch("/sources/{source_id}", summary="Change a source's url, outlet, locale, title or enabled")
+    async def update_source(actor: admin, source_id: SourceId, body: SourceUpdate) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True)
+        return await write(lambda s: feeds.describe(feeds.update(s, actor, source_id, changes)))
+
+    @router.post("/sources/{source_id}/enable", summary="Poll this source again")
+    async def enable_source(actor: admin, source_id: SourceId) -> dict[str, Any]:
+        return await write(lambda s: feeds.describe(feeds.set_enabled(s, actor, source_id, True)))
+
+    @router.post("/sources/{source_id}/disable", summary="Stop polling this source")
+    async def disable_source(actor: admin, source_id: SourceId) -> dict[str, Any]:
+        return await write(lambda s: feeds.describe(feeds.set_enabled(s, actor, source_id, False)))
+
+    @router.post(
+        "/sources/{source_id}/poll", summary="Poll now (due at the next scheduler tick of any worker)"
+    )
+    async def poll_source(actor: admin, source_id: SourceId) -> dict[str, Any]:
+        return await write(lambda s: feeds.describe(feeds.poll_now(s, actor, source_id)))
+
+    @router.post(
+        "/sources/opml",
+        summary="Import an OPML 2.0 document (the request body), all or nothing",
+        openapi_extra={"requestBody": {"content": {"text/x-opml": {"schema": {"type": "string"}}}}},
+    )
+    async def import_opml(actor: admin, request: Request) -> dict[str, int]:
+        data = await request.body()
+        if len(data) > MAX_OPML_BYTES:
+            raise EditorialError(f"OPML document larger than {MAX_OPML_BYTES} bytes")
+        added, present = await write(lambda s: feeds.import_opml(s, actor, data))
+        return {"added": added, "already_present": present}
+
+    @router.get(
+        "/sources/opml",
+        summary="Every source as OPML 2.0",
+        response_class=Response,
+        responses={200: {"content": {"text/x-opml": {}}, "description": "OPML 2.0."}},
+    )
+    async def export_opml(actor: reader) -> Response:
+        body = await read(feeds.opml)
+        return Response(body, media_type="text/x-opml; charset=utf-8")
+
+    @router.post(
+        "/sources/catalogue", summary="Subscribe the outlet catalogue's feeds (of one outlet/locale)"
+    )
+    async def subscribe_catalogue(actor: admin, body: CatalogueBody) -> dict[str, int]:
+        added, present = await write(lambda s: feeds.subscribe_catalogue(s, actor, body.outlet, body.locale))
+        return {"added": added, "already_present": present}
+
+    # ---- disclaimers ---------------------------------------------------------------------
+
+    @router.get("/disclaimers", summary="Texts in force per policy and locale, and each policy's outlets")
+    async def list_disclaimers(actor: reader) -> dict[str, Any]:
+        return await read(disclaimers.overview)
+
+    @router.post(
+        "/disclaimers", summary="Publish a new version of one policy's text in one locale", status_code=201
+    )
+    async def publish_disclaimer(actor: editor, body: DisclaimerBody) -> dict[str, Any]:
+        def publish(s: Any) -> dict[str, Any]:
+            row = disclaimers.publish(s, actor, body.policy, body.locale, body.text)
+            return {"policy": row.policy, "locale": row.locale, "version": row.version, "text": row.text}
+
+        return await write(publish)
+
+    # ---- review queue --------------------------------------------------------------------
+
+    @router.get("/review", summary="Dedupe decisions nearest their thresholds, most uncertain first")
+    async def review_queue(
+        actor: reader, limit: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> list[dict[str, Any]]:
+        return await read(lambda s: review.queue(s, limit=limit))
+
+    @router.post(
+        "/review/{key:path}",
+        summary="Confirm or correct one queue entry (`key`: a member's URL, or `related:A:B`)",
+    )
+    async def review_decide(actor: editor, key: str, body: VerdictBody) -> dict[str, Any]:
+        return await write(lambda s: review.decide(s, actor, key, body.verdict, body.story_id))
 
     return router
