@@ -21,12 +21,15 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from aggregator.migrate import current_revision, head_revision
 from aggregator.settings import Settings
 from api.admin.routes import admin_router
 from api.caching import GZIP_MIN_BYTES, CacheFront, Rendered, ResponseCache, cached_response, raw_key
 from api.cursor import TokenSigner
+from api.dashboard.routes import STATIC as DASHBOARD_STATIC
+from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.feed import FeedQuery, FeedReader
 from api.locales import Chain, negotiate, parse_fallbacks, parse_locale, valid_locales_message
@@ -166,6 +169,8 @@ def create_app(
     app.state.response_cache = cache
     app.state.engine = engine
     app.include_router(admin_router(engine, on_change=cache.clear))
+    app.include_router(dashboard_router(engine, settings.cursor_secret, on_change=cache.clear))
+    app.mount("/dashboard/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")
 
     async def _serve(
         request: Request, key: tuple[object, ...], build: Callable[[], Rendered | Problem], cache_control: str
