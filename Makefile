@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres clean venv native
+.PHONY: run test lint fmt bench eval check postgres chromium clean venv native
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ postgres:  ## install the PostgreSQL server binaries when missing (the tests sta
 		echo "installing PostgreSQL server binaries"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; fi
 
+chromium:  ## install Debian's Chromium when missing (the dashboard's browser tests drive it with Playwright)
+	@if [ -x /usr/bin/chromium ]; then :; else \
+		echo "installing chromium"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -44,7 +49,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) $(NATIVE) postgres lint  ## lint, then every test on SQLite and a throwaway PostgreSQL
+test: $(STAMP) $(NATIVE) postgres chromium lint  ## lint, then every test on SQLite and a throwaway PostgreSQL (+ Chromium)
 	$(PY) -m pytest -q
 
 check: $(STAMP) $(NATIVE)  ## the outside CLI contract check
@@ -58,4 +63,4 @@ bench: $(STAMP) $(NATIVE) postgres  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build $(NATIVE) $(NATIVE_SRC:.pyx=.c)
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build tests/artifacts $(NATIVE) $(NATIVE_SRC:.pyx=.c)

@@ -151,6 +151,11 @@ def site(tmp_path: Path) -> Iterator[tuple[Newsroom, str]]:
     engine.dispose()
 
 
+def _dismiss(dialog: Any, seen: list[str]) -> None:
+    seen.append(dialog.message)
+    dialog.dismiss()
+
+
 @pytest.mark.browser
 def test_editor_does_the_job_in_chromium(site: tuple[Newsroom, str]) -> None:
     from playwright.sync_api import sync_playwright
@@ -164,7 +169,7 @@ def test_editor_does_the_job_in_chromium(site: tuple[Newsroom, str]) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("dialog", lambda d: _dismiss(d, dialogs))
             page.on(
                 "request",
                 lambda r: (
@@ -267,7 +272,7 @@ def test_hostile_feed_html_stays_inert(site: tuple[Newsroom, str]) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("dialog", lambda d: _dismiss(d, dialogs))
             page.on("request", lambda r: attacker.append(r.url) if "attacker" in r.url else None)
             page.goto(f"{base}/dashboard/login")
             page.fill("#key", room.keys["admin"])
