@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres chromium clean venv native
+.PHONY: run test lint fmt bench eval check postgres chromium clean venv native corpus
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,18 @@ $(NATIVE) &: $(NATIVE_SRC) tools/build_native.py $(STAMP)
 	$(PY) tools/build_native.py
 
 native: $(NATIVE)  ## build dedupe's native kernels (make run/test/eval/bench do it too)
+
+# feedparser's own test feeds, from the source distribution of the pinned feedparser (git-ignored).
+FEEDPARSER := $(shell sed -n 's/^feedparser==//p' requirements.txt)
+CORPUS := .corpus/feedparser-$(FEEDPARSER)/tests
+
+$(CORPUS): requirements.txt | $(STAMP)
+	rm -rf .corpus/feedparser-* && mkdir -p .corpus
+	$(PY) -m pip download -q --no-binary :all: --no-deps -d .corpus feedparser==$(FEEDPARSER)
+	tar -xzf .corpus/feedparser-$(FEEDPARSER).tar.gz -C .corpus feedparser-$(FEEDPARSER)/tests feedparser-$(FEEDPARSER)/LICENSE
+	touch $(CORPUS)
+
+corpus: $(CORPUS)  ## fetch the test corpora that come from the package index (make test does it)
 
 run: $(STAMP)  ## serve the API on http://127.0.0.1:8000 with the offline demo outlets (SQLite)
 	@$(MAKE) --no-print-directory native || echo "babelwire: the native dedupe kernels did not build; dedupe runs its Python code (slower)"
@@ -49,11 +61,13 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) $(NATIVE) postgres chromium lint  ## lint, then every test on SQLite and a throwaway PostgreSQL (+ Chromium)
-	$(PY) -m pytest -q
+test: $(STAMP) $(NATIVE) $(CORPUS) postgres chromium lint  ## lint, then every test a clone alone can run, on SQLite and a throwaway PostgreSQL (+ Chromium)
+	$(PY) -m pytest -q -m "not shared"
 
-check: $(STAMP) $(NATIVE)  ## the outside CLI contract check
+check: $(STAMP) $(NATIVE)  ## what needs ../shared beside the clone: the outside CLI contract check and the tests marked shared
+	@test -d ../shared || { echo "make check: ../shared is missing beside this clone" >&2; exit 1; }
 	$(PY) ../shared/contract/check
+	$(PY) -m pytest -q -m shared
 
 eval: $(STAMP) $(NATIVE)  ## dedupe quality on the labelled corpus, end to end through the CLI
 	$(PY) bench/run_all.py --only eval
@@ -63,4 +77,4 @@ bench: $(STAMP) $(NATIVE) postgres  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache build tests/artifacts $(NATIVE) $(NATIVE_SRC:.pyx=.c)
+	rm -rf $(VENV) data .corpus .pytest_cache .mypy_cache .ruff_cache build tests/artifacts $(NATIVE) $(NATIVE_SRC:.pyx=.c)

@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from aggregator import LOCALES
 from aggregator.db import make_engine
 from aggregator.editorial import cli as editorial_cli
-from aggregator.errors import BabelwireError, StorageError
 from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
+from core.errors import BabelwireError, StorageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +153,7 @@ def cmd_stories(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
 
 
 def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
-    from aggregator.serve import serve
+    from app.serve import serve
 
     if args.demo:
         settings = settings.model_copy(update={"allow_private_feeds": True})

@@ -8,19 +8,4 @@ import os
 # without). Set before numpy is first imported; an operator's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-LOCALES: tuple[str, ...] = (
-    "zh-CN",
-    "en",
-    "vi",
-    "zh-TW",
-    "es",
-    "ru",
-    "fr",
-    "pt-PT",
-    "id",
-    "ja",
-    "ar",
-    "uk",
-    "pt-BR",
-)
-"""The thirteen locales, in the order a Gate news page offers them."""
+from core.locales import LOCALES as LOCALES

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from aggregator.errors import StorageError
+from core.errors import StorageError
 
 if TYPE_CHECKING:
     from alembic.config import Config

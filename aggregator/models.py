@@ -88,7 +88,7 @@ class Story(SQLModel, table=True):
     """An editor's pin holds until then (None: until unpinned)."""
     pinned_locale: str | None = Field(default=None, max_length=8)
     """The locale whose feed the pin tops (None: every locale)."""
-    titles: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON)
+    titles: dict[str, str] | None = Field(default_factory=dict, sa_type=sa.JSON, nullable=True)
     """Editors' titles per served locale, used instead of the member's own title."""
 
 
@@ -171,7 +171,7 @@ class EditorialOverride(SQLModel, table=True):
     ``unpin``; ``title`` (``payload`` {"locale", "title"}; an empty title drops the edit)."""
     item_link: str = Field(max_length=2000)
     other_link: str | None = Field(default=None, max_length=2000)
-    payload: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    payload: dict[str, Any] | None = Field(default_factory=dict, sa_type=sa.JSON, nullable=True)
     actor: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts(default_factory=utcnow)
 

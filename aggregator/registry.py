@@ -11,8 +11,8 @@ from sqlmodel import Session, col, select
 
 from aggregator import LOCALES
 from aggregator.db import session_scope
-from aggregator.errors import CatalogueError
 from aggregator.models import Outlet, Source
+from core.errors import CatalogueError
 from sources.opml import SourceSpec
 
 

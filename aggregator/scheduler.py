@@ -32,9 +32,11 @@ class Ticker:
         self.fetcher: Fetcher | None = None
         self.parse_pool: ParsePool | None = None
         self.scheduler: AsyncIOScheduler | None = None
+        self._round: asyncio.Task[None] | None = None
 
     async def tick(self) -> None:
         assert self.fetcher is not None
+        self._round = asyncio.current_task()
         try:
             report = await poll_round(
                 self.engine, self.settings, fetcher=self.fetcher, owner=self.owner, executor=self.parse_pool
@@ -51,6 +53,10 @@ class Ticker:
                 )
         except Exception:  # the ticker must survive a bad round (e.g. database briefly down)
             log.exception("polling round failed")
+        except asyncio.CancelledError:  # stop() gave up waiting; the round's leases expire
+            log.info("polling round cancelled at stop")
+        finally:
+            self._round = None
 
     def start(self) -> None:
         """Start ticking on the running event loop; the first tick runs at once."""
@@ -70,9 +76,17 @@ class Ticker:
         )
         self.scheduler.start()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 15.0) -> None:
+        """Stop ticking; a round in flight gets ``grace_s`` to finish (it stores what it fetched
+        and releases its leases), then is cancelled."""
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        running = self._round
+        if running is not None and not running.done():
+            _, pending = await asyncio.wait({running}, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+                await asyncio.wait({task})
         if self.fetcher is not None:
             await self.fetcher.aclose()
         if self.parse_pool is not None:

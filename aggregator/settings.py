@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from aggregator.errors import ConfigError
+from core.errors import ConfigError
 
 DEFAULT_DB = "sqlite:///./data/babelwire.sqlite"
 

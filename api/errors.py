@@ -18,8 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from aggregator.errors import CatalogueError, EditorialError
 from api.schemas import ErrorBody
+from core.errors import CatalogueError, EditorialError
 
 log = logging.getLogger("babelwire.api")
 

@@ -83,7 +83,7 @@ def parse_fallbacks(text: str, base: Mapping[str, Chain] = FALLBACKS) -> dict[st
     converted fallback, e.g. ``zh-CN:s2twp``) or ``!locale`` (never served to this reader).
     Example: ``uk=en,!ru;fr=es,en``. ConfigError (one line) on anything else.
     """
-    from aggregator.errors import ConfigError
+    from core.errors import ConfigError
 
     table = dict(base)
     for row in filter(None, (part.strip() for part in text.split(";"))):

@@ -21,8 +21,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from aggregator import LOCALES
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
+from core.locales import LOCALES
 from sources.disclaimers import policies
 
 OUTLETS_DIR = Path(__file__).with_name("outlets")

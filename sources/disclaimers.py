@@ -10,8 +10,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from aggregator import LOCALES
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
+from core.locales import LOCALES
 
 DISCLAIMERS_PATH = Path(__file__).with_name("disclaimers.toml")
 NO_DISCLAIMER = "none"

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from xml.parsers import expat
 
-from aggregator import LOCALES
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
+from core.locales import LOCALES
 from sources.catalogue import OUTLET_ID, http_url_problem, outlet_for_url
 
 MAX_URL = 2000

@@ -19,7 +19,6 @@ from aggregator.settings import Settings
 from tests.pgserver import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.errors import ConfigError
 from api.locales import FALLBACKS, Chain, Step, parse_fallbacks
+from core.errors import ConfigError
 
 
 def test_rows_are_replaced_and_others_kept() -> None:

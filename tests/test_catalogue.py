@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import LOCALES
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
 from sources.catalogue import OUTLETS_DIR, article_key, load_catalogue, outlet_for_url
 from sources.disclaimers import load_disclaimers
 

@@ -34,7 +34,6 @@ from tests.test_catalogue import _catalogue_dir
 from tests.test_dedupe_run import ARTICLES, T0, add_items
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
 EN, PT, JA, OTHER = list(ARTICLES)
 
 
@@ -55,7 +54,7 @@ EXTRACTOR = Extractor(outlet_names={"coindesk": "coindesk", "CoinDesk": "coindes
 
 def sample_docs() -> list[DedupeDoc]:
     """The labelled corpora (every script), the run tests' articles, and a text too short for a MinHash."""
-    docs = [d.doc for corpus in (TESTDATA, ROOT / "eval" / "tune") for d in load_corpus(corpus)]
+    docs = [d.doc for corpus in (ROOT / "eval" / "test", ROOT / "eval" / "tune") for d in load_corpus(corpus)]
     for n, (link, (outlet, locale, minutes, title, body, links)) in enumerate(ARTICLES.items()):
         docs.append(
             DedupeDoc(

@@ -16,7 +16,8 @@ from aggregator.dedupe.policy import Thresholds
 from aggregator.dedupe.similarity import compare, finish, jaccard
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
+HELD_OUT = ROOT / "eval" / "test"
+CONTRACT_TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
 T0 = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
 EXTRACTOR = Extractor(outlet_names={"coindesk": "coindesk", "CoinDesk": "coindesk"})
 
@@ -173,19 +174,22 @@ def test_items_outside_the_time_window_never_merge() -> None:
     assert story[1] != story[2]
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("mode", ["blind", "hints", "rehost"])
 def test_contract_testdata_scores(mode: str) -> None:
+    """The contract's own two events, scored by its ``score.py`` (both in ``../shared/contract``)."""
+    assert list(CONTRACT_TESTDATA.glob("*.json")), f"missing {CONTRACT_TESTDATA} (../shared beside the clone)"
     sys.path.insert(0, str(ROOT / "eval"))
     from run_eval import pure_scores
 
-    s = pure_scores(TESTDATA, mode)
+    s = pure_scores(CONTRACT_TESTDATA, mode)
     assert s["b3_f1"] >= 0.95 and s["false_merge_rate"] <= 0.01 and s["related_recall"] >= 0.8
 
 
 def test_corpus_loader_marks_hints() -> None:
-    blind = load_corpus(TESTDATA)
-    hints = load_corpus(TESTDATA, hints=True)
-    assert not any("/news/detail/" in d.doc.url for d in blind)
+    blind = load_corpus(HELD_OUT)
+    hints = load_corpus(HELD_OUT, hints=True)
+    assert blind and not any("/news/detail/" in d.doc.url for d in blind)
     assert any(d.doc.links.get("original") for d in hints)
 
 
@@ -225,7 +229,7 @@ def test_window_keeps_memory_bounded() -> None:
 
 def test_partial_pairs_finish_to_the_full_score() -> None:
     t = Thresholds()
-    feats = [EXTRACTOR.features(d.doc) for d in load_corpus(TESTDATA)]
+    feats = [EXTRACTOR.features(d.doc) for d in load_corpus(HELD_OUT)]
     for a in feats:
         for b in feats:
             full = compare(a, b, t)
@@ -238,7 +242,7 @@ def test_partial_pairs_finish_to_the_full_score() -> None:
 
 
 def test_features_from_worker_processes_match_one_process() -> None:
-    docs = [d.doc for d in load_corpus(TESTDATA)]
+    docs = [d.doc for d in load_corpus(HELD_OUT)]
     alone = [EXTRACTOR.features(d) for d in docs]
     pooled = list(EXTRACTOR.features_many(docs, workers=2, chunk=3))
     assert [f.doc.id for f in pooled] == [d.id for d in docs]

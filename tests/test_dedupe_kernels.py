@@ -20,7 +20,7 @@ from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.dedupe.similarity import NativePairKernel, PairKernel, pair_kernel
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPORA = [ROOT / "eval" / "tune", ROOT.parent / "shared" / "contract" / "testdata"]
+CORPORA = [ROOT / "eval" / "tune", ROOT / "eval" / "test"]
 
 
 def _bench_expand() -> object:
@@ -33,7 +33,7 @@ def _bench_expand() -> object:
 
 @pytest.fixture(scope="module")
 def corpus_features() -> list[Features]:
-    """Every version of the tune half and the contract testdata, blind and with hints."""
+    """Every version of both halves of the labelled corpus, blind and with hints."""
     docs = [d.doc for c in CORPORA for hints in (False, True) for d in load_corpus(c, hints=hints)]
     docs = [replace(d, id=i + 1) for i, d in enumerate(docs)]
     return [Extractor().features(d) for d in docs]

@@ -36,7 +36,7 @@ else:
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNE = ROOT / "eval" / "tune"
-TESTDATA = ROOT.parent / "shared" / "contract" / "testdata"
+HELD_OUT = ROOT / "eval" / "test"
 T0 = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
 OTHER = Thresholds(
     figure_tolerance=0.05,
@@ -131,9 +131,9 @@ def mismatches(
 @pytest.fixture(scope="module")
 def corpus() -> tuple[list[Features], list[str]]:
     """Features and events of every version: the tuning corpus with hints (shared article ids,
-    attribution links, shared images) and the contract's testdata blind."""
+    attribution links, shared images) and the held-out half blind."""
     extractor = Extractor(outlet_names={})
-    docs = load_corpus(TUNE, hints=True) + load_corpus(TESTDATA)
+    docs = load_corpus(TUNE, hints=True) + load_corpus(HELD_OUT)
     return [extractor.features(d.doc) for d in docs], [d.event for d in docs]
 
 

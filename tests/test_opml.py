@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aggregator import LOCALES
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
 from sources.opml import SourceSpec, export_opml, parse_opml
 
 

@@ -308,8 +308,8 @@ def test_require_migrated_reads_the_head_without_alembic(tmp_path: Path) -> None
     from alembic.script import ScriptDirectory
 
     from aggregator.db import make_engine
-    from aggregator.errors import StorageError
     from aggregator.migrate import alembic_config, head_revision, require_migrated, upgrade
+    from core.errors import StorageError
 
     assert head_revision() == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     engine = make_engine(Settings(database_url=f"sqlite:///{tmp_path}/fresh.sqlite"))

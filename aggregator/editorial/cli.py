@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from aggregator.db import session_scope
 from aggregator.editorial import CLI, ROLES
-from aggregator.errors import BabelwireError
+from core.errors import BabelwireError
 
 COMMANDS = ("keys", "eval")
 

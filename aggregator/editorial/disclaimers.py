@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 from aggregator import LOCALES
 from aggregator.editorial import Actor
 from aggregator.editorial.audit import record
-from aggregator.errors import EditorialError
 from aggregator.models import Disclaimer, Outlet
+from core.errors import EditorialError
 
 MAX_TEXT = 5000
 

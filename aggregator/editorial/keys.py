@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 
 from aggregator.editorial import ROLES, Actor
 from aggregator.editorial.audit import record
-from aggregator.errors import ConflictError, EditorialError, NotFoundError
 from aggregator.models import ApiKey, utcnow
+from core.errors import ConflictError, EditorialError, NotFoundError
 
 PREFIX = "bw_"
 MAX_KEY_CHARS = 200

@@ -21,8 +21,8 @@ from sqlmodel import Session, col, select
 from aggregator.editorial import Actor
 from aggregator.editorial import stories as story_actions
 from aggregator.editorial.audit import record
-from aggregator.errors import EditorialError, NotFoundError
 from aggregator.models import Item, MergeDecision, RelatedStory, ReviewVerdict, Source, Story
+from core.errors import EditorialError, NotFoundError
 
 
 def _related_bar() -> float:

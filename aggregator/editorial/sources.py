@@ -13,8 +13,8 @@ from sqlmodel import Session, col, select
 from aggregator import LOCALES
 from aggregator.editorial import Actor
 from aggregator.editorial.audit import record
-from aggregator.errors import CatalogueError, ConflictError, EditorialError, NotFoundError
 from aggregator.models import Item, Source
+from core.errors import CatalogueError, ConflictError, EditorialError, NotFoundError
 from sources.opml import SourceSpec, export_opml, parse_opml
 
 SPARK_DAYS = 14

@@ -17,8 +17,8 @@ from sqlmodel import Session, col, select
 from aggregator import LOCALES
 from aggregator.editorial import Actor
 from aggregator.editorial.audit import record
-from aggregator.errors import ConflictError, EditorialError, NotFoundError
 from aggregator.models import EditorialOverride, Item, MergeDecision, RelatedStory, Source, Story
+from core.errors import ConflictError, EditorialError, NotFoundError
 
 MAX_TITLE = 500
 

@@ -18,7 +18,6 @@ from aggregator.editorial import Actor, disclaimers, review, stories
 from aggregator.editorial import audit as audit_log
 from aggregator.editorial import keys as api_keys
 from aggregator.editorial import sources as feeds
-from aggregator.errors import EditorialError
 from api.admin.auth import requires
 from api.admin.schemas import (
     CatalogueBody,
@@ -36,6 +35,7 @@ from api.admin.schemas import (
     VerdictBody,
 )
 from api.errors import error_responses
+from core.errors import EditorialError
 from sources.opml import SourceSpec
 
 T = TypeVar("T")

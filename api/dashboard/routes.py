@@ -29,9 +29,9 @@ from aggregator.db import session_scope
 from aggregator.editorial import Actor, audit, disclaimers, review, stories
 from aggregator.editorial import sources as feeds
 from aggregator.editorial.keys import authenticate
-from aggregator.errors import BabelwireError, EditorialError
 from aggregator.models import ApiKey
 from api.dashboard.session import COOKIE, LIFETIME_S, LOGIN_COOKIE, LoginLimiter, SessionSigner
+from core.errors import BabelwireError, EditorialError
 from sources.opml import SourceSpec
 
 HERE = Path(__file__).parent

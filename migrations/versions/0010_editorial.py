@@ -59,9 +59,9 @@ def upgrade() -> None:
     with op.batch_alter_table("story") as batch_op:
         batch_op.add_column(sa.Column("pinned_until", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("pinned_locale", sa.String(length=8), nullable=True))
-        batch_op.add_column(sa.Column("titles", sa.JSON(), nullable=False, server_default="{}"))
+        batch_op.add_column(sa.Column("titles", sa.JSON(), nullable=True))
     with op.batch_alter_table("editorialoverride") as batch_op:
-        batch_op.add_column(sa.Column("payload", sa.JSON(), nullable=False, server_default="{}"))
+        batch_op.add_column(sa.Column("payload", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:

@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aggregator import LOCALES
-from aggregator.errors import CatalogueError
+from core.errors import CatalogueError
+from core.locales import LOCALES
 from sources.catalogue import OutletSpec, load_catalogue
 
 STORIES_PATH = Path(__file__).with_name("stories.json")

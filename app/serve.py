@@ -1,4 +1,4 @@
-"""``main.py serve``: the API under uvicorn, the ticker in the same event loop, and the demo outlets."""
+"""``main.py serve``: the composition of the API, the ticker in the same event loop, and the demo outlets."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def attach_demo_sources(engine: sa.Engine, specs: list[Any]) -> int:
 
 
 def serve(settings: Settings, engine: sa.Engine, *, host: str, port: int, demo: bool, scheduler: bool) -> int:
+    from aggregator.migrate import require_migrated
     from api.app import create_app
-    from main import require_migrated
 
     require_migrated(engine)
     demo_server = None
