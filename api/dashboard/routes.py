@@ -112,7 +112,10 @@ def dashboard_router(engine: sa.Engine, secret: str, on_change: Callable[[], Non
         if len(body) > MAX_FORM_BYTES:
             raise EditorialError("form too large")
         parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-        return {k: v[0] for k, v in parsed.items()}
+        fields = {k: v[0] for k, v in parsed.items()}
+        if any("\x00" in v for v in fields.values()):
+            raise EditorialError("form fields must not contain NUL characters")
+        return fields
 
     async def current(request: Request) -> Any:
         return await run_in_threadpool(signer.open, engine, request.cookies.get(COOKIE))
