@@ -429,3 +429,28 @@ def test_cli_keys_catalogue_and_labels(db_url: str, tmp_path: Any) -> None:
     assert half.returncode == 2 and "Traceback" not in half.stderr
     labels = run(db_url, "eval", "export-labels", str(tmp_path / "labels"))
     assert labels.returncode == 0 and "wrote 0 labelled events" in labels.stdout
+
+
+def test_review_a_non_merge_that_came_close(client: Any, room: Newsroom) -> None:
+    """A ``new`` decision whose nearest candidate scored under its bar (as the clusterer stores it,
+    see test_dedupe_cluster) is in the queue; correcting it moves the item to that candidate's story."""
+    from sqlmodel import Session, select
+
+    from aggregator.models import Item, MergeDecision
+
+    with Session(room.engine) as s:
+        foundation = s.exec(select(Item).where(Item.link == FOUNDATION_ES)).one()
+        lumen = s.exec(select(Item).where(Item.link == LUMEN_EN)).one()
+        decision = s.exec(select(MergeDecision).where(MergeDecision.item_id == foundation.id)).one()
+        assert decision.kind == "new"
+        decision.signals = {"nearest": {"item": lumen.id, "score": 0.7, "threshold": 0.72}}
+        s.add(decision)
+        s.commit()
+    queue = client.get("/v1/admin/review", headers=room.auth("reader")).json()
+    entry = queue[0]  # margin -0.02: the most uncertain
+    assert entry["kind"] == "new" and entry["key"] == FOUNDATION_ES and entry["margin"] == -0.02
+    r = client.post(
+        f"/v1/admin/review/{FOUNDATION_ES}", json={"verdict": "correct"}, headers=room.auth("editor")
+    )
+    assert r.status_code == 200, r.text
+    assert room.story_of(FOUNDATION_ES) == room.story_of(LUMEN_EN)

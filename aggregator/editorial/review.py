@@ -1,10 +1,10 @@
 """The review queue: dedupe's stored decisions nearest their thresholds, most uncertain first —
-merges that barely cleared their threshold, related links with a low score — for an editor to
-confirm, or correct (a merge is split off or moved; a related pair is merged). Verdicts are kept
-(``reviewverdict``) and become labelled data (``export_labels``, ``eval/``'s corpus format).
-
-Not in the queue yet: items that founded a story while a candidate scored just under the bar;
-the clusterer does not store the best rejected candidate of a ``new`` decision.
+merges that barely cleared their threshold (declared identities are not guesses and stay out),
+items that founded a story while a candidate came close (``signals["nearest"]``), related links
+with a low score — for an editor to confirm, or correct (a merge is split off or moved; a
+non-merge joins its nearest candidate's story or the one named; a related pair is merged).
+Verdicts are kept (``reviewverdict``) and become labelled data (``export_labels``, ``eval/``'s
+corpus format).
 """
 
 from __future__ import annotations
@@ -42,27 +42,36 @@ def queue(session: Session, limit: int = 50) -> list[dict[str, Any]]:
     rows = session.exec(
         select(MergeDecision, Item.link, Item.title, Item.locale)
         .join(Item, col(Item.id) == MergeDecision.item_id)
-        .where(MergeDecision.kind == "merge")
+        .where(col(MergeDecision.kind).in_(("merge", "new")))
     ).all()
     for d, link, title, locale in rows:
-        if not link or link in reviewed or (d.signals or {}).get("declared"):
+        signals = d.signals or {}
+        if not link or link in reviewed or signals.get("declared"):
             continue  # a declared identity (same article, attribution link) is not a guess
-        entries.append(
-            {
-                "key": link,
-                "kind": "merge",
-                "story_id": d.story_id,
-                "item_id": d.item_id,
-                "url": link,
-                "title": title,
-                "locale": locale,
-                "matched_item_id": d.matched_item_id,
-                "score": d.score,
-                "threshold": d.threshold,
-                "margin": round(d.score - d.threshold, 4),
-                "signals": d.signals,
-            }
-        )
+        entry: dict[str, Any] = {
+            "key": link,
+            "kind": d.kind,
+            "story_id": d.story_id,
+            "item_id": d.item_id,
+            "url": link,
+            "title": title,
+            "locale": locale,
+            "matched_item_id": d.matched_item_id,
+            "score": d.score,
+            "threshold": d.threshold,
+            "signals": signals,
+        }
+        if d.kind == "new":
+            nearest = signals.get("nearest")
+            if not isinstance(nearest, dict) or not isinstance(nearest.get("item"), int):
+                continue
+            entry.update(
+                matched_item_id=nearest["item"],
+                score=float(nearest.get("score", 0.0)),
+                threshold=float(nearest.get("threshold", 0.0)),
+            )
+        entry["margin"] = round(entry["score"] - entry["threshold"], 4)
+        entries.append(entry)
     bar = _related_bar()
     for r in session.exec(select(RelatedStory)).all():
         key = _related_key(r.story_id, r.related_id)
@@ -95,7 +104,15 @@ def decide(
         raise NotFoundError(f"nothing to review under {key[:200]!r}")
     result: dict[str, Any] = {"key": key, "verdict": verdict}
     if verdict == "correct":
-        if entry["kind"] == "merge":
+        if entry["kind"] == "new":
+            target = story_id
+            if target is None:
+                nearest = session.get(Item, entry["matched_item_id"])
+                if nearest is None or nearest.story_id is None:
+                    raise NotFoundError("the nearest candidate is gone; name the story to move it to")
+                target = nearest.story_id
+            result["story_id"] = story_actions.move(session, actor, entry["story_id"], entry["url"], target)
+        elif entry["kind"] == "merge":
             if story_id is None:
                 result["story_id"] = story_actions.split(session, actor, entry["story_id"], entry["url"])
             else:
