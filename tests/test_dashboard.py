@@ -300,3 +300,29 @@ def test_hostile_feed_html_stays_inert(site: tuple[Newsroom, str]) -> None:
         finally:
             browser.close()
     assert dialogs == [] and attacker == []
+
+
+def test_every_page_renders_every_kind_of_queue_entry(room: Newsroom) -> None:
+    from sqlmodel import Session, select
+
+    from aggregator.models import Item, MergeDecision
+    from tests.newsroom import FOUNDATION_ES
+
+    with Session(room.engine) as s:
+        item = s.exec(select(Item).where(Item.link == FOUNDATION_ES)).one()
+        lumen = s.exec(select(Item).where(Item.link == LUMEN_EN)).one()
+        decision = s.exec(select(MergeDecision).where(MergeDecision.item_id == item.id)).one()
+        decision.signals = {"nearest": {"item": lumen.id, "score": 0.7, "threshold": 0.72}}
+        s.add(decision)
+        s.commit()
+    with room.client() as client:
+        login(client, room.keys["admin"])
+        review = client.get("/dashboard/review")
+        assert review.status_code == 200
+        assert {"merge", "new", "related"} <= set(
+            re.findall(r"<tr class=\"entry\" data-key=\"[^\"]+\">\s*<td>(\w+)</td>", review.text)
+        )
+        for path in ("stories", "stories/stream", "sources", "disclaimers", "audit", "audit?before=999"):
+            r = client.get(f"/dashboard/{path}")
+            assert r.status_code == 200 and r.headers["content-security-policy"], path
+        assert client.get("/dashboard/sources.opml").content.startswith(b"<?xml")
