@@ -12,17 +12,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
-venv: $(STAMP)
-
-# Dedupe's native kernels (Cython twins of its hot paths), rebuilt when a .pyx changes.
+# The project itself, installed editable: its package build (pyproject.toml, setup.py) compiles
+# dedupe's Cython kernels in place; again whenever a .pyx or the build configuration changes.
 EXT_SUFFIX := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 NATIVE_SRC := $(wildcard aggregator/dedupe/_*.pyx)
 NATIVE := $(NATIVE_SRC:.pyx=$(EXT_SUFFIX))
 
-$(NATIVE) &: $(NATIVE_SRC) tools/build_native.py $(STAMP)
-	$(PY) tools/build_native.py
+$(NATIVE) &: $(NATIVE_SRC) setup.py pyproject.toml $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e .
+	touch $(NATIVE)
 
-native: $(NATIVE)  ## build dedupe's native kernels (make run/test/eval/bench do it too)
+venv: $(STAMP) $(NATIVE)  ## the virtualenv with the requirements and the project (kernels built)
 
 # feedparser's own test feeds, from the source distribution of the pinned feedparser (git-ignored).
 FEEDPARSER := $(shell sed -n 's/^feedparser==//p' requirements.txt)
@@ -36,8 +36,9 @@ $(CORPUS): requirements.txt | $(STAMP)
 
 corpus: $(CORPUS)  ## fetch the test corpora that come from the package index (make test does it)
 
-run: $(STAMP)  ## serve the API on http://127.0.0.1:8000 with the offline demo outlets (SQLite)
-	@$(MAKE) --no-print-directory native || echo "babelwire: the native dedupe kernels did not build; dedupe runs its Python code (slower)"
+native: $(NATIVE)  ## rebuild dedupe's compiled kernels after a .pyx change (every target does it)
+
+run: $(STAMP) $(NATIVE)  ## serve the API on http://127.0.0.1:8000 with the offline demo outlets (SQLite)
 	mkdir -p data
 	$(PY) main.py migrate
 	$(PY) main.py serve --demo
@@ -77,4 +78,4 @@ bench: $(STAMP) $(NATIVE) postgres  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .corpus .pytest_cache .mypy_cache .ruff_cache build tests/artifacts $(NATIVE) $(NATIVE_SRC:.pyx=.c)
+	rm -rf $(VENV) data .corpus .pytest_cache .mypy_cache .ruff_cache build *.egg-info tests/artifacts $(NATIVE) $(NATIVE_SRC:.pyx=.c)

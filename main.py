@@ -155,6 +155,10 @@ def cmd_stories(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
 def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
     from app.serve import serve
 
+    if not args.no_scheduler:
+        # The scheduler dedupes: without the compiled kernels, stop here with one line, not at startup.
+        import aggregator.dedupe.kernels  # noqa: F401
+
     if args.demo:
         settings = settings.model_copy(update={"allow_private_feeds": True})
     host = args.host or settings.host

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from aggregator.dedupe import _pairs
 from aggregator.dedupe.cluster import Clusterer
 from aggregator.dedupe.corpus import load_corpus
-from aggregator.dedupe.features import DedupeDoc, Extractor
+from aggregator.dedupe.features import DedupeDoc, Extractor, Features
 from aggregator.dedupe.policy import Thresholds
-from aggregator.dedupe.similarity import compare, finish, jaccard
+from tests.dedupe_oracle.similarity import jaccard
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT = ROOT / "eval" / "test"
@@ -227,15 +228,21 @@ def test_window_keeps_memory_bounded() -> None:
     assert len(c.story_of) == 40
 
 
+def anchors(*feats: Features) -> list[_pairs.Anchors]:
+    interner: dict[str, int] = {}
+    return [_pairs.Anchors(f, interner) for f in feats]
+
+
 def test_partial_pairs_finish_to_the_full_score() -> None:
     t = Thresholds()
     feats = [EXTRACTOR.features(d.doc) for d in load_corpus(HELD_OUT)]
-    for a in feats:
-        for b in feats:
-            full = compare(a, b, t)
-            partial = compare(a, b, t, full=False)
+    xs = anchors(*feats)
+    for a, x in zip(feats, xs, strict=True):
+        for b, y in zip(feats, xs, strict=True):
+            full = _pairs.compare(x, y, t)
+            partial = _pairs.compare(x, y, t, full=False)
             assert partial.score >= full.score - 1e-12
-            assert finish(partial, a, b, t) == full
+            assert _pairs.finish(partial, x, y, t) == full
             assert full.near_duplicate == (
                 jaccard(a.minhash, b.minhash) if a.near_family == b.near_family else 0
             )
@@ -320,9 +327,9 @@ TRANSLATED = doc(
 
 def test_paragraph_alignment_tells_a_translation_from_a_retelling() -> None:
     t = Thresholds()
-    release, retold, translated = (EXTRACTOR.features(d) for d in (RELEASE, RETOLD, TRANSLATED))
-    kept = finish(compare(translated, release, t, full=False), translated, release, t)
-    told = finish(compare(retold, release, t, full=False), retold, release, t)
+    release, retold, translated = anchors(*(EXTRACTOR.features(d) for d in (RELEASE, RETOLD, TRANSLATED)))
+    kept = _pairs.finish(_pairs.compare(translated, release, t, full=False), translated, release, t)
+    told = _pairs.finish(_pairs.compare(retold, release, t, full=False), retold, release, t)
     assert kept.layout is not None and told.layout is not None
     # The translation (one paragraph dropped) follows the release paragraph by paragraph.
     assert kept.layout[0] >= t.min_paragraphs and kept.layout[1] >= t.min_paragraph_order

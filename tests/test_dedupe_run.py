@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from aggregator.dedupe.cluster import ASSIGNMENT_KINDS
 from aggregator.dedupe.run import run_dedupe
 from aggregator.models import (
     EditorialOverride,
@@ -183,6 +184,9 @@ def test_editor_overrides_survive_reruns(engine: sa.Engine) -> None:
         # The story the split created is gone, with a "removed" change for the feeds.
         assert s.get(Story, again[links[1]]) is None
         assert s.exec(select(FeedChange).where(FeedChange.change == "removed")).first() is not None
+        # Every kind ``Assignment.kind`` declares is stored here, and no other.
+        kinds = {d.kind for d in s.exec(select(MergeDecision)).all()}
+        assert kinds == set(ASSIGNMENT_KINDS)
     before = snapshot(engine)
     run_dedupe(engine)
     assert snapshot(engine) == before

@@ -1,4 +1,4 @@
-"""Types of the compiled blocking index (``_index.pyx``; Python twin: ``blocking.PyIndex``)."""
+"""Types of the compiled blocking index (``_index.pyx``; its oracle: ``tests/dedupe_oracle/index.py``)."""
 
 from aggregator.dedupe.policy import Thresholds
 
@@ -8,7 +8,6 @@ class Index:
     in_order: bool
     def place(self, doc_id: int, ts: float, figure_mass: float, story: int, keys: tuple[str, ...]) -> int: ...
     def remove(self, o: int, keys: tuple[str, ...]) -> None: ...
-    def set_story(self, o: int, story: int) -> None: ...
     def candidates(
         self,
         query: tuple[tuple[str, float, int], ...],

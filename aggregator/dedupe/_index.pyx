@@ -1,11 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The blocking index of ``cluster.Clusterer`` in C (the native twin of its pure-Python index).
+"""The blocking index of ``cluster.Clusterer``, in C (built by the package build: ``setup.py``).
 
-Same postings, same sums in the same order, same ranking and tie-breaks as
-``Clusterer._candidates`` (which stays as the reference and the fallback when this extension is
-not built): one newcomer's walk over its keys' postings is plain C here, where the Python index
-pays for numpy calls and Python loops on every item. ``tests/test_dedupe_kernels.py`` checks that
-both give the same stories and links.
+One newcomer's walk over its keys' postings is plain C here, where Python would pay for dict
+lookups and float objects on every item. ``tests/dedupe_oracle/index.py`` is the same index in
+Python and numpy; ``tests/test_dedupe_kernels.py`` checks that both give the same stories and links.
 """
 
 from cpython.array cimport array
@@ -199,9 +197,6 @@ cdef class Index:
             if len(p) == 0:
                 del postings[key]
 
-    cpdef void set_story(self, long long o, long long story) except *:
-        self.story[o - self.base] = story
-
     def candidates(
         self,
         tuple query,
@@ -211,10 +206,11 @@ cdef class Index:
         double light_figures,
         t,
     ):
-        """``Clusterer._candidates`` for a newcomer published at ``fts`` with ``query``
-        ((key, weight, kind) in order) and figure mass: (candidate doc ids; per other story,
-        (story, related weight, doc) of its item with the highest related weight, ties to the
-        lower doc id, stories in the order their items first appear by ordinal)."""
+        """The blocking step of ``Clusterer.add`` (``cluster``, point 2), for a newcomer published
+        at ``fts`` with ``query`` ((key, weight, kind) in order) and figure mass: (candidate doc
+        ids; per other story, (story, related weight, doc) of its item with the highest related
+        weight, ties to the lower doc id, stories in the order their items first appear by
+        ordinal)."""
         cdef double max_postings = t.max_postings
         cdef double rare = t.rare_postings
         cdef double max_figure_postings = t.max_figure_postings

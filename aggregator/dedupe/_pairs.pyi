@@ -1,4 +1,4 @@
-"""Types of the native pair scoring (``_pairs.pyx``), the compiled twin of ``similarity``."""
+"""Types of the compiled pair scoring (``_pairs.pyx``; its oracle: ``tests/dedupe_oracle/similarity.py``)."""
 
 from aggregator.dedupe.features import Features
 from aggregator.dedupe.policy import Thresholds

@@ -1,17 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Pair scoring of dedupe in C: the native twin of ``aggregator.dedupe.similarity``.
+"""Pair scoring of dedupe in C (built by the package build: ``setup.py``); it returns
+``similarity.PairScore``s.
 
 Clustering scores millions of candidate pairs, and in pure Python every comparison pays for dict
 lookups, tuples and float objects. Here each item's ``Features`` is copied once into flat C arrays
 (``Anchors``: entity, name, sequence and paragraph keys interned to ints) and
 ``compare``, ``finish``, ``with_layout`` and ``paragraph_alignment`` run in plain C.
 
-They give the very ``PairScore``s ``similarity`` gives, equal to the last bit: every float goes
-through the same operations in the same order — sums left to right from 0.0 as Python 3.11's
-``sum`` adds floats (3.12 compensates: re-check on an interpreter upgrade), ``min``/``max``
-keeping the first of equal values, ``bisect_left`` with the same comparisons on the sorted tuples
-of ``Features`` copied in their order. ``similarity`` stays the reference and the fallback when
-this extension is not built; ``tests/test_dedupe_native.py`` checks that both agree.
+``tests/dedupe_oracle/similarity.py`` computes the same scores the readable way (``oracle.X``
+below names its function ``X``); ``tests/test_dedupe_native.py`` checks that both reach the same decisions and the same scores
+up to rounding.
 """
 
 cimport cython
@@ -244,7 +242,7 @@ cdef class Anchors:
     (key → small int, shared by every item; an unseen key gets ``len(interner)``) so pairs compare
     ints, never strings; per-item keys (identity, declared, cites) are hashed instead, so they do
     not pile up in the interner. The sorted tuples of ``Features`` are copied in their order, so
-    bisection meets the very values ``similarity`` meets.
+    bisection meets the very values the oracle meets.
     """
 
     cdef readonly object features
@@ -472,7 +470,7 @@ cdef int _hashed(frozenset keys, KeySet* out) except -1:
 
 
 cdef Py_ssize_t _find_close(const Fig* xs, Py_ssize_t n, double v, double tol) noexcept:
-    """``similarity._find_close`` on the values of ``xs`` (-1: none)."""
+    """``oracle._find_close`` on the values of ``xs`` (-1: none)."""
     cdef Py_ssize_t i = _bisect(xs, n, v * (1.0 - tol))
     cdef double hi = v * (1.0 + tol) + 1e-12
     cdef double u
@@ -487,7 +485,7 @@ cdef Py_ssize_t _find_close(const Fig* xs, Py_ssize_t n, double v, double tol) n
 
 
 cdef int _figure_coverage(Anchors a, Anchors b, double tol, double* cov, double* shared) except -1:
-    """``similarity._figure_coverage``: 1 with ``cov`` set, 0 for None; ``shared`` either way."""
+    """``oracle._figure_coverage``: 1 with ``cov`` set, 0 for None; ``shared`` either way."""
     cdef Py_ssize_t i, j
     cdef double w, wb, matched_a = 0.0, matched_b = 0.0, sh = 0.0, x, y
     cdef char* matched
@@ -518,7 +516,7 @@ cdef int _figure_coverage(Anchors a, Anchors b, double tol, double* cov, double*
 
 
 cdef bint _entity_coverage(Anchors a, Anchors b, double* cov, double* shared_out) noexcept:
-    """``similarity._entity_coverage``: 1 with ``cov`` set, 0 for None; ``shared_out`` either way."""
+    """``oracle._entity_coverage``: 1 with ``cov`` set, 0 for None; ``shared_out`` either way."""
     cdef Py_ssize_t i, k
     cdef double w, other, shared = 0.0, a_names_shared = 0.0, b_names_shared = 0.0
     cdef double mass_a, mass_b, x, y
@@ -556,7 +554,7 @@ cdef bint _entity_coverage(Anchors a, Anchors b, double* cov, double* shared_out
 
 
 cdef int _order(Anchors a, Anchors b, double tol, double* out) except -1:
-    """``similarity._order``: 1 with ``out`` set, 0 for None."""
+    """``oracle._order``: 1 with ``out`` set, 0 for None."""
     cdef Py_ssize_t i, k, lo, hi, mid, count = 0, n_tails = 0
     cdef int32_t x
     cdef double value
@@ -593,7 +591,7 @@ cdef int _order(Anchors a, Anchors b, double tol, double* out) except -1:
 
 
 cdef inline void _close_range(double v, double tol, double* lo, double* hi) noexcept:
-    """``similarity._close_range``."""
+    """``oracle._close_range``."""
     cdef double x, y
     if not (0.0 <= tol and tol < 1.0) or not isfinite(v):
         lo[0], hi[0] = -INFINITY, INFINITY
@@ -607,7 +605,7 @@ cdef inline void _close_range(double v, double tol, double* lo, double* hi) noex
 
 
 cdef object _paragraph_alignment(Anchors a, Anchors b, double tol):
-    """``similarity.paragraph_alignment``. The shared-anchor counts are integers, so a's
+    """``oracle.paragraph_alignment``. The shared-anchor counts are integers, so a's
     paragraph figures are walked through ``paragraph_figures`` (same (value, paragraph) pairs as
     ``paragraphs``); the floats then follow Python's order exactly."""
     cdef Py_ssize_t n = a.n_paragraphs, m = b.n_paragraphs
@@ -685,7 +683,7 @@ cdef object _paragraph_alignment(Anchors a, Anchors b, double tol):
 
 
 cdef bint _clash(Anchors a, Anchors b, double tol) noexcept:
-    """``similarity._clash``."""
+    """``oracle._clash``."""
     cdef Py_ssize_t i
     cdef bint a_in_b = False, b_in_a = False
     if a.n_title == 0 or b.n_title == 0:
@@ -702,7 +700,7 @@ cdef bint _clash(Anchors a, Anchors b, double tol) noexcept:
 
 
 cdef object _declared(Anchors a, Anchors b):
-    """``similarity._declared``."""
+    """``oracle._declared``."""
     if not _disjoint(&a.identity, &b.identity):
         return "same-article"
     if a.declared.n == 0:
@@ -715,7 +713,7 @@ cdef object _declared(Anchors a, Anchors b):
 
 
 cdef double _lane_jaccard(Anchors a, Anchors b) except? -1.0:
-    """``similarity._lane_jaccard``: the share of equal MinHash values."""
+    """``oracle.jaccard`` of the MinHash signatures: the share of equal MinHash values."""
     cdef Py_ssize_t i, n = a.n_minhash, equal = 0
     if not a.has_minhash or not b.has_minhash:
         return 0.0
@@ -731,7 +729,7 @@ cdef double _lane_jaccard(Anchors a, Anchors b) except? -1.0:
 cdef double _blend(
     bint has_fig, double fig, bint has_ent, double ent, bint has_order, double order, const Params* t
 ) noexcept:
-    """``similarity._blend``: parts summed in the order figures, entities, order."""
+    """``oracle._blend``: parts summed in the order figures, entities, order."""
     cdef double total = 0.0, acc = 0.0
     if has_fig:
         total += t.figure_share
@@ -786,7 +784,7 @@ cdef object _score(
 
 
 def compare(Anchors a not None, Anchors b not None, t, bint full=True):
-    """``similarity.compare`` on native anchors."""
+    """``oracle.compare`` on native anchors."""
     return _compare(a, b, t, full)
 
 
@@ -851,7 +849,7 @@ cdef object _compare(Anchors a, Anchors b, t, bint full):
 
 
 def finish(p, Anchors a not None, Anchors b not None, t, bint layout=True):
-    """``similarity.finish`` on native anchors (``p`` from either module's ``compare``)."""
+    """``oracle.finish`` on native anchors (``p`` from either module's ``compare``)."""
     if p.complete:
         return p
     _check(a, b)
@@ -887,7 +885,7 @@ def finish(p, Anchors a not None, Anchors b not None, t, bint layout=True):
 
 
 def with_layout(p, Anchors a not None, Anchors b not None, t):
-    """``similarity.with_layout`` on native anchors."""
+    """``oracle.with_layout`` on native anchors."""
     _check(a, b)
     cdef const Params* params = _read(t)
     return _score(
@@ -910,6 +908,6 @@ def with_layout(p, Anchors a not None, Anchors b not None, t):
 
 
 def paragraph_alignment(Anchors a not None, Anchors b not None, double tol):
-    """``similarity.paragraph_alignment`` on native anchors."""
+    """``oracle.paragraph_alignment`` on native anchors."""
     _check(a, b)
     return _paragraph_alignment(a, b, tol)

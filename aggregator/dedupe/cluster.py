@@ -23,7 +23,7 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
    original (``links["original"]``, ``<source>``, hreflang alternates) or the same declared
    original.
 4. Otherwise a story is a merge candidate when some member pairs with the newcomer well
-   enough (``similarity.compare``; the costly order of anchors only for pairs whose score could
+   enough (``kernels.PairKernel``; the costly order of anchors only for pairs whose score could
    still reach a threshold): score ≥ ``merge`` with ``min_mass`` shared anchor weight;
    or the same image URL with score ≥ ``merge_with_image``; or a body link between the two with
    score ≥ ``merge_with_cite``; or a same-language near-duplicate text whose figures agree
@@ -49,12 +49,13 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
-from aggregator.dedupe.blocking import Index, Keys, PyIndex, Related, blocking_keys, keys_for, make_index
+from aggregator.dedupe.blocking import Keys, Related, blocking_keys, keys_for
 from aggregator.dedupe.features import Features
+from aggregator.dedupe.kernels import Index, PairKernel
 from aggregator.dedupe.policy import DEFAULT, Thresholds
-from aggregator.dedupe.similarity import NativePairKernel, PairScore, pair_kernel
+from aggregator.dedupe.similarity import PairScore
 
 
 @contextmanager
@@ -73,14 +74,19 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+AssignmentKind = Literal["new", "merge", "editor"]
+"""``new``: the item founds a story; ``merge``: it joins the story of ``matched_doc``; ``editor``:
+an editor's override placed it (``run_dedupe``: a split item stands alone, a merged one joins)."""
+ASSIGNMENT_KINDS: tuple[AssignmentKind, ...] = get_args(AssignmentKind)
+
+
 @dataclass(frozen=True)
 class Assignment:
-    """Where one item went, and why."""
+    """Where one item went, and why (stored as its ``MergeDecision``)."""
 
     doc_id: int
     story: int
-    kind: str
-    """``new`` | ``merge``."""
+    kind: AssignmentKind
     matched_doc: int | None = None
     score: float = 0.0
     threshold: float = 0.0
@@ -94,9 +100,6 @@ class StoryState:
     members: dict[int, Features] = field(default_factory=dict)
     """Item id → features of the members still in the window, in placement order."""
     closed: bool = False
-
-    def locales(self) -> set[str]:
-        return {m.doc.locale for m in self.members.values()}
 
 
 def related_signals(link: RelatedLink, features: Mapping[int, Features]) -> dict[str, Any]:
@@ -128,13 +131,13 @@ class Clusterer:
     ``related`` its links); a story whose members all left is forgotten.
     """
 
-    def __init__(self, thresholds: Thresholds = DEFAULT, native: bool | None = None) -> None:
+    def __init__(self, thresholds: Thresholds = DEFAULT) -> None:
         self.t = thresholds
         self.stories: dict[int, StoryState] = {}
         self.story_of: dict[int, int] = {}
         self.docs: dict[int, Features] = {}
-        self._index: Index = make_index(native)
-        self._pairs = pair_kernel(thresholds, native)
+        self._index = Index()
+        self._pairs = PairKernel(thresholds)
         self._ord: dict[int, int] = {}
         """Item → its placement ordinal in the index."""
         self._doc_keys: dict[int, tuple[str, ...]] = {}
@@ -145,11 +148,6 @@ class Clusterer:
         self._window = thresholds.window_hours * 3600.0
         self._latest = float("-inf")
         self._keys_for = keys_for(thresholds)
-
-    @property
-    def native(self) -> bool:
-        """Whether both compiled kernels run (``tools/build_native.py`` built them)."""
-        return isinstance(self._pairs, NativePairKernel) and not isinstance(self._index, PyIndex)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -385,25 +383,6 @@ class Clusterer:
             old = links.get(key)
             if old is None or score > old.score:
                 links[key] = RelatedLink(round(score, 3), (doc_id, d))
-
-    def merge_stories(self, src: int, dst: int) -> None:
-        """Move every member of ``src`` into ``dst`` (an editor's merge)."""
-        if src == dst or src not in self.stories:
-            return
-        source = self.stories.pop(src)
-        target = self._story(dst)
-        for m in source.members.values():
-            self.story_of[m.doc.id] = dst
-            self._index.set_story(self._ord[m.doc.id], dst)
-            target.members[m.doc.id] = m
-        for a, b in list(self.related):
-            if src in (a, b):
-                link = self.related.pop((a, b))
-                other = b if a == src else a
-                if other != dst:
-                    key = (min(dst, other), max(dst, other))
-                    if key not in self.related:
-                        self.related[key] = link
 
     def _strongest_by_story(self) -> dict[int, list[tuple[int, RelatedLink]]]:
         """Story → its ``related_per_story`` strongest links (other story, link), strongest first,

@@ -337,14 +337,10 @@ def _bucket(value: float) -> tuple[int, int]:
     return mant, exp
 
 
-def bucket(value: float) -> str:
-    """A coarse key for the blocking index: two significant digits (neighbours are looked up too)."""
-    mant, exp = _bucket(value)
-    return f"{mant}e{exp}"
-
-
 def buckets_near(value: float, tolerance: float) -> list[str]:
-    """Keys of every bucket a figure within ``tolerance`` of ``value`` may fall into."""
+    """Blocking keys (two significant digits, ``12e8``) of every bucket a figure within
+    ``tolerance`` of ``value`` may fall into; a figure is indexed under its own bucket,
+    ``buckets_near(value, 0)``."""
     mant, exp = _bucket(value * (1 - tolerance))
     last = _bucket(value * (1 + tolerance))
     out = [f"{mant}e{exp}"]

@@ -104,7 +104,6 @@ class Thresholds:
     containment: float = 0.75
     related: float = 1.0
     rare_postings: int = 30
-    related_entity_weight: float = 0.6
     related_per_story: int = 8
     max_postings: int = 40
     index_entity_weight: float = 0.3

@@ -17,7 +17,6 @@ Running it again with nothing new changes nothing.
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,10 +46,6 @@ _STORE_FEATURES = (
 )
 
 
-log = logging.getLogger(__name__)
-_warned_python = False
-
-
 @dataclass
 class DedupeReport:
     items: int = 0
@@ -59,16 +54,6 @@ class DedupeReport:
     related_links: int = 0
     overrides_applied: int = 0
     changed_stories: set[int] = field(default_factory=set)
-
-
-def _warn_if_python(clusterer: Clusterer) -> None:
-    """Say once per process when the compiled kernels are missing: same stories, several times slower."""
-    global _warned_python
-    if not clusterer.native and not _warned_python:
-        _warned_python = True
-        log.warning(
-            "dedupe: native kernels not built (run `make native`); clustering runs in Python, several times slower"
-        )
 
 
 def _article_key_fn() -> Any:
@@ -171,7 +156,6 @@ def _cluster(
     ).all()
     split_links = {k for k, o in overrides.items() if o.action == "split"}
     clusterer = Clusterer(t)
-    _warn_if_python(clusterer)
     items: dict[int, Item] = {}
     with collector_paused():
         # Kept apart from the clusterer, which forgets items that fall out of its window. Decoded
