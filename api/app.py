@@ -120,6 +120,7 @@ def create_app(
     fallbacks: Mapping[str, Chain] | None = None,
     seed_disclaimers: Mapping[tuple[str, str], str] | None = None,
     response_cache_s: float | None = None,
+    editorial_check_s: float = 0.25,
 ) -> FastAPI:
     """The API over ``engine``.
 
@@ -127,7 +128,9 @@ def create_app(
     rows of ``settings.locale_fallbacks``);
     ``seed_disclaimers`` the bundled disclaimer texts (default: ``sources/disclaimers.toml``);
     ``response_cache_s`` the micro-cache lifetime (default: 1 s, capped by the Cache-Control max-age;
-    0 turns it off).
+    0 turns it off);
+    ``editorial_check_s`` how often the cache reads the editorial generation (the newest audit
+    row) to drop values an editor's change made stale in another process (0: on every hit).
     """
     if fallbacks is None:
         fallbacks = parse_fallbacks(settings.locale_fallbacks)
@@ -146,6 +149,7 @@ def create_app(
         response_cache_s,
         record=lambda result: metrics.cache.labels(result).inc(),
         generation=lambda: editorial_generation(reader.engine),
+        generation_every=editorial_check_s,
     )
     public = f"public, max-age={settings.cache_max_age_s}"
 

@@ -215,7 +215,8 @@ def test_original_hide_pin_and_title(client: Any, room: Newsroom) -> None:
     room.poll()
     room.redo_dedupe()
     story, ridge = room.story_of(LUMEN_EN), room.story_of(RIDGE_EN)
-    with room.client() as fresh:
+    # another process: it reads the editorial generation on every hit here (0.25 s apart by default)
+    with room.client(editorial_check_s=0.0) as fresh:
         foundation = room.story_of(FOUNDATION_ES)
         assert feed_ids(fresh) == [ridge, foundation]
         assert client.post(f"/v1/admin/stories/{story}/unhide", headers=editor).status_code == 200
