@@ -26,12 +26,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from aggregator import LOCALES
 from aggregator.db import make_engine
 from aggregator.editorial import cli as editorial_cli
 from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
 from core.errors import BabelwireError, StorageError
+from core.locales import LOCALES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         engine = make_engine(settings)
+        if args.command in ("poll", "serve", "worker"):
+            from sources.catalogue import load_catalogue
+
+            load_catalogue()  # dedupe reads outlet names from it: a broken outlet file stops the start
         if args.command == "migrate":
             return cmd_migrate(settings, engine)
         if args.command == "poll":

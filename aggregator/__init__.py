@@ -8,4 +8,6 @@ import os
 # without). Set before numpy is first imported; an operator's own setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from core.locales import LOCALES as LOCALES
+from core.locales import LOCALES
+
+__all__ = ["LOCALES"]

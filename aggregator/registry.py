@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from aggregator import LOCALES
 from aggregator.db import session_scope
 from aggregator.models import Outlet, Source
 from core.errors import CatalogueError
+from core.locales import LOCALES
 from sources.opml import SourceSpec
 
 

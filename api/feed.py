@@ -1,5 +1,8 @@
 """Reading stories for the API: the keyset feed page, one story, and delta-sync changes.
 
+One job a module: ``api.feed_statements`` builds the SQL, ``api.dbapi`` runs it on the driver,
+``api.feed_rows`` groups the rows per story, and this module renders the response bodies.
+
 A feed page (or one story) is **one statement, one round trip**, whatever its size (no N+1, no
 OFFSET). A CTE ``page`` picks the stories — keyset on (first_published_at, id), newest first,
 ``limit + 1`` — and three parts are stacked with UNION ALL, told apart by their ``kind``:
@@ -28,42 +31,28 @@ Why it is shaped like this — an uncached page must cost a millisecond or two o
 
 from __future__ import annotations
 
-import html
-import json
-import re
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import nh3
 import sqlalchemy as sa
-from sqlmodel import SQLModel
 
-import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from aggregator import LOCALES
-from aggregator.models import UTCDateTime
+from aggregator.normalize.markup import html_to_text
 from api.cursor import FeedPosition, TokenSigner
 from api.errors import Problem
-from api.locales import FALLBACKS, Chain, ScriptConverter, best_by_locale, chain_for, choose, member_locale
-
-STORY = SQLModel.metadata.tables["story"]
-ITEM = SQLModel.metadata.tables["item"]
-SOURCE = SQLModel.metadata.tables["source"]
-OUTLET = SQLModel.metadata.tables["outlet"]
-RELATED = SQLModel.metadata.tables["relatedstory"]
-DISCLAIMER = SQLModel.metadata.tables["disclaimer"]
-FEEDCHANGE = SQLModel.metadata.tables["feedchange"]
+from api.feed_rows import MemberRow, PageRows, StoryRow, read_page
+from api.feed_statements import FEEDCHANGE, OUTLET, STORY, feed_statement, live_member, story_statement
+from api.locales import FALLBACKS, Chain, ScriptConverter, best_by_locale, chain_for, choose
+from core.locales import LOCALES
 
 RELATED_PER_STORY = 5
 CHANGES_PER_PAGE = 1000
 SEED_VERSION = "seed-1"
 SUMMARY_CACHE = 4096
 """Sanitized summaries kept per process: a few pages of every locale's feed."""
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 _LOCALE_ORDER = {code: i for i, code in enumerate(LOCALES)}
 
 Json = dict[str, Any]
@@ -81,449 +70,14 @@ class FeedQuery:
     outlet: str | None = None
 
 
-@dataclass(slots=True)
-class MemberRow:
-    """A live (not tombstoned) member of a story, as locale choice and rendering need it.
-
-    ``published_at`` is naive UTC, as the database returns it: it is only compared here."""
-
-    id: int
-    story_id: int
-    url: str | None
-    title: str
-    summary_html: str
-    published_at: datetime
-    image: str | None
-    effective_locale: str
-    tickers: tuple[str, ...]
-    outlet_id: str
-    outlet_name: str
-    policy: str
-    is_original: bool
-
-
-@dataclass(slots=True)
-class StoryRow:
-    id: int
-    first_published_at: datetime
-    """Naive UTC."""
-    pinned: bool
-    pinned_until: datetime | None = None
-    """Naive UTC."""
-    pinned_locale: str | None = None
-    titles: dict[str, str] = field(default_factory=dict)
-    """Editors' titles per served locale."""
-
-    def pin_active(self, locale: str, now: datetime) -> bool:
-        """Pinned on top of ``locale``'s feed at ``now`` (naive UTC)."""
-        return (
-            self.pinned
-            and (self.pinned_until is None or self.pinned_until > now)
-            and (self.pinned_locale is None or self.pinned_locale == locale)
-        )
-
-
-@dataclass(slots=True)
-class RelatedMember:
-    """A live member of a related story: just enough to link to it in the reader's locale."""
-
-    id: int
-    story_id: int
-    url: str | None
-    title: str
-    published_at: datetime
-    effective_locale: str
-    is_original: bool
-
-
-@dataclass(slots=True)
-class PageRows:
-    """Everything one page statement returned, grouped."""
-
-    stories: list[StoryRow] = field(default_factory=list)
-    """Newest first."""
-    members: dict[int, list[MemberRow]] = field(default_factory=lambda: defaultdict(list))
-    related: dict[int, list[int]] = field(default_factory=dict)
-    """Story id → related story ids, most related first."""
-    related_members: dict[int, list[RelatedMember]] = field(default_factory=dict)
-    disclaimers: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
-    """(policy, locale) → (text, version) of the newest editors' version."""
-
-
 def plain_text(sanitized_html: str) -> str:
-    """Text of already sanitized HTML (tags become spaces; entities are decoded)."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", sanitized_html))).strip()
+    """Text of already sanitized HTML on one line (tags become spaces; entities are decoded)."""
+    return html_to_text(sanitized_html, one_line=True)
 
 
 def iso_utc(naive_utc: datetime) -> str:
     """``2026-11-25T09:30:00Z``: the text pydantic gives an aware UTC datetime."""
     return naive_utc.isoformat() + "Z"
-
-
-@lru_cache(maxsize=1024)
-def _tickers(raw: str | None) -> tuple[str, ...]:
-    """The stored JSON list of tickers (few distinct values: parsed once per process)."""
-    if not raw:
-        return ()
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return ()
-    return tuple(t for t in value if isinstance(t, str)) if isinstance(value, list) else ()
-
-
-@lru_cache(maxsize=1024)
-def _titles_cached(raw: str) -> tuple[tuple[str, str], ...]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return ()
-    if not isinstance(value, dict):
-        return ()
-    return tuple((k, v) for k, v in value.items() if isinstance(k, str) and isinstance(v, str) and v)
-
-
-def _titles(raw: str | None) -> dict[str, str]:
-    """The stored JSON object of editors' titles (``{}`` almost always: no parse then)."""
-    if not raw or raw == "{}":
-        return {}
-    return dict(_titles_cached(raw))
-
-
-def _live_member(never: frozenset[str]) -> sa.Exists:
-    cond = [ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false()]
-    # one plain bind per locale, not an expanding IN: ``CompiledStatement`` binds values as they are
-    cond += [ITEM.c.locale != sa.bindparam(f"never_{i}", loc) for i, loc in enumerate(sorted(never))]
-    return sa.exists().where(*cond)
-
-
-# ---- the page statement ---------------------------------------------------------------------
-
-MEMBER, RELATED_MEMBER, DISCLAIMER_ROW = 0, 1, 2
-
-_COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
-    "kind": sa.Integer(),
-    "sid": sa.Integer(),
-    "other": sa.Integer(),
-    "score": sa.Float(),
-    "first_published_at": sa.DateTime(),
-    "pinned": sa.Boolean(),
-    "pinned_until": sa.DateTime(),
-    "pinned_locale": sa.String(),
-    "titles": sa.Text(),
-    "canonical_item_id": sa.Integer(),
-    "item_id": sa.Integer(),
-    "link": sa.String(),
-    "title": sa.String(),
-    "summary_html": sa.Text(),
-    "published_at": sa.DateTime(),
-    "image": sa.String(),
-    "locale": sa.String(),
-    "language": sa.String(),
-    "tickers": sa.Text(),
-    "outlet_id": sa.String(),
-    "outlet_name": sa.String(),
-    "policy": sa.String(),
-    "version": sa.Integer(),
-    "text": sa.Text(),
-}
-"""The columns every part of the page statement returns (NULL where a part has nothing), in order.
-
-Datetimes are plain ``DateTime`` (naive UTC), not ``UTCDateTime``: see the module docstring."""
-
-
-def _part(kind: int, **given: sa.ColumnElement[Any]) -> sa.Select[Any]:
-    return sa.select(
-        *(
-            (
-                sa.literal_column(str(kind), type_)
-                if name == "kind"
-                else sa.type_coerce(given[name], type_)
-                if name in given
-                else sa.cast(sa.null(), type_)
-            ).label(name)
-            for name, type_ in _COLUMNS.items()
-        )
-    )
-
-
-def _page_statement(stories: sa.Select[Any]) -> sa.CompoundSelect[Any]:
-    """Members, related members and disclaimers of the stories ``stories`` selects (ordered, limited)."""
-    page = stories.cte("page")
-    members = _part(
-        MEMBER,
-        sid=page.c.id,
-        first_published_at=page.c.first_published_at,
-        pinned=page.c.pinned,
-        pinned_until=page.c.pinned_until,
-        pinned_locale=page.c.pinned_locale,
-        titles=sa.cast(page.c.titles, sa.Text),
-        canonical_item_id=page.c.canonical_item_id,
-        item_id=ITEM.c.id,
-        link=ITEM.c.link,
-        title=ITEM.c.title,
-        summary_html=ITEM.c.summary_html,
-        published_at=ITEM.c.published_at,
-        image=ITEM.c.image,
-        locale=ITEM.c.locale,
-        language=ITEM.c.language,
-        tickers=sa.cast(ITEM.c.tickers, sa.Text),
-        outlet_id=SOURCE.c.outlet_id,
-        outlet_name=OUTLET.c.name,
-        policy=OUTLET.c.disclaimer_policy,
-    ).select_from(
-        page.join(ITEM, sa.and_(ITEM.c.story_id == page.c.id, ITEM.c.tombstone == sa.false()))
-        .join(SOURCE, SOURCE.c.id == ITEM.c.source_id)
-        .join(OUTLET, OUTLET.c.id == SOURCE.c.outlet_id)
-    )
-    in_page = sa.select(page.c.id)
-    pairs = sa.union_all(
-        sa.select(
-            RELATED.c.story_id.label("mine"), RELATED.c.related_id.label("other"), RELATED.c.score
-        ).where(RELATED.c.story_id.in_(in_page)),
-        sa.select(RELATED.c.related_id, RELATED.c.story_id, RELATED.c.score).where(
-            RELATED.c.related_id.in_(in_page)
-        ),
-    ).subquery("pairs")
-    related = _part(
-        RELATED_MEMBER,
-        sid=pairs.c.mine,
-        other=pairs.c.other,
-        score=pairs.c.score,
-        canonical_item_id=STORY.c.canonical_item_id,
-        item_id=ITEM.c.id,
-        link=ITEM.c.link,
-        title=ITEM.c.title,
-        published_at=ITEM.c.published_at,
-        locale=ITEM.c.locale,
-        language=ITEM.c.language,
-    ).select_from(
-        pairs.join(STORY, sa.and_(STORY.c.id == pairs.c.other, STORY.c.hidden == sa.false())).join(
-            ITEM, sa.and_(ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false())
-        )
-    )
-    newer = DISCLAIMER.alias("newer")
-    disclaimers = _part(
-        DISCLAIMER_ROW,
-        policy=DISCLAIMER.c.policy,
-        locale=DISCLAIMER.c.locale,
-        version=DISCLAIMER.c.version,
-        text=DISCLAIMER.c.text,
-    ).where(
-        ~sa.exists().where(
-            newer.c.policy == DISCLAIMER.c.policy,
-            newer.c.locale == DISCLAIMER.c.locale,
-            newer.c.version > DISCLAIMER.c.version,
-        )
-    )
-    return sa.union_all(members, related, disclaimers)
-
-
-_STORY_COLUMNS = (
-    STORY.c.id,
-    STORY.c.first_published_at,
-    STORY.c.pinned,
-    STORY.c.pinned_until,
-    STORY.c.pinned_locale,
-    STORY.c.titles,
-    STORY.c.canonical_item_id,
-)
-
-
-def _pin_active() -> sa.ColumnElement[bool]:
-    """An editor's pin holds for this request's locale (``pin_locale``) at ``now``."""
-    now = sa.bindparam("now", type_=UTCDateTime())
-    return sa.and_(
-        STORY.c.pinned == sa.true(),
-        sa.or_(STORY.c.pinned_until.is_(None), STORY.c.pinned_until > now),
-        sa.or_(
-            STORY.c.pinned_locale.is_(None),
-            STORY.c.pinned_locale == sa.bindparam("pin_locale", type_=sa.String()),
-        ),
-    )
-
-
-@lru_cache(maxsize=256)
-def feed_statement(
-    keyset: bool, tickers: int, by_outlet: bool, never: frozenset[str], limit: int, pinned: bool = False
-) -> sa.CompoundSelect[Any]:
-    """The page statement of one request shape, built once: SQLAlchemy statement construction costs
-    more CPU than the database spends running it. ``limit`` (stories to fetch) is rendered as a
-    literal; bind ``now`` and ``pin_locale`` and, by shape, ``after_ts``/``after_id``, ``ticker_0``…
-    (LIKE patterns) and ``outlet``. ``pinned``: the stories pinned on top of this locale's feed
-    (they are left out of the ordinary pages, so a story is never listed twice)."""
-    q = sa.select(*_STORY_COLUMNS).where(
-        STORY.c.hidden == sa.false(), _live_member(never), _pin_active() if pinned else ~_pin_active()
-    )
-    if keyset:
-        after = sa.tuple_(
-            sa.bindparam("after_ts", type_=UTCDateTime()), sa.bindparam("after_id", type_=sa.Integer())
-        )
-        q = q.where(sa.tuple_(STORY.c.first_published_at, STORY.c.id) < after)
-    if tickers:
-        as_text = sa.cast(ITEM.c.tickers, sa.Text)
-        q = q.where(
-            sa.exists().where(
-                ITEM.c.story_id == STORY.c.id,
-                ITEM.c.tombstone == sa.false(),
-                sa.or_(*(as_text.like(sa.bindparam(f"ticker_{i}", type_=sa.Text())) for i in range(tickers))),
-            )
-        )
-    if by_outlet:
-        q = q.where(
-            sa.exists()
-            .select_from(ITEM.join(SOURCE, SOURCE.c.id == ITEM.c.source_id))
-            .where(
-                ITEM.c.story_id == STORY.c.id,
-                ITEM.c.tombstone == sa.false(),
-                SOURCE.c.outlet_id == sa.bindparam("outlet", type_=sa.String()),
-            )
-        )
-    q = q.order_by(STORY.c.first_published_at.desc(), STORY.c.id.desc()).limit(
-        sa.literal_column(str(int(limit)), sa.Integer)
-    )
-    return _page_statement(q)
-
-
-@lru_cache(maxsize=1)
-def story_statement() -> sa.CompoundSelect[Any]:
-    """One visible story with its live members; bind ``story_id``."""
-    return _page_statement(
-        sa.select(*_STORY_COLUMNS).where(
-            STORY.c.id == sa.bindparam("story_id", type_=sa.Integer()), STORY.c.hidden == sa.false()
-        )
-    )
-
-
-@dataclass(frozen=True)
-class CompiledStatement:
-    """A fixed statement compiled once for one dialect and run straight on the DBAPI cursor.
-
-    SQLAlchemy's execute path (cache key, parameter and result processing, result metadata) costs
-    more CPU than the driver's own work for a page; these statements never change, so that work is
-    done once here, with SQLAlchemy's public compiler and type APIs. Driver errors are wrapped as
-    SQLAlchemy's (``OperationalError`` → 503), and a dropped connection is invalidated.
-    """
-
-    sql: str
-    positional: tuple[str, ...] | None
-    """Parameter order for positional paramstyles (SQLite's ``?``); None for named ones."""
-    defaults: Mapping[str, Any]
-    binds: Mapping[str, Callable[[Any], Any]]
-    results: tuple[tuple[int, Callable[[Any], Any]], ...]
-    """Columns the driver does not return as the Python type (SQLite's datetimes and booleans)."""
-
-    @classmethod
-    def of(cls, statement: sa.Select[Any] | sa.CompoundSelect[Any], dialect: sa.Dialect) -> CompiledStatement:
-        compiled = statement.compile(dialect=dialect)
-        if compiled.has_out_parameters or "POSTCOMPILE" in compiled.string:
-            raise ValueError("expanding or OUT parameters are not supported here")
-        binds = {}
-        defaults = {}
-        for bind, name in compiled.bind_names.items():
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                binds[name] = process
-            if not bind.required:
-                defaults[name] = bind.effective_value
-        results = []
-        for i, column in enumerate(statement.selected_columns):
-            if isinstance(column.type, sa.DateTime | sa.Boolean):
-                process = column.type.dialect_impl(dialect).result_processor(dialect, None)
-                if process is not None:
-                    results.append((i, process))
-        positional = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-        return cls(compiled.string, positional, defaults, binds, tuple(results))
-
-    def rows(self, conn: sa.Connection, params: Mapping[str, Any]) -> Sequence[Any]:
-        values = {**self.defaults, **params}
-        for name, process in self.binds.items():
-            values[name] = process(values[name])
-        args: Any = values if self.positional is None else [values[name] for name in self.positional]
-        dbapi = conn.dialect.loaded_dbapi
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(self.sql, args)
-            rows: Sequence[Any] = cursor.fetchall()
-        except dbapi.Error as exc:
-            if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):
-                conn.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(self.sql, args, exc, dbapi.Error) from exc
-        finally:
-            cursor.close()
-        if self.results:
-            converted = [list(row) for row in rows]
-            for row in converted:
-                for i, process in self.results:
-                    row[i] = process(row[i])
-            return converted
-        return rows
-
-
-@lru_cache(maxsize=256)
-def compiled_for(
-    statement: sa.Select[Any] | sa.CompoundSelect[Any], dialect: sa.Dialect
-) -> CompiledStatement:
-    return CompiledStatement.of(statement, dialect)
-
-
-def read_page(conn: sa.Connection, statement: sa.CompoundSelect[Any], params: Mapping[str, Any]) -> PageRows:
-    """Run a page statement and group its rows (one round trip)."""
-    out = PageRows()
-    stories: dict[int, StoryRow] = {}
-    scored: dict[int, dict[int, float]] = defaultdict(dict)
-    related: dict[int, dict[int, RelatedMember]] = defaultdict(dict)
-    for (
-        kind, sid, other, score, first_published_at, pinned, pinned_until, pinned_locale, titles,
-        canonical_item_id, item_id, link, title,
-        summary_html, published_at, image, locale, language, tickers, outlet_id, outlet_name, policy,
-        version, text,
-    ) in compiled_for(statement, conn.dialect).rows(conn, params):  # fmt: skip
-        if kind == MEMBER:
-            if sid not in stories:
-                stories[sid] = StoryRow(
-                    sid, first_published_at, bool(pinned), pinned_until, pinned_locale, _titles(titles)
-                )
-            out.members[sid].append(
-                MemberRow(
-                    item_id,
-                    sid,
-                    link,
-                    title or "",
-                    summary_html or "",
-                    published_at,
-                    image,
-                    member_locale(locale, language) if language else locale,
-                    _tickers(tickers),
-                    outlet_id,
-                    outlet_name,
-                    policy,
-                    canonical_item_id == item_id,
-                )
-            )
-        elif kind == RELATED_MEMBER:
-            if sid == other:
-                continue
-            mine = scored[sid]
-            mine[other] = max(score or 0.0, mine.get(other, float("-inf")))
-            related[other][item_id] = RelatedMember(
-                item_id,
-                other,
-                link,
-                title or "",
-                published_at,
-                member_locale(locale, language) if language else locale,
-                canonical_item_id == item_id,
-            )
-        else:
-            out.disclaimers[(policy, locale)] = (text or "", str(version))
-    out.stories = sorted(stories.values(), key=lambda s: (s.first_published_at, s.id), reverse=True)
-    out.related = {
-        sid: [o for o, _ in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))]
-        for sid, others in scored.items()
-    }
-    out.related_members = {sid: list(ms.values()) for sid, ms in related.items()}
-    return out
 
 
 class FeedReader:
@@ -684,10 +238,10 @@ class FeedReader:
         items = []
         disclaimers: dict[tuple[str, str], Json | None] = {}
         naive_now = now.replace(tzinfo=None)
-        for story_rows in (top, rows):
+        for story_rows, stories in ((top, top.stories if top else []), (rows, page)):
             if story_rows is None:
                 continue
-            for story in page if story_rows is rows else story_rows.stories:
+            for story in stories:
                 entry = self._entry(
                     story,
                     story_rows.members[story.id],
@@ -776,7 +330,7 @@ class FeedReader:
                         sa.select(STORY.c.id).where(
                             STORY.c.id.in_(sorted(latest)),
                             STORY.c.hidden == sa.false(),
-                            _live_member(never),
+                            live_member(never),
                         )
                     )
                 }

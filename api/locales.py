@@ -1,7 +1,8 @@
 """Which member of a story a reader of one locale gets: the fallback table and Accept-Language.
 
-The table (``FALLBACKS``) is the single place that says what a reader is served when no member
-is written in their locale. A reader of locale L gets, in order:
+The table (``FALLBACKS``, built from the ``fallback`` of each locale in the registry,
+``core/locale_data/<code>.toml``) says what a reader is served when no member is written in
+their locale. A reader of locale L gets, in order:
 
 1. a member in L;
 2. each fallback step of L, in order (a step may convert a member's script with OpenCC; the
@@ -36,7 +37,7 @@ from typing import NamedTuple, Protocol
 
 import opencc
 
-from aggregator import LOCALES
+from core.locales import LOCALES, REGISTRY
 
 _BY_LOWER = {code.lower(): code for code in LOCALES}
 
@@ -57,6 +58,15 @@ class Chain:
     never: frozenset[str] = field(default_factory=frozenset)
 
 
+def _chain_of(steps: Iterable[str]) -> Chain:
+    """A chain from steps in ``BABELWIRE_LOCALE_FALLBACKS`` syntax (``zh-CN:s2twp``, ``!ru``)."""
+    steps = tuple(steps)
+    return Chain(
+        steps=tuple(Step(*s.partition(":")[::2]) if ":" in s else Step(s) for s in steps if s[0] != "!"),
+        never=frozenset(s[1:] for s in steps if s[0] == "!"),
+    )
+
+
 def _chain(*steps: str | tuple[str, str], never: Iterable[str] = ()) -> Chain:
     return Chain(
         steps=tuple(Step(s) if isinstance(s, str) else Step(s[0], s[1]) for s in steps),
@@ -64,16 +74,9 @@ def _chain(*steps: str | tuple[str, str], never: Iterable[str] = ()) -> Chain:
     )
 
 
-FALLBACKS: Mapping[str, Chain] = {
-    "en": _chain(),
-    "pt-PT": _chain("pt-BR", "en"),
-    "pt-BR": _chain("pt-PT", "en"),
-    "zh-TW": _chain(("zh-CN", "s2twp"), "en"),
-    "zh-CN": _chain(("zh-TW", "t2s"), "en"),
-    "uk": _chain("en", never=["ru"]),
-    **{code: _chain("en") for code in ("vi", "es", "ru", "fr", "id", "ja", "ar")},
-}
-"""The fallback table documented above; every one of the thirteen locales has a row."""
+FALLBACKS: Mapping[str, Chain] = {loc.code: _chain_of(loc.fallback) for loc in REGISTRY}
+"""The fallback table documented above, from the locale registry (``fallback`` of each
+``core/locale_data/<code>.toml``); every locale has a row."""
 
 
 def parse_fallbacks(text: str, base: Mapping[str, Chain] = FALLBACKS) -> dict[str, Chain]:
@@ -143,13 +146,12 @@ def _tag_to_locale(tag: str) -> str | None:
     parts = tag.split("-")
     base = parts[0]
     rest = set(parts[1:])
-    if base == "zh":
-        if rest & {"hant", "tw", "hk", "mo"}:
-            return "zh-TW"
-        return "zh-CN"
-    if base == "pt":
-        return "pt-BR" if "br" in rest else "pt-PT"
-    return _BY_LOWER.get(base)
+    candidates = REGISTRY.of_language(base)
+    for loc in candidates:
+        if rest & loc.accept_subtags:
+            return loc.code
+    defaults = [loc.code for loc in candidates if loc.language_default]
+    return defaults[0] if defaults else None
 
 
 def negotiate(accept_language: str | None, default: str = "en") -> str:

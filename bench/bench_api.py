@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-LOCALES = ("zh-CN", "en", "vi", "zh-TW", "es", "ru", "fr", "pt-PT", "id", "ja", "ar", "uk", "pt-BR")
+from core.locales import LOCALES  # noqa: E402
+
 OUTLETS = (
     ("gate", "Gate News", "third-party"),
     ("blocktempo", "BlockTempo", "none"),

@@ -2,6 +2,7 @@
 
 BabelwireError
 ├── ConfigError        settings invalid at start (bad env var)
+│   └── LocaleDataError  the locale registry's data files (core.locales)
 ├── CatalogueError     a source, outlet, locale or OPML document is invalid
 ├── StorageError       the database is unreachable or not migrated
 └── EditorialError     an editor's action cannot be done (bad input → 400)

@@ -128,6 +128,17 @@ article_key = ArticleKeys()
 """The article-key rule of the installed catalogue (``sources/outlets``)."""
 
 
+def outlet_names(directory: Path | None = None) -> dict[str, str]:
+    """Name, first word of the name, and id of every outlet → outlet id: how attribution lines
+    name outlets (dedupe reads them). CatalogueError when a file is broken: never an empty map."""
+    out: dict[str, str] = {}
+    for spec in load_catalogue(directory).values():
+        out[spec.id] = spec.id
+        out[spec.name] = spec.id
+        out[spec.name.split()[0]] = spec.id
+    return out
+
+
 def outlet_for_url(url: str) -> str | None:
     """The catalogue outlet whose homepage or feeds live on the host of ``url``."""
     host = _bare_host(url)

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 
 from core.errors import CatalogueError
-from core.locales import LOCALES
+from core.locales import LOCALES, REGISTRY
 
 DISCLAIMERS_PATH = Path(__file__).with_name("disclaimers.toml")
 NO_DISCLAIMER = "none"
@@ -39,11 +39,13 @@ def load_disclaimers(path: Path | None = None) -> dict[tuple[str, str], str]:
                 raise CatalogueError(f"{path.name}: [{policy}] {locale} must be a string")
             if policy == NO_DISCLAIMER and text.strip():
                 raise CatalogueError(f"{path.name}: [{policy}] {locale} must be empty")
-        for locale in LOCALES:
-            text = str(table.get(locale, "")).strip()
+        for loc in REGISTRY:
+            # A locale's ``disclaimer`` names the row it reads (its own code, or another locale's
+            # until a translation is written).
+            text = str(table.get(loc.disclaimer, "")).strip()
             if policy != NO_DISCLAIMER and not text:
-                raise CatalogueError(f"{path.name}: [{policy}] has no text for {locale}")
-            texts[(policy, locale)] = text
+                raise CatalogueError(f"{path.name}: [{policy}] has no text for {loc.disclaimer}")
+            texts[(policy, loc.code)] = text
     return texts
 
 

@@ -23,7 +23,6 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-from aggregator import LOCALES
 from aggregator.db import make_engine
 from aggregator.models import Disclaimer, FeedChange, Item, Outlet, RelatedStory, Source, Story
 from aggregator.settings import Settings
@@ -31,6 +30,7 @@ from api.app import create_app
 from api.cursor import FeedPosition, TokenSigner
 from api.locales import negotiate
 from api.schemas import ChangesPage, FeedPage, StoryDetail
+from core.locales import LOCALES
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 SEEDS = {("third-party", loc): f"seed third-party {loc}" for loc in LOCALES} | {

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import LOCALES
 from core.errors import CatalogueError
+from core.locales import LOCALES
 from sources.catalogue import OUTLETS_DIR, article_key, load_catalogue, outlet_for_url
 from sources.disclaimers import load_disclaimers
 

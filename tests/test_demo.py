@@ -13,7 +13,7 @@ import feedparser
 import httpx
 import pytest
 
-from aggregator import LOCALES
+from core.locales import LOCALES
 from sources.catalogue import article_key, load_catalogue
 from sources.demo import DemoFeedServer
 from sources.demo.stories import load_demo_items

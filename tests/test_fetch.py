@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import gzip
-import http.server
 import socket
-import threading
 import tracemalloc
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -21,6 +19,7 @@ import pytest
 
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.settings import Settings
+from tests.feedserver import FeedServer, RequestHandler
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 URL = "http://feeds.example.com/rss"
@@ -485,90 +484,12 @@ def test_passed_client_stays_open_and_fetcher_is_a_context_manager() -> None:
 
 # --- real loopback server ----------------------------------------------------------------------
 
-Route = Callable[["LoopbackHandler"], object]
-
-
-class LoopbackHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    timeout = 10
-    server: LoopbackHTTPServer
-
-    def do_GET(self) -> None:
-        site = self.server.site
-        route = site.routes.get(self.path.split("?")[0])
-        site.enter(self)
-        try:
-            if route is None:
-                self.reply(404, b"not found")
-            else:
-                route(self)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        finally:
-            site.leave()
-
-    def reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class LoopbackHTTPServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    site: LoopbackSite
-
-
-class LoopbackSite:
-    """A threaded HTTP server on 127.0.0.1 with routes set by each test; counts in-flight requests."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
-        self.stopping = threading.Event()
-        self.changed = threading.Condition()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.seen: list[dict[str, str]] = []
-        self.server = LoopbackHTTPServer(("127.0.0.1", 0), LoopbackHandler)
-        self.server.site = self
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05})
-
-    def url(self, path: str, scheme: str = "http") -> str:
-        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def enter(self, handler: LoopbackHandler) -> None:
-        with self.changed:
-            self.seen.append(dict(handler.headers.items()))
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self.changed.notify_all()
-
-    def leave(self) -> None:
-        with self.changed:
-            self.in_flight -= 1
-            self.changed.notify_all()
-
-    def __enter__(self) -> LoopbackSite:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+Route = Callable[[RequestHandler], object]
 
 
 @pytest.fixture
-def site() -> Iterator[LoopbackSite]:
-    with LoopbackSite() as running:
+def site() -> Iterator[FeedServer]:
+    with FeedServer() as running:
         yield running
 
 
@@ -580,8 +501,8 @@ def fetch_many(cfg: Settings, urls: list[str], **kwargs: Any) -> list[FetchResul
     return asyncio.run(go())
 
 
-def test_loopback_conditional_get_round_trip(site: LoopbackSite) -> None:
-    def conditional(h: LoopbackHandler) -> None:
+def test_loopback_conditional_get_round_trip(site: FeedServer) -> None:
+    def conditional(h: RequestHandler) -> None:
         if h.headers.get("If-None-Match") == '"v1"':
             h.reply(304, headers={"ETag": '"v1"'})
         else:
@@ -601,17 +522,17 @@ def test_loopback_conditional_get_round_trip(site: LoopbackSite) -> None:
     assert site.seen[0]["User-Agent"] == "babelwire-test/1 (+https://t.example)"
 
 
-def test_loopback_server_that_never_answers_times_out(site: LoopbackSite) -> None:
+def test_loopback_server_that_never_answers_times_out(site: FeedServer) -> None:
     site.routes["/hang"] = lambda h: site.stopping.wait(10)
     [result] = fetch_many(settings(fetch_timeout_s=0.5), [site.url("/hang")])
     assert result.error == "timeout after 0.5s"
     assert result.status is None and result.body is None
 
 
-def test_loopback_body_dripping_slowly_hits_the_overall_deadline(site: LoopbackSite) -> None:
+def test_loopback_body_dripping_slowly_hits_the_overall_deadline(site: FeedServer) -> None:
     """Each read succeeds in time, so only a deadline for the whole exchange stops this."""
 
-    def drip(h: LoopbackHandler) -> None:
+    def drip(h: RequestHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Length", "1000")
         h.end_headers()
@@ -624,11 +545,11 @@ def test_loopback_body_dripping_slowly_hits_the_overall_deadline(site: LoopbackS
     assert result.error == "timeout after 0.5s"
 
 
-def test_loopback_50mb_body_is_cut_off_at_the_cap(site: LoopbackSite) -> None:
+def test_loopback_50mb_body_is_cut_off_at_the_cap(site: FeedServer) -> None:
     sent = [0]
     total = 50 * MB
 
-    def huge(h: LoopbackHandler) -> None:
+    def huge(h: RequestHandler) -> None:
         h.send_response(200)
         h.send_header("Content-Length", str(total))  # honest length; the cap applies while streaming
         h.end_headers()
@@ -645,10 +566,10 @@ def test_loopback_50mb_body_is_cut_off_at_the_cap(site: LoopbackSite) -> None:
     assert sent[0] < total
 
 
-def test_loopback_50mb_body_without_declared_length_is_cut_off(site: LoopbackSite) -> None:
+def test_loopback_50mb_body_without_declared_length_is_cut_off(site: FeedServer) -> None:
     sent = [0]
 
-    def huge(h: LoopbackHandler) -> None:
+    def huge(h: RequestHandler) -> None:
         h.send_response(200)
         h.send_header("Connection", "close")
         h.end_headers()
@@ -664,7 +585,7 @@ def test_loopback_50mb_body_without_declared_length_is_cut_off(site: LoopbackSit
     assert sent[0] < 50 * MB
 
 
-def test_loopback_redirect_loop(site: LoopbackSite) -> None:
+def test_loopback_redirect_loop(site: FeedServer) -> None:
     site.routes["/a"] = lambda h: h.reply(302, headers={"Location": "/b"})
     site.routes["/b"] = lambda h: h.reply(302, headers={"Location": site.url("/a")})
     [result] = fetch_many(settings(), [site.url("/a")])
@@ -672,18 +593,18 @@ def test_loopback_redirect_loop(site: LoopbackSite) -> None:
     assert len(site.seen) == 2
 
 
-def test_loopback_redirect_is_followed(site: LoopbackSite) -> None:
+def test_loopback_redirect_is_followed(site: FeedServer) -> None:
     site.routes["/old"] = lambda h: h.reply(301, headers={"Location": "/new"})
     site.routes["/new"] = lambda h: h.reply(200, FEED)
     [result] = fetch_many(settings(), [site.url("/old")])
     assert result.ok and result.final_url == site.url("/new") and result.permanent_redirect
 
 
-def held_until(site: LoopbackSite, crowd: int, patience_s: float) -> Route:
+def held_until(site: FeedServer, crowd: int, patience_s: float) -> Route:
     """A route that holds requests open until ``crowd`` have once been in flight together (or
     patience runs out), so overlap is seen whenever the client allows it, without timing."""
 
-    def route(h: LoopbackHandler) -> None:
+    def route(h: RequestHandler) -> None:
         with site.changed:
             site.changed.wait_for(lambda: site.max_in_flight >= crowd or site.stopping.is_set(), patience_s)
         h.reply(200, FEED)
@@ -691,7 +612,7 @@ def held_until(site: LoopbackSite, crowd: int, patience_s: float) -> Route:
     return route
 
 
-def test_loopback_per_host_concurrency_cap(site: LoopbackSite) -> None:
+def test_loopback_per_host_concurrency_cap(site: FeedServer) -> None:
     site.routes["/feed"] = held_until(site, crowd=3, patience_s=0.2)
     results = fetch_many(settings(per_host_concurrency=2), [site.url(f"/feed?n={i}") for i in range(8)])
     assert all(r.ok for r in results)
@@ -699,7 +620,7 @@ def test_loopback_per_host_concurrency_cap(site: LoopbackSite) -> None:
     assert site.max_in_flight <= 2
 
 
-def test_loopback_concurrency_is_really_observed_when_the_cap_allows_it(site: LoopbackSite) -> None:
+def test_loopback_concurrency_is_really_observed_when_the_cap_allows_it(site: FeedServer) -> None:
     """The control for the cap test: the server's counter does see overlapping requests."""
     site.routes["/feed"] = held_until(site, crowd=4, patience_s=5)
     results = fetch_many(settings(per_host_concurrency=4), [site.url(f"/feed?n={i}") for i in range(8)])
@@ -715,12 +636,12 @@ def test_loopback_connection_refused() -> None:
     assert result.error == "connection refused"
 
 
-def test_loopback_tls_to_a_plain_http_server_is_a_tls_error(site: LoopbackSite) -> None:
+def test_loopback_tls_to_a_plain_http_server_is_a_tls_error(site: FeedServer) -> None:
     [result] = fetch_many(settings(), [site.url("/feed", scheme="https")])
     assert result.error is not None and result.error.startswith("TLS error")
 
 
-def test_loopback_connection_reaching_a_private_peer_is_refused(site: LoopbackSite) -> None:
+def test_loopback_connection_reaching_a_private_peer_is_refused(site: FeedServer) -> None:
     """DNS said public, the socket reached 127.0.0.1 (rebinding): the response is discarded."""
     site.routes["/feed"] = lambda h: h.reply(200, FEED)
     [result] = fetch_many(settings(allow_private_feeds=False), [site.url("/feed")], resolve=resolve_public)
@@ -728,7 +649,7 @@ def test_loopback_connection_reaching_a_private_peer_is_refused(site: LoopbackSi
     assert result.body is None
 
 
-def test_loopback_many_feeds_share_one_client(site: LoopbackSite) -> None:
+def test_loopback_many_feeds_share_one_client(site: FeedServer) -> None:
     site.routes["/feed"] = lambda h: h.reply(200, FEED * 50, {"Content-Type": "application/rss+xml"})
     results = fetch_many(settings(per_host_concurrency=8), [site.url(f"/feed?n={i}") for i in range(100)])
     assert all(r.ok and r.body == FEED * 50 for r in results)

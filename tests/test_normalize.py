@@ -20,6 +20,7 @@ from aggregator.normalize import (
     canonical_url,
     detect_language,
     extract_tickers,
+    identity_url,
     normalize_entry,
 )
 from aggregator.parse import RawEntry, parse_feed
@@ -465,8 +466,16 @@ def test_canonical_url_fast_paths_agree_with_the_full_rules(url: str) -> None:
     """Absolute URLs skip urljoin (and plain ones everything): the answer must not change."""
     from urllib.parse import urljoin
 
-    from aggregator.normalize import _canonical_url
+    from aggregator.normalize.urls import _canonical_url
 
     for base in (None, FEED_URL, "http://other.example/x/"):
         full = _canonical_url(urljoin(base, url) if base else url, None)
         assert canonical_url(url, base) == full
+
+
+def test_identity_url_is_the_canonical_url_with_scheme_www_and_slash_folded() -> None:
+    assert identity_url("http://www.Example.com/a/?utm_source=x#top") == "https://example.com/a"
+    assert identity_url("https://example.com/a") == identity_url("http://www.example.com:80/a/")
+    assert identity_url("https://example.com/a?id=7") == "https://example.com/a?id=7"
+    assert identity_url(" urn:uuid:1234 ") == "urn:uuid:1234"
+    assert identity_url(None) is None and identity_url("") is None

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aggregator import LOCALES
 from core.errors import CatalogueError
+from core.locales import LOCALES
 from sources.opml import SourceSpec, export_opml, parse_opml
 
 

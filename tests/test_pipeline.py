@@ -219,7 +219,9 @@ def test_worker_processes_store_what_a_thread_would(
         source = by_url[spec.url]
         assert source.id is not None  # a stored row always has its id; narrows ``int | None``
         path = spec.url.split(str(server.url("")).rstrip("/"), 1)[1]
-        body = server.routes[path].body
+        route = server.routes[path]
+        assert isinstance(route, Response)
+        body = route.body
         _, entries = prepare_feed(
             body, url=spec.url, content_type=None, locale=spec.locale, fetched_at=datetime.now(UTC)
         )

@@ -8,18 +8,13 @@ MinHash of the text for same-language near-duplicates.
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 import zlib
 from bisect import bisect_right
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 from datasketch import MinHash
@@ -28,11 +23,15 @@ from aggregator.dedupe.blocking import Keys, blocking_keys
 from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fold_chinese
 from aggregator.dedupe.numbers import Figure, extract_figures, family
 from aggregator.dedupe.policy import DEFAULT, Thresholds
+from aggregator.dedupe.pool import extract_in_processes
+from aggregator.normalize.urls import identity_url
+from core.locales import REGISTRY
 
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 """Bump whenever extraction gives other ``Features`` for the same item and lexicon: stored
 per-item features (``aggregator.dedupe.codec``) made by an older version are then re-extracted."""
-NON_LATIN_LOCALES = frozenset({"zh-CN", "zh-TW", "ja", "ru", "uk", "ar"})
+_SCRIPTS = {loc.code: loc.script for loc in REGISTRY}
+NON_LATIN_LOCALES = frozenset(code for code, script in _SCRIPTS.items() if script != "latin")
 _ID_PATTERN = re.compile(r"/news/detail/(\d+)")
 _LATIN_TOKEN = re.compile(
     rf"[{LATIN_LETTER}][{LATIN_LETTER}0-9]*(?:[-.'’&][{LATIN_LETTER}0-9]+)*\.?|\$[A-Z]{{2,10}}"
@@ -43,232 +42,8 @@ _OPENERS = frozenset('.!?。！？:;«»"“”—–-(')
 _HAN_KANA_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]+")
 _WORD = re.compile(r"\w+")
 
-STOPWORDS = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "this",
-        "that",
-        "these",
-        "those",
-        "it",
-        "its",
-        "in",
-        "on",
-        "at",
-        "of",
-        "for",
-        "to",
-        "from",
-        "by",
-        "with",
-        "and",
-        "or",
-        "but",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "he",
-        "she",
-        "they",
-        "we",
-        "his",
-        "her",
-        "their",
-        "our",
-        "you",
-        "i",
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "enero",
-        "febrero",
-        "marzo",
-        "abril",
-        "mayo",
-        "junio",
-        "julio",
-        "agosto",
-        "septiembre",
-        "octubre",
-        "noviembre",
-        "diciembre",
-        "lunes",
-        "martes",
-        "miércoles",
-        "jueves",
-        "viernes",
-        "sábado",
-        "domingo",
-        "janvier",
-        "février",
-        "mars",
-        "avril",
-        "mai",
-        "juin",
-        "juillet",
-        "août",
-        "septembre",
-        "octobre",
-        "novembre",
-        "décembre",
-        "lundi",
-        "mardi",
-        "mercredi",
-        "jeudi",
-        "vendredi",
-        "samedi",
-        "dimanche",
-        "janeiro",
-        "fevereiro",
-        "março",
-        "abril",
-        "maio",
-        "junho",
-        "julho",
-        "agosto",
-        "setembro",
-        "outubro",
-        "novembro",
-        "dezembro",
-        "segunda",
-        "terça",
-        "quarta",
-        "quinta",
-        "sexta",
-        "sábado",
-        "domingo",
-        "januari",
-        "februari",
-        "maret",
-        "april",
-        "mei",
-        "juni",
-        "juli",
-        "agustus",
-        "september",
-        "oktober",
-        "november",
-        "desember",
-        "senin",
-        "selasa",
-        "rabu",
-        "kamis",
-        "jumat",
-        "sabtu",
-        "minggu",
-        "tháng",
-        "thứ",
-        "chủ",
-        "nhật",
-        "el",
-        "la",
-        "los",
-        "las",
-        "un",
-        "una",
-        "de",
-        "del",
-        "en",
-        "y",
-        "o",
-        "que",
-        "por",
-        "para",
-        "con",
-        "según",
-        "le",
-        "les",
-        "des",
-        "du",
-        "une",
-        "et",
-        "ou",
-        "selon",
-        "dans",
-        "pour",
-        "sur",
-        "avec",
-        "o",
-        "os",
-        "as",
-        "um",
-        "uma",
-        "do",
-        "da",
-        "dos",
-        "das",
-        "em",
-        "no",
-        "na",
-        "e",
-        "segundo",
-        "para",
-        "com",
-        "di",
-        "dan",
-        "yang",
-        "ke",
-        "dari",
-        "untuk",
-        "dengan",
-        "pada",
-        "các",
-        "và",
-        "của",
-        "với",
-        "trong",
-        "theo",
-        "cho",
-        "một",
-        "những",
-    ]
-)
-
-
-def norm_url(url: str | None) -> str | None:
-    """Scheme and host lower-cased, no fragment, no trailing slash: one spelling per URL."""
-    if not url:
-        return None
-    p = urlsplit(url.strip())
-    if not p.netloc:
-        return url.strip() or None
-    host = p.netloc.lower()
-    if host.startswith("www."):
-        host = host[4:]
-    return urlunsplit(
-        (
-            "https" if p.scheme.lower() in ("http", "https") else p.scheme.lower(),
-            host,
-            p.path.rstrip("/"),
-            p.query,
-            "",
-        )
-    )
+STOPWORDS = REGISTRY.stopwords()
+"""Words that are never names in any language (``core/locale_data/words/*.stopwords.txt``)."""
 
 
 @dataclass(frozen=True)
@@ -386,6 +161,9 @@ class Extractor:
     ) -> None:
         self.lexicon = lexicon or default_lexicon()
         if outlet_names is None:
+            from sources.catalogue import outlet_names as catalogue_outlet_names
+
+            # A broken outlet file raises CatalogueError here: dedupe never runs without the names.
             outlet_names = catalogue_outlet_names()
         self.outlet_names = {k.lower().replace(" ", ""): v for k, v in outlet_names.items()}
         self.thresholds = thresholds
@@ -403,22 +181,8 @@ class Extractor:
         """``features`` of every doc, in order; with ``workers`` > 1 extracted in that many processes,
         ``chunk`` docs at a time, while the caller consumes the earlier ones (clustering is serial)."""
         if workers <= 1:
-            yield from map(self.features, docs)
-            return
-        batches = _batched(docs, chunk)
-        # forkserver, as the parse pool: the worker calls this from a thread, and forking a
-        # process that runs threads can copy a held lock.
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_worker_init, initargs=(self,)
-        ) as pool:
-            pending: deque[Future[list[Features]]] = deque()
-            for batch in batches:
-                pending.append(pool.submit(_worker_features, batch))
-                if len(pending) > 2 * workers:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
+            return map(self.features, docs)
+        return extract_in_processes(self, docs, workers, chunk)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -470,20 +234,20 @@ class Extractor:
         links = doc.links or {}
         declared = set()
         for key in ("original", "source"):
-            u = norm_url(links.get(key)) if isinstance(links.get(key), str) else None
+            u = identity_url(links.get(key)) if isinstance(links.get(key), str) else None
             if u:
                 declared.add(u)
         for alt in links.get("alternates") or []:
             href = alt.get("href") if isinstance(alt, Mapping) else alt
-            u = norm_url(href) if isinstance(href, str) else None
+            u = identity_url(href) if isinstance(href, str) else None
             if u:
                 declared.add(u)
-        cites = {u for u in (norm_url(x) for x in links.get("outbound") or [] if isinstance(x, str)) if u}
-        identity = {k for k in (norm_url(doc.url), norm_url(doc.guid)) if k}
+        cites = {u for u in (identity_url(x) for x in links.get("outbound") or [] if isinstance(x, str)) if u}
+        identity = {k for k in (identity_url(doc.url), identity_url(doc.guid)) if k}
         akey = self._article_key(doc)
         if akey:
             identity.add("article:" + akey)
-        own = norm_url(doc.url)
+        own = identity_url(doc.url)
         declared.discard(own or "")
         cites.discard(own or "")
         f = Features(
@@ -492,7 +256,7 @@ class Extractor:
             identity=frozenset(identity),
             declared=frozenset(declared),
             cites=frozenset(cites - declared),
-            image=norm_url(doc.image),
+            image=identity_url(doc.image),
             figures=values,
             title_figures=title_figures,
             entities=entities,
@@ -548,10 +312,11 @@ class Extractor:
             if run:
                 self._latin_run(run, text, latin_locale, out)
         if not latin_locale:
-            if locale in ("ru", "uk"):
+            script = _SCRIPTS[locale]
+            if script == "cyrillic":
                 words = [(m.start(), m.end(), m.group()) for m in _CYR_TOKEN.finditer(text)]
                 self._script_run(words, text, "cyr", lex.cyrillic_word, self._cyr_infos, out)
-            elif locale == "ar":
+            elif script == "arabic":
                 words = [(m.start(), m.end(), m.group()) for m in _AR_TOKEN.finditer(text)]
                 self._script_run(words, text, "ar", lex.arabic_word, self._ar_infos, out)
             else:
@@ -678,23 +443,6 @@ class Extractor:
             i += used
 
 
-_WORKER_EXTRACTOR: list[Extractor] = []
-
-
-def _worker_init(extractor: Extractor) -> None:
-    _WORKER_EXTRACTOR[:] = [extractor]
-
-
-def _worker_features(docs: list[DedupeDoc]) -> list[Features]:
-    return [_WORKER_EXTRACTOR[0].features(d) for d in docs]
-
-
-def _batched(docs: Iterable[DedupeDoc], size: int) -> Iterator[list[DedupeDoc]]:
-    it = iter(docs)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
 _CACHE_LIMIT = 200_000
 """Per-word caches are dropped past this many distinct words (memory stays bounded)."""
 _U16, _U13 = np.uint32(16), np.uint32(13)
@@ -739,22 +487,6 @@ def _paragraphs(
 
 
 _NEWLINE = re.compile("\n")
-
-
-def catalogue_outlet_names() -> dict[str, str]:
-    """Name and id of every outlet in ``sources/outlets`` → outlet id (attribution lines name them)."""
-    try:
-        from sources.catalogue import load_catalogue
-
-        specs = load_catalogue()
-    except Exception:  # the catalogue is optional for pure use (tests, bench)
-        return {}
-    out: dict[str, str] = {}
-    for spec in specs.values():
-        out[spec.id] = spec.id
-        out[spec.name] = spec.id
-        out[spec.name.split()[0]] = spec.id
-    return out
 
 
 def _bare(word: str) -> str:

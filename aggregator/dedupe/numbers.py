@@ -23,150 +23,31 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
+from core.locales import REGISTRY
+
 _DIGIT_BLOCKS = (0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0E50, 0xFF10)
 _DIGITS: dict[int, str] = {block + d: str(d) for block in _DIGIT_BLOCKS for d in range(10)}
 _DIGITS.update({0x066B: ".", 0x066C: ",", 0x2212: "-"})
 _FOREIGN_DIGIT = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_DIGITS)) + "]")
 
-COMMA_DECIMAL = frozenset({"vi", "es", "ru", "fr", "pt-PT", "pt-BR", "id", "uk"})
+COMMA_DECIMAL = frozenset(loc.code for loc in REGISTRY if loc.comma_decimal)
 """Locales whose decimal mark is a comma (their group mark is ``.`` or a space)."""
-SPACE_GROUPS = frozenset({"fr", "ru", "uk", "pt-PT", "es"})
+SPACE_GROUPS = frozenset(loc.code for loc in REGISTRY if loc.space_groups)
 """Locales where a plain space may group thousands (``2 048``)."""
 
-_LATIN_WORD = r"(?![A-Za-zÀ-ɏḀ-ỿ])"
-_CYR_WORD = r"[а-яёіїєґ]*"
-
-# (regex alternative, multiplier) per language family; longest alternatives first.
-_WORDS: dict[str, tuple[tuple[str, float], ...]] = {
-    "en": (
-        (r"trillion" + _LATIN_WORD, 1e12),
-        (r"billion" + _LATIN_WORD, 1e9),
-        (r"million" + _LATIN_WORD, 1e6),
-        (r"thousand" + _LATIN_WORD, 1e3),
-        (r"(?:bn|mln|mn|tn)" + _LATIN_WORD, 0.0),  # resolved in _ABBREV
-        (r"[BMKkTbm]" + _LATIN_WORD + r"(?![-‐/]?\d)", 0.0),
-    ),
-    "es": (
-        (r"mil\s+millones" + _LATIN_WORD, 1e9),
-        (r"billon(?:es)?" + _LATIN_WORD, 1e12),
-        (r"billón" + _LATIN_WORD, 1e12),
-        (r"mill(?:ón|on|ones)" + _LATIN_WORD, 1e6),
-        (r"mdd" + _LATIN_WORD, 1e6),
-        (r"MM" + _LATIN_WORD, 1e6),
-        (r"mil" + _LATIN_WORD, 1e3),
-        (r"[MK]" + _LATIN_WORD, 0.0),
-    ),
-    "pt": (
-        (r"mil\s+milh(?:ões|ão|oes|ao)" + _LATIN_WORD, 1e9),
-        (r"bili(?:ões|ão|oes|ao)" + _LATIN_WORD, 1e12),
-        (r"trilh(?:ões|ão|oes|ao)" + _LATIN_WORD, 1e12),
-        (r"bilh(?:ões|ão|oes|ao)" + _LATIN_WORD, 1e9),
-        (r"milh(?:ões|ão|oes|ao)" + _LATIN_WORD, 1e6),
-        (r"mil" + _LATIN_WORD, 1e3),
-        (r"tri" + _LATIN_WORD, 1e12),
-        (r"bi" + _LATIN_WORD, 1e9),
-        (r"mi" + _LATIN_WORD, 1e6),
-        (r"mM" + _LATIN_WORD, 1e9),
-        (r"[MK]" + _LATIN_WORD, 0.0),
-    ),
-    "fr": (
-        (r"milliards?" + _LATIN_WORD, 1e9),
-        (r"billions?" + _LATIN_WORD, 1e12),
-        (r"millions?" + _LATIN_WORD, 1e6),
-        (r"mille" + _LATIN_WORD, 1e3),
-        (r"Mds?" + _LATIN_WORD, 1e9),
-        (r"[MkK]" + _LATIN_WORD, 0.0),
-    ),
-    "ru": (
-        (r"трлн\.?", 1e12),
-        (r"триллион" + _CYR_WORD, 1e12),
-        (r"млрд\.?", 1e9),
-        (r"миллиард" + _CYR_WORD, 1e9),
-        (r"млн\.?", 1e6),
-        (r"миллион" + _CYR_WORD, 1e6),
-        (r"тыс\.?" + _CYR_WORD, 1e3),
-    ),
-    "uk": (
-        (r"трлн\.?", 1e12),
-        (r"трильйон" + _CYR_WORD, 1e12),
-        (r"млрд\.?", 1e9),
-        (r"мільярд" + _CYR_WORD, 1e9),
-        (r"млн\.?", 1e6),
-        (r"мільйон" + _CYR_WORD, 1e6),
-        (r"тис\.?" + _CYR_WORD, 1e3),
-    ),
-    "vi": (
-        (r"nghìn\s+tỷ" + _LATIN_WORD, 1e12),
-        (r"ngàn\s+tỷ" + _LATIN_WORD, 1e12),
-        (r"t[ỷỉ]" + _LATIN_WORD, 1e9),
-        (r"triệu" + _LATIN_WORD, 1e6),
-        (r"(?:nghìn|ngàn)" + _LATIN_WORD, 1e3),
-        (r"[TK]" + _LATIN_WORD, 0.0),
-    ),
-    "id": (
-        (r"triliun" + _LATIN_WORD, 1e12),
-        (r"miliar" + _LATIN_WORD, 1e9),
-        (r"juta" + _LATIN_WORD, 1e6),
-        (r"jt" + _LATIN_WORD, 1e6),
-        (r"ribu" + _LATIN_WORD, 1e3),
-        (r"rb" + _LATIN_WORD, 1e3),
-        (r"[TMK]" + _LATIN_WORD, 0.0),
-    ),
-    "ar": (
-        (r"تريليون", 1e12),
-        (r"(?:مليار|مليارات|بليون)", 1e9),
-        (r"(?:مليون|ملايين)", 1e6),
-        (r"(?:ألف|آلاف|الف)", 1e3),
-    ),
-}
-
-_ABBREV: dict[str, dict[str, float]] = {
-    "en": {
-        "B": 1e9,
-        "b": 1e9,
-        "bn": 1e9,
-        "M": 1e6,
-        "m": 1e6,
-        "mn": 1e6,
-        "mln": 1e6,
-        "K": 1e3,
-        "k": 1e3,
-        "T": 1e12,
-        "tn": 1e12,
-    },
-    "es": {"M": 1e6, "K": 1e3},
-    "pt": {"M": 1e6, "K": 1e3},
-    "fr": {"M": 1e6, "k": 1e3, "K": 1e3},
-    "vi": {"T": 1e9, "K": 1e3},
-    "id": {"T": 1e12, "M": 1e9, "K": 1e3},
-}
-
-_CJK_UNITS: tuple[tuple[str, float], ...] = (
-    ("万亿", 1e12),
-    ("萬億", 1e12),
-    ("千亿", 1e11),
-    ("千億", 1e11),
-    ("百亿", 1e10),
-    ("百億", 1e10),
-    ("十亿", 1e9),
-    ("十億", 1e9),
-    ("千万", 1e7),
-    ("千萬", 1e7),
-    ("百万", 1e6),
-    ("百萬", 1e6),
-    ("十万", 1e5),
-    ("十萬", 1e5),
-    ("兆", 1e12),
-    ("亿", 1e8),
-    ("億", 1e8),
-    ("万", 1e4),
-    ("萬", 1e4),
-    ("千", 1e3),
-)
+# (regex alternative, multiplier) per language family, longest alternatives first; multiplier 0:
+# an abbreviation, valued by _ABBREV. The tables are core/locale_data/numbers/*.tsv.
+_WORDS: dict[str, tuple[tuple[str, float], ...]] = dict(REGISTRY.scale_words)
+_ABBREV: dict[str, dict[str, float]] = {fam: dict(table) for fam, table in REGISTRY.abbreviations.items()}
+_CJK_UNITS: tuple[tuple[str, float], ...] = REGISTRY.cjk_units
+_FAMILY = {loc.code: loc.number_words for loc in REGISTRY}
 
 
 def family(locale: str) -> str:
     """The language family that shares one magnitude-word table (``pt-PT``/``pt-BR`` → ``pt``)."""
+    known = _FAMILY.get(locale)
+    if known is not None:
+        return known
     base = locale.split("-")[0].lower()
     return "cjk" if base in ("zh", "ja") else base
 

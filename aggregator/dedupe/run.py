@@ -29,9 +29,10 @@ from sqlmodel import Session, select
 from aggregator.db import session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
-from aggregator.dedupe.features import DedupeDoc, Extractor, Features, norm_url
+from aggregator.dedupe.features import DedupeDoc, Extractor, Features
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
+from aggregator.normalize.urls import identity_url as norm_url
 
 LOCK_KEY = 0x62616265_6C646470
 """pg_advisory_xact_lock key of the dedupe stage ("babeldedup")."""

@@ -18,15 +18,15 @@ from aggregator import LOCALES
 from aggregator.editorial import Actor
 from aggregator.editorial.audit import record
 from aggregator.models import EditorialOverride, Item, MergeDecision, RelatedStory, Source, Story
+from aggregator.normalize.urls import identity_url
 from core.errors import ConflictError, EditorialError, NotFoundError
 
 MAX_TITLE = 500
 
 
 def _norm(url: str | None) -> str | None:
-    from aggregator.dedupe.features import norm_url
-
-    return norm_url(url)
+    """Dedupe's key of a URL: the one overrides are matched by."""
+    return identity_url(url)
 
 
 def _story(session: Session, story_id: int) -> Story:

@@ -2,7 +2,7 @@
 
 ``DemoFeedServer`` renders one feed per (outlet, locale) found in ``stories.json`` — mostly RSS 2.0,
 some Atom 1.0 and JSON Feed 1.1 — and serves them from a threaded ``http.server`` on 127.0.0.1
-with ``ETag``/``Last-Modified`` validators, so the real pipeline (``allow_private_feeds``) polls it
+(the project's one loopback server, ``sources.feedserver``) with ``ETag``/``Last-Modified`` validators, so the real pipeline (``allow_private_feeds``) polls it
 exactly as it polls the world: conditional GETs, 304s and all. ``/sources.opml`` lists the feeds.
 """
 
@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import format_datetime, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
-from urllib.parse import urlsplit
+from datetime import datetime
+from typing import Self
 
 from sources.catalogue import load_catalogue
 from sources.demo.formats import CONTENT_TYPES, EXTENSIONS, Channel, FeedFormat, render
 from sources.demo.stories import DemoItem, load_demo_items
+from sources.feedserver import FeedServer, Response
 from sources.opml import SourceSpec, export_opml
 
 FORMATS: dict[tuple[str, str], FeedFormat] = {
@@ -56,8 +51,7 @@ class DemoFeedServer:
     def __init__(self, now: datetime | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self._items = load_demo_items(now)
         self._address = (host, port)
-        self._server: _DemoHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: FeedServer | None = None
         self._feeds: dict[str, DemoFeed] = {}
 
     @property
@@ -68,8 +62,7 @@ class DemoFeedServer:
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("DemoFeedServer is not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.base_url
 
     @property
     def feeds(self) -> list[DemoFeed]:
@@ -87,29 +80,35 @@ class DemoFeedServer:
     def start(self) -> Self:
         if self._server is not None:
             return self
-        server = _DemoHTTPServer(self._address, self)
-        self._server = server
+        # HTTP/1.0: one request per connection, so nothing is still answered after stop().
+        self._server = FeedServer(*self._address, keep_alive=False)
         self._feeds = self._render()
-        self._thread = threading.Thread(target=server.serve_forever, name="demo-feeds", daemon=True)
-        self._thread.start()
+        routes = self._server.routes
+        for feed in self._feeds.values():
+            routes[feed.path] = Response(
+                body=feed.body,
+                headers={"Content-Type": CONTENT_TYPES[feed.format], "Cache-Control": "max-age=60"},
+                etag=feed.etag,
+                last_modified=feed.last_modified,
+            )
+        opml = export_opml(self.sources(), "babelwire demo")
+        routes["/sources.opml"] = Response(
+            body=opml, headers={"Content-Type": "text/x-opml; charset=utf-8"}, etag=False
+        )
+        routes["/"] = Response(
+            body=self.index_json(), headers={"Content-Type": "application/json"}, etag=False
+        )
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
+        if self._server is not None:
+            self._server.stop()
+        self._server = None
 
-    def __enter__(self) -> Self:
-        return self.start()
+    __enter__ = start
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def _render(self) -> dict[str, DemoFeed]:
@@ -154,85 +153,3 @@ class DemoFeedServer:
             for f in self._feeds.values()
         ]
         return json.dumps({"feeds": listing}, ensure_ascii=False, indent=1).encode("utf-8")
-
-
-class _DemoHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], demo: DemoFeedServer) -> None:
-        self.demo = demo
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # a poller hung up mid-response: nothing to report
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so nothing is still answered after stop().
-    protocol_version = "HTTP/1.0"
-    server_version = "babelwire-demo/1"
-
-    def do_GET(self) -> None:
-        self._respond(send_body=True)
-
-    def do_HEAD(self) -> None:
-        self._respond(send_body=False)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the demo runs inside ``serve`` and tests."""
-
-    def _respond(self, send_body: bool) -> None:
-        assert isinstance(self.server, _DemoHTTPServer)
-        demo = self.server.demo
-        path = urlsplit(self.path).path
-        if path == "/sources.opml":
-            self._plain(
-                200, "text/x-opml; charset=utf-8", export_opml(demo.sources(), "babelwire demo"), send_body
-            )
-            return
-        if path == "/":
-            self._plain(200, "application/json", demo.index_json(), send_body)
-            return
-        feed = demo.feed_at(path)
-        if feed is None:
-            self._plain(404, "text/plain; charset=utf-8", b"no such demo feed\n", send_body)
-            return
-        not_modified = self._not_modified(feed)
-        self.send_response(304 if not_modified else 200)
-        self.send_header("ETag", feed.etag)
-        self.send_header("Last-Modified", format_datetime(feed.last_modified, usegmt=True))
-        self.send_header("Cache-Control", "max-age=60")
-        if not_modified:
-            self.end_headers()
-            return
-        self.send_header("Content-Type", CONTENT_TYPES[feed.format])
-        self.send_header("Content-Length", str(len(feed.body)))
-        self.end_headers()
-        if send_body:
-            self.wfile.write(feed.body)
-
-    def _not_modified(self, feed: DemoFeed) -> bool:
-        if_none_match = self.headers.get("If-None-Match")
-        if if_none_match is not None:
-            tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
-            return "*" in tags or feed.etag in tags
-        if_modified_since = self.headers.get("If-Modified-Since")
-        if if_modified_since:
-            try:
-                since = parsedate_to_datetime(if_modified_since)
-            except (TypeError, ValueError):
-                return False
-            if since.tzinfo is None:
-                since = since.replace(tzinfo=UTC)
-            return feed.last_modified <= since
-        return False
-
-    def _plain(self, status: int, content_type: str, body: bytes, send_body: bool) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)

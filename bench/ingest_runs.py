@@ -1,0 +1,363 @@
+"""Ingest bench runs: the feedparser baselines, our poll round in a child process, the CLI rounds and the profile."""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import re
+import resource
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+from core.locales import LOCALES  # noqa: E402
+
+BENCH_SCRIPT = Path(__file__).with_name("bench_ingest.py")
+"""Children run through the bench's entry point (``_round``, ``_profile``)."""
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+# --- baselines ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Rate:
+    items: int
+    seconds: float
+    peak_rss_mb: float | None = None
+    cpu_s: float | None = None
+
+    @property
+    def per_s(self) -> float:
+        return self.items / self.seconds if self.seconds > 0 else 0.0
+
+
+def feedparser_rate(bodies: Sequence[bytes], **options: bool) -> Rate:
+    import feedparser
+
+    items = 0
+    cpu_before = _cpu_self()
+    started = time.perf_counter()
+    for body in bodies:
+        items += len(feedparser.parse(io.BytesIO(body), **options).entries)
+    return Rate(items, time.perf_counter() - started, cpu_s=_cpu_self() - cpu_before)
+
+
+# --- ours ---------------------------------------------------------------------------------------
+
+
+def bench_env(database_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BABELWIRE_")}
+    env.update(BABELWIRE_DATABASE_URL=database_url, BABELWIRE_ALLOW_PRIVATE_FEEDS="1")
+    return env
+
+
+def prepare_database(database_url: str, base_url: str, feeds: int) -> None:
+    """Migrate a fresh database and register the feeds as sources (not timed)."""
+    from aggregator.db import make_engine
+    from aggregator.migrate import upgrade
+    from aggregator.registry import add_sources
+    from aggregator.settings import load_settings
+    from sources.opml import SourceSpec
+
+    engine = make_engine(load_settings(database_url=database_url))
+    try:
+        upgrade(engine)
+        specs = [
+            SourceSpec(
+                url=f"{base_url}/feeds/{n}.xml",
+                outlet=f"bench{n // len(LOCALES)}",
+                locale=LOCALES[n % len(LOCALES)],
+                title=None,
+            )
+            for n in range(feeds)
+        ]
+        add_sources(engine, specs)
+    finally:
+        engine.dispose()
+
+
+def round_child(database_url: str, dedupe: bool) -> None:
+    """In a fresh process: time one ``poll_round``, then (untimed in the round) ``run_dedupe``; print JSON."""
+    from aggregator.db import make_engine
+    from aggregator.poll import poll_round
+    from aggregator.settings import load_settings
+
+    settings = load_settings(database_url=database_url, allow_private_feeds=True)
+    engine = make_engine(settings)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu_before = _cpu_self()
+    started = time.perf_counter()
+    report = asyncio.run(poll_round(engine, settings))
+    seconds = time.perf_counter() - started
+    cpu = _cpu_self() - cpu_before
+    round_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from aggregator.dedupe.run import run_dedupe
+
+    started = time.perf_counter()
+    if dedupe:
+        run_dedupe(engine)
+    dedupe_s = time.perf_counter() - started if dedupe else None
+    engine.dispose()
+    first_error = next((o.error for o in report.outcomes if o.error), None)
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu_s": cpu,
+                "inserted": report.inserted,
+                "polled": report.polled,
+                "errors": report.errors,
+                "first_error": first_error,
+                "rss_before_mb": rss_before / 1024,
+                "peak_rss_mb": round_peak / 1024,
+                "dedupe_s": dedupe_s,
+                "dedupe_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    """One child process: wall time, its own rusage (wait4), its output."""
+
+    code: int
+    seconds: float
+    peak_rss_mb: float
+    cpu_s: float
+    stdout: str
+    stderr: str
+
+
+def run_child(cmd: Sequence[str], env: dict[str, str]) -> Run:
+    """Run ``cmd`` and reap it with ``wait4`` so the peak RSS is this child's alone.
+
+    ``RUSAGE_CHILDREN`` is the maximum over every child reaped so far (the earlier runs, the
+    feed server), so it cannot tell one run from another.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            code=proc.returncode,
+            seconds=seconds,
+            peak_rss_mb=usage.ru_maxrss / 1024,
+            cpu_s=usage.ru_utime + usage.ru_stime,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+        )
+
+
+SUMMARY = re.compile(
+    r"polled (\d+) sources .*?: (\d+) new items, (\d+) updated, (\d+) not modified, (\d+) errors"
+)
+
+
+@dataclass
+class PollSummary:
+    polled: int
+    inserted: int
+    updated: int
+    not_modified: int
+    errors: int
+
+
+def poll_summary(run: Run) -> PollSummary:
+    found = SUMMARY.search(run.stdout)
+    if run.code != 0 or found is None:
+        tail = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BenchFailure(f"`main.py poll` exited {run.code}: {tail}")
+    return PollSummary(*(int(g) for g in found.groups()))
+
+
+class BenchFailure(Exception):
+    """The pipeline under test failed; the benchmark has no number to report."""
+
+
+def in_process_round(database_url: str, dedupe: bool) -> tuple[Rate, dict[str, Any]]:
+    cmd = [sys.executable, str(BENCH_SCRIPT), "_round", database_url, *(["--dedupe"] if dedupe else [])]
+    run = run_child(cmd, bench_env(database_url))
+    if run.code != 0:
+        tail = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BenchFailure(f"in-process poll round failed: {tail}")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    if result["inserted"] == 0:
+        raise BenchFailure(f"in-process poll round stored nothing: {result['first_error']}")
+    rate = Rate(result["inserted"], result["seconds"], result["peak_rss_mb"], result["cpu_s"])
+    return rate, result
+
+
+@dataclass
+class CliResult:
+    first: Rate
+    first_summary: PollSummary
+    second: Run
+    second_summary: PollSummary
+
+
+def cli_rounds(database_url: str) -> CliResult:
+    env = bench_env(database_url)
+    main = str(ROOT / "main.py")
+    first = run_child([sys.executable, main, "poll", "--once", "--quiet"], env)
+    first_summary = poll_summary(first)
+    if first_summary.inserted == 0:
+        raise BenchFailure("`main.py poll --once` stored nothing")
+    second = run_child([sys.executable, main, "poll", "--once", "--all", "--quiet"], env)
+    return CliResult(
+        first=Rate(first_summary.inserted, first.seconds, first.peak_rss_mb, first.cpu_s),
+        first_summary=first_summary,
+        second=second,
+        second_summary=poll_summary(second),
+    )
+
+
+# --- profile -----------------------------------------------------------------------------------
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """Runs submitted work at once in the calling thread, so cProfile sees every stage of the round."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:
+            future.set_exception(e)
+        return future
+
+
+STAGES = (
+    ("parse (aggregator/parse.py parse_feed)", "aggregator/parse.py", "parse_feed"),
+    (
+        "normalize (aggregator/normalize/entry.py normalize_entry)",
+        "aggregator/normalize/entry.py",
+        "normalize_entry",
+    ),
+    ("decide (aggregator/decide.py decide)", "aggregator/decide.py", "decide"),
+    ("store (aggregator/poll.py _store, decide excluded)", "aggregator/poll.py", "_store"),
+)
+
+
+def profile_child(database_url: str, top: int = 15) -> None:
+    """In a fresh process: one poll round under cProfile, single-threaded; prints a markdown note.
+
+    The real round parses and stores in worker threads, which cProfile does not follow; here
+    every executor runs its work inline, so the time of each stage and function is attributed
+    (fetches still overlap while the loop waits on the network).
+    """
+    from aggregator.db import make_engine
+    from aggregator.poll import poll_round
+    from aggregator.settings import load_settings
+
+    settings = load_settings(database_url=database_url, allow_private_feeds=True)
+    engine = make_engine(settings)
+    inline = InlineExecutor(max_workers=1)
+
+    async def round_inline() -> int:
+        asyncio.get_running_loop().set_default_executor(inline)
+        report = await poll_round(engine, settings, executor=inline)
+        return report.inserted
+
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    inserted = asyncio.run(round_inline())
+    profiler.disable()
+    wall = time.perf_counter() - started
+    engine.dispose()
+
+    stats = pstats.Stats(profiler)
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
+
+    def cumulative(path: str, name: str) -> float:
+        return sum(v[3] for (file, _line, func), v in table.items() if file.endswith(path) and func == name)
+
+    seconds = {label: cumulative(path, name) for label, path, name in STAGES}
+    decide_s = seconds[STAGES[2][0]]
+    seconds[STAGES[3][0]] -= decide_s
+    rest = wall - sum(seconds.values())
+    lines = [
+        f"One poll round under cProfile, every stage inline in one thread: {inserted:,} items in {wall:.1f} s "
+        "(the profiler slows Python code, so read the shares, not the seconds).",
+        "",
+        "| stage | seconds | share |",
+        "|---|---:|---:|",
+    ]
+    shares = [*seconds.items(), ("fetch over loopback + event loop + claim (the rest)", rest)]
+    for label, value in shares:
+        lines.append(f"| {label} | {value:.2f} | {100 * value / wall:.0f}% |")
+    ranked = sorted(shares, key=lambda kv: kv[1], reverse=True)
+    lines += [
+        "",
+        "Largest shares: "
+        + ", ".join(f"{label.split(' (')[0]} {100 * value / wall:.0f}%" for label, value in ranked[:3])
+        + ".",
+    ]
+    listing = io.StringIO()
+    pstats.Stats(profiler, stream=listing).sort_stats("tottime").print_stats(top)
+    paths = sysconfig.get_paths()
+    hottest = [
+        line.replace(paths["purelib"] + "/", "")
+        .replace(paths["stdlib"] + "/", "")
+        .replace(str(ROOT) + "/", "")
+        for line in listing.getvalue().splitlines()
+        if re.match(r"\s*[\d/]+\s+\d", line) or "ncalls" in line
+    ]
+    lines += ["", f"Hottest {top} functions by own time:", "", "```", *hottest, "```"]
+    print("\n".join(lines))
+
+
+def import_profile(env: dict[str, str], top: int = 8) -> str:
+    """The heaviest top-level imports of ``main.py poll --once --all`` (``-X importtime``)."""
+    cmd = [sys.executable, "-X", "importtime", str(ROOT / "main.py"), "poll", "--once", "--all", "--quiet"]
+    run = run_child(cmd, env)
+    top_level: list[tuple[float, str]] = []
+    by_package: dict[str, float] = {}
+    for line in run.stderr.splitlines():
+        found = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if not found:
+            continue
+        seconds, name = int(found.group(1)) / 1e6, found.group(3)
+        if len(found.group(2)) <= 1:
+            top_level.append((seconds, name))
+        package = name.split(".")[0]
+        if package not in ("aggregator", "sources", "api"):
+            by_package[package] = max(by_package.get(package, 0.0), seconds)
+    top_level.sort(reverse=True)
+    heavy = sorted(((s, n) for n, s in by_package.items()), reverse=True)
+    return (
+        f"Second poll (all 304) took {run.seconds:.2f} s with `-X importtime`; top-level imports add up to "
+        f"{sum(s for s, _ in top_level):.2f} s of it: "
+        + ", ".join(f"{name} {s:.2f} s" for s, name in top_level[:top])
+        + ". Heaviest third-party packages, wherever imported: "
+        + ", ".join(f"{name} {s:.2f} s" for s, name in heavy[:top])
+        + "."
+    )
