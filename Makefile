@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres chromium clean venv native corpus
+.PHONY: run test lint fmt bench eval check postgres chromium feedtools clean venv native corpus
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ chromium:  ## install Debian's Chromium when missing (the dashboard's browser te
 		echo "installing chromium"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; fi
 
+feedtools:  ## install jing (RELAX NG) and newsboat (a real feed reader) when missing: the re-export tests use them
+	@if command -v jing >/dev/null 2>&1 && command -v newsboat >/dev/null 2>&1; then :; else \
+		echo "installing jing and newsboat"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q jing newsboat; fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -62,10 +67,10 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) $(NATIVE) $(CORPUS) postgres chromium lint  ## lint, then every test a clone alone can run, on SQLite and a throwaway PostgreSQL (+ Chromium)
+test: $(STAMP) $(NATIVE) $(CORPUS) postgres chromium feedtools lint  ## lint, then every test a clone alone can run, on SQLite and a throwaway PostgreSQL (+ Chromium)
 	$(PY) -m pytest -q -m "not shared"
 
-check: $(STAMP) $(NATIVE)  ## what needs ../shared beside the clone: the outside CLI contract check and the tests marked shared
+check: $(STAMP) $(NATIVE) postgres feedtools  ## what needs ../shared beside the clone: the outside CLI contract check and the tests marked shared
 	@test -d ../shared || { echo "make check: ../shared is missing beside this clone" >&2; exit 1; }
 	$(PY) ../shared/contract/check
 	$(PY) -m pytest -q -m shared

@@ -96,6 +96,11 @@ def cmd_poll(settings: Settings, engine: sa.Engine, args: argparse.Namespace) ->
             f"dedupe: {dedupe.items} items → {dedupe.new_stories} new stories, "
             f"{dedupe.merged} merged, {dedupe.related_links} related links"
         )
+        if dedupe.new_stories and settings.websub_hub:
+            from aggregator.websub import announce
+
+            pinged = asyncio.run(announce(settings))
+            summary += "; WebSub hub pinged" if pinged else "; WebSub hub ping failed"
     print(
         f"polled {report.polled} sources in {time.perf_counter() - started:.1f}s: "
         f"{report.inserted} new items, {report.updated} updated, {report.not_modified} not modified, "
@@ -163,6 +168,7 @@ def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -
         settings = settings.model_copy(update={"allow_private_feeds": True})
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    settings = settings.model_copy(update={"host": host, "port": port})  # WebSub topics name this port
     return serve(settings, engine, host=host, port=port, demo=args.demo, scheduler=not args.no_scheduler)
 
 

@@ -9,6 +9,10 @@ does both, in its own order, and sanitizes last. Text fields that a feed declare
 are HTML-escaped here, so that ``title``, ``summary_html`` and ``content_html`` are always
 HTML fragments and normalize treats every format alike.
 
+Every text that leaves this stage is XML-safe (``clean_text``): C0/C1 control characters and NUL
+are dropped and lone surrogates (a JSON Feed may escape ``"\ud800"``) become U+FFFD, once, here,
+so that no later stage, database or re-exported feed ever sees them.
+
 A bozo feed (broken XML, wrong charset, odd content type) is accepted when entries came out;
 the bozo reason is kept for the source row. ``error`` is set only when the document cannot be
 used at all: empty body, not a feed (an HTML page, a blob), or no entries from a broken feed.
@@ -23,13 +27,13 @@ import json
 import re
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
 
-__all__ = ["ParsedFeed", "RawEntry", "parse_feed"]
+__all__ = ["ParsedFeed", "RawEntry", "clean_text", "parse_feed"]
 
 
 @dataclass(frozen=True)
@@ -93,10 +97,50 @@ def parse_feed(body: bytes, *, url: str, content_type: str | None = None) -> Par
     if not body or not body.strip():
         return _unusable("empty body")
     if _looks_like_json(body, content_type):
-        return _parse_json_feed(body)
+        return _cleaned(_parse_json_feed(body))
     parsed = _feedparser(body, content_type=content_type)
     parsed = _recover_cjk(body, parsed, content_type=content_type)
-    return _from_feedparser(parsed, body)
+    return _cleaned(_from_feedparser(parsed, body))
+
+
+_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+"""C0 controls other than tab/LF/CR (illegal in XML 1.0), DEL and C1 controls, U+FFFE/U+FFFF."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters, lone surrogates replaced by U+FFFD: what any XML 1.0
+    document, JSON encoder and database can carry. Every other character (RTL marks, emoji, all
+    planes) is kept."""
+    if _UNSAFE.search(text) is None:
+        return text
+    text = _SURROGATE.sub("\ufffd", text)
+    return _NOT_XML_TEXT.sub("", text)
+
+
+def _clean_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, tuple):
+        return tuple(_clean_value(v) for v in value)
+    return value
+
+
+def _cleaned(feed: ParsedFeed) -> ParsedFeed:
+    entries = tuple(
+        replace(entry, **{f.name: _clean_value(getattr(entry, f.name)) for f in fields(RawEntry)})
+        for entry in feed.entries
+    )
+    return replace(
+        feed,
+        entries=entries,
+        title=_clean_value(feed.title),
+        language=_clean_value(feed.language),
+        link=_clean_value(feed.link),
+        bozo=_clean_value(feed.bozo),
+        error=_clean_value(feed.error),
+    )
 
 
 def _unusable(reason: str, bozo: str | None = None) -> ParsedFeed:

@@ -18,6 +18,7 @@ from aggregator.dedupe.run import run_dedupe
 from aggregator.fetch import Fetcher
 from aggregator.poll import ParsePool, poll_round, worker_id
 from aggregator.settings import Settings
+from aggregator.websub import announce
 
 log = logging.getLogger("babelwire.scheduler")
 
@@ -42,7 +43,9 @@ class Ticker:
                 self.engine, self.settings, fetcher=self.fetcher, owner=self.owner, executor=self.parse_pool
             )
             if report.inserted or report.updated:
-                await asyncio.to_thread(run_dedupe, self.engine)
+                dedupe = await asyncio.to_thread(run_dedupe, self.engine)
+                if dedupe.new_stories:
+                    await announce(self.settings)
             if report.polled:
                 log.info(
                     "polled %d sources: %d new, %d updated, %d errors",

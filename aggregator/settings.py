@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     cache_max_age_s: int = Field(default=30, ge=0)
     locale_fallbacks: str = ""
     """Rows replacing the API's fallback table, e.g. ``uk=en,!ru;fr=es,en`` (api/locales.py)."""
+    public_url: str = ""
+    """Where readers reach this API (``https://news.example.org``): the base of the re-exported feeds'
+    self links and WebSub topics. Empty: taken from each request's Host."""
+    websub_hub: str = ""
+    """A WebSub hub: announced in the re-exported feeds and pinged when new stories appear."""
+
+    @field_validator("public_url", "websub_hub")
+    @classmethod
+    def _http_url(cls, v: str, info: ValidationInfo) -> str:
+        v = v.strip()
+        if v and not (v.startswith(("http://", "https://")) and v.split("://", 1)[1].strip("/")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v.rstrip("/") if info.field_name == "public_url" else v
 
     @field_validator("database_url")
     @classmethod

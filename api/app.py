@@ -9,7 +9,6 @@ Middleware, outermost first: metrics → gzip (for bodies the routes did not com
 /openapi.json) → cache front → FastAPI (error handlers in ``api.errors``).
 """
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Annotated
 
@@ -31,13 +30,13 @@ from api.cursor import TokenSigner
 from api.dashboard.routes import STATIC as DASHBOARD_STATIC
 from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
-from api.feed import FeedQuery, FeedReader
-from api.locales import Chain, negotiate, parse_fallbacks, parse_locale, valid_locales_message
+from api.export.routes import install_export_routes
+from api.feed import FeedReader
+from api.locales import Chain, parse_fallbacks
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.params import MAX_TICKERS, feed_query, resolve_locale
 from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
 
-TICKER = re.compile(r"^[A-Z0-9]{1,15}$")
-MAX_TICKERS = 20
 CEILING_BODY = b'{"status":"ok"}'
 """Pre-built bytes behind ``/bench/ceiling``: the fastest response this app can give, for the bench."""
 
@@ -72,28 +71,6 @@ AcceptLanguage = Annotated[
         examples=["pt-BR,pt;q=0.9,en;q=0.5"],
     ),
 ]
-
-
-def resolve_locale(locale: str | None, accept_language: str | None) -> str | Problem:
-    if locale is None:
-        return negotiate(accept_language)
-    parsed = parse_locale(locale)
-    if parsed is None:
-        return Problem(400, "unknown_locale", f"unknown locale {locale[:40]!r}; {valid_locales_message()}")
-    return parsed
-
-
-def parse_tickers(raw: str | None) -> tuple[str, ...] | Problem:
-    """``BTC,eth`` → ("BTC", "ETH"); empty segments are ignored."""
-    if raw is None:
-        return ()
-    tickers = sorted({t.strip().upper() for t in raw.split(",") if t.strip()})
-    if len(tickers) > MAX_TICKERS:
-        return Problem(400, "invalid_tickers", f"at most {MAX_TICKERS} tickers")
-    bad = [t for t in tickers if not TICKER.match(t)]
-    if bad:
-        return Problem(400, "invalid_tickers", f"invalid ticker {bad[0][:20]!r}: use 1-15 letters or digits")
-    return tuple(tickers)
 
 
 def editorial_generation(engine: sa.Engine) -> int | None:
@@ -233,20 +210,17 @@ def create_app(
         Pages are keyset-paginated and stable: a story never appears on two pages. Responses
         carry `ETag`, `Cache-Control` and `Vary: Accept-Language`.
         """
-        resolved = resolve_locale(locale, accept_language)
-        if isinstance(resolved, Problem):
-            return error_response(resolved)
-        after = None
-        if cursor is not None:
-            after = reader.signer.read_feed_cursor(cursor)
-            if after is None:
-                return error_response(
-                    Problem(400, "invalid_cursor", "cursor is malformed or was tampered with")
-                )
-        wanted = parse_tickers(tickers)
-        if isinstance(wanted, Problem):
-            return error_response(wanted)
-        query = FeedQuery(resolved, after, limit or settings.feed_default_limit, wanted, outlet)
+        query = feed_query(
+            reader.signer,
+            locale=locale,
+            accept_language=accept_language,
+            cursor=cursor,
+            limit=limit or settings.feed_default_limit,
+            tickers=tickers,
+            outlet=outlet,
+        )
+        if isinstance(query, Problem):
+            return error_response(query)
 
         def build() -> Rendered | Problem:
             page = reader.feed_page(query)
@@ -310,6 +284,8 @@ def create_app(
                 )
         page = await run_in_threadpool(reader.changes, after, resolved)
         return cached_response(request, Rendered.of_json(page), "no-cache")
+
+    install_export_routes(app, settings=settings, reader=reader, cache=cache)
 
     @app.get("/healthz", tags=["ops"], summary="The process is up", response_model=Health)
     async def healthz() -> Health:

@@ -13,7 +13,9 @@ the process that made the change calls ``clear``, which answers from the databas
 every other replica follows within ``generation_every``.
 
 ETags are computed per representation: the gzip body has its own tag (``"…-gz"``), because a
-strong validator must differ when the content-coding does.
+strong validator must differ when the content-coding does. A body may also carry a
+``Last-Modified`` time (the feed re-export does): ``If-Modified-Since`` is then honoured when the
+request has no ``If-None-Match`` (RFC 9110 §13.2.2: the ETag wins when both are sent).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
 import anyio.to_thread
@@ -41,15 +45,21 @@ T = TypeVar("T")
 
 @dataclass
 class Rendered:
-    """A JSON body with its ETag; the gzip variant is made on first demand and kept."""
+    """A body with its ETag (JSON unless ``media_type`` says otherwise); the gzip variant is made on
+    first demand and kept. ``last_modified`` (aware UTC), when set, is sent as ``Last-Modified``."""
 
     body: bytes
     etag: str
+    media_type: str = "application/json"
+    last_modified: datetime | None = None
     _gzip: tuple[bytes, str] | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, body: bytes) -> Rendered:
-        return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+    def of(
+        cls, body: bytes, media_type: str = "application/json", last_modified: datetime | None = None
+    ) -> Rendered:
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        return cls(body, etag, media_type, last_modified)
 
     @classmethod
     def of_json(cls, value: Any) -> Rendered:
@@ -85,6 +95,16 @@ def _matches(if_none_match: str, etag: str) -> bool:
     return any((t[2:] if t.startswith("W/") else t) == etag for t in tags)
 
 
+def _not_modified_since(if_modified_since: str, last_modified: datetime) -> bool:
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return last_modified.replace(microsecond=0) <= since
+
+
 def cached_response(request: Request, rendered: Rendered, cache_control: str) -> Response:
     """200 with the body (gzip when accepted and worth it), or 304 when the client's copy is current."""
     body, etag = rendered.body, rendered.etag
@@ -93,11 +113,19 @@ def cached_response(request: Request, rendered: Rendered, cache_control: str) ->
         body, etag = rendered.gzipped()
         headers["Content-Encoding"] = "gzip"
     headers["ETag"] = etag
+    if rendered.last_modified is not None:
+        headers["Last-Modified"] = format_datetime(rendered.last_modified.astimezone(UTC), usegmt=True)
     if_none_match = request.headers.get("if-none-match")
-    if if_none_match and _matches(if_none_match, etag):
+    if_modified_since = request.headers.get("if-modified-since")
+    if (if_none_match and _matches(if_none_match, etag)) or (
+        not if_none_match
+        and if_modified_since
+        and rendered.last_modified is not None
+        and _not_modified_since(if_modified_since, rendered.last_modified)
+    ):
         headers.pop("Content-Encoding", None)
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(body, media_type=rendered.media_type, headers=headers)
 
 
 @dataclass
@@ -240,15 +268,17 @@ class ResponseCache(Generic[T]):
                 self._entries.popitem(last=False)
 
 
-def raw_key(scope: Scope) -> tuple[str, bytes, bytes]:
-    """What a cached JSON response depends on, straight from the request: path, query string and
-    Accept-Language (encoding and If-None-Match are applied per request by ``cached_response``)."""
-    language = b""
+def raw_key(scope: Scope) -> tuple[str, bytes, bytes, bytes]:
+    """What a cached response depends on, straight from the request: path, query string,
+    Accept-Language and Host (the re-exported feeds write absolute links from it; encoding and
+    the validators are applied per request by ``cached_response``)."""
+    language = host = b""
     for name, value in scope["headers"]:
         if name == b"accept-language":
             language = value
-            break
-    return scope["path"], scope["query_string"], language
+        elif name == b"host":
+            host = value
+    return scope["path"], scope["query_string"], language, host
 
 
 class CacheFront:

@@ -8,7 +8,10 @@ reload, httptools, uvloop, ``--workers``), and drives it with ``wrk -t2 -c64 -d1
 * ``/bench/ceiling`` — pre-built bytes: the fastest this app can answer (the ceiling);
 * ``/v1/feed?locale=en`` — the first page;
 * a deep page (a signed cursor half way down the feed);
-* the first page revalidated with ``If-None-Match`` (304);
+* the first page revalidated with ``If-None-Match`` (304), and a reader's pattern: 80% of the
+  requests revalidate (304), 20% fetch the body (a wrk Lua script);
+* the re-export's first pages (``/v1/feed.rss``, ``.atom``, ``.json``), plain and with the 80%
+  revalidation pattern, each compared with the matching ``/v1/feed`` row;
 * the ceiling, first and deep pages again on a second server with the response micro-cache off
   (``--no-uncached`` skips): every request then runs the page's statement, so these rows show what
   a page really costs (the cached rows mostly show the cache).
@@ -256,15 +259,49 @@ class Run:
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+EXPORT_FORMATS = ("rss", "atom", "json")
 
 
-def wrk(name: str, url: str, args: argparse.Namespace, headers: dict[str, str] | None = None) -> Run:
+REVALIDATE_LUA = """
+local etag = os.getenv("BENCH_ETAG")
+local share = tonumber(os.getenv("BENCH_REVALIDATE") or "0.8")
+local plain, conditional
+init = function(args)
+  math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+  plain = wrk.format("GET", nil, wrk.headers)
+  local h = {}
+  for k, v in pairs(wrk.headers) do h[k] = v end
+  h["If-None-Match"] = etag
+  conditional = wrk.format("GET", nil, h)
+end
+request = function()
+  if math.random() < share then return conditional end
+  return plain
+end
+"""
+"""wrk script: a feed reader's pattern — ``BENCH_REVALIDATE`` of the requests (80%) revalidate with
+the current ETag (304), the rest fetch the body."""
+
+
+def wrk(
+    name: str,
+    url: str,
+    args: argparse.Namespace,
+    headers: dict[str, str] | None = None,
+    revalidate_etag: str | None = None,
+) -> Run:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
+    env = None
+    if revalidate_etag is not None:
+        script = Path(tempfile.gettempdir()) / "babelwire-bench-revalidate.lua"
+        script.write_text(REVALIDATE_LUA)
+        cmd += ["-s", str(script)]
+        env = {**os.environ, "BENCH_ETAG": revalidate_etag, "BENCH_REVALIDATE": "0.8"}
     # warm-up (JIT-free Python, but pools, caches and the planner warm up)
     subprocess.run([*cmd[:3], "-d2s", url], capture_output=True, check=True)
-    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True, env=env).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
@@ -298,7 +335,37 @@ def measure(base: str, args: argparse.Namespace, cursor: str, *, full: bool) -> 
     runs.append(wrk(f"/v1/feed deep page ({args.depth} stories down){label}", deep, args))
     if full:
         runs.append(wrk("/v1/feed first page, If-None-Match → 304", first, args, {"If-None-Match": etag}))
+        runs.append(wrk("/v1/feed first page, 80% revalidations", first, args, revalidate_etag=etag))
+    for fmt in EXPORT_FORMATS:
+        url = f"{base}/v1/feed.{fmt}?locale=en"
+        status, headers, body = _get(url)
+        assert status == 200 and len(body) > 1000, (fmt, status, body[:200])
+        runs.append(wrk(f"/v1/feed.{fmt}?locale=en first page{label}", url, args))
+        if full:
+            runs.append(
+                wrk(
+                    f"/v1/feed.{fmt} first page, 80% revalidations",
+                    url,
+                    args,
+                    revalidate_etag=headers["etag"],
+                )
+            )
     return runs
+
+
+def export_ratios(runs: Sequence[Run]) -> list[str]:
+    """Each re-export row against the ``/v1/feed`` row of the same kind, on the same server."""
+    by_name = {r.name: r for r in runs}
+    lines = []
+    for r in runs:
+        m = re.match(r"/v1/feed\.(\w+)(.*)", r.name)
+        if not m:
+            continue
+        rest = m.group(2).replace("?locale=en", "", 1)
+        twin = by_name.get(f"/v1/feed?locale=en{rest}") or by_name.get(f"/v1/feed{rest}")
+        if twin is not None and twin.rps:
+            lines.append(f"| {r.name} | {r.rps / twin.rps:.2f} | {twin.name} |")
+    return lines
 
 
 def table(servers: Sequence[Sequence[Run]], args: argparse.Namespace) -> str:
@@ -314,9 +381,13 @@ def table(servers: Sequence[Sequence[Run]], args: argparse.Namespace) -> str:
         ceiling = runs[0].rps
         for r in runs:
             lines.append(f"| {r.name} | {r.rps:,.0f} | {r.rps / ceiling:.2f} | {r.p99_ms:.1f} | {r.bad} |")
+    ratios = [line for runs in servers for line in export_ratios(runs)]
+    if ratios:
+        lines += ["", "| re-export route | × /v1/feed | compared with |", "|---|---:|---|", *ratios]
     lines += [
         "",
-        "Target: /v1/feed first page ≥ 0.50 × ceiling (goal 0.60), p99 < 50 ms at 100k stories. "
+        "Target: /v1/feed first page ≥ 0.50 × ceiling (goal 0.60), p99 < 50 ms at 100k stories; "
+        "re-export (RSS, Atom, JSON Feed) ≥ 0.70 × /v1/feed in the same run. "
         "Rows marked (micro-cache off) come from a second server started with the 1 s response cache "
         "off: every request reads the database, so they show the cost of a page, not of the cache.",
     ]

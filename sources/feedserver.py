@@ -6,6 +6,8 @@ strong ``ETag`` and optional ``Last-Modified``, answering conditional GETs with 
 callable that writes the reply itself on the :class:`RequestHandler` (hostile servers in tests:
 hanging, dripping, oversized). The server counts hits per path, keeps each request's headers and
 the number of requests in flight, and stops at once (``stopping`` is set for routes that wait).
+A POST (a WebSub hub's ping, in tests) is recorded in ``posts`` as (path, body) and answered with
+its route's status, 204 without one.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.server.feeds.handle(self, send_body=False)
 
+    def do_POST(self) -> None:
+        self.server.feeds.record_post(self)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the server runs inside ``serve --demo``, tests and benchmarks."""
 
@@ -95,6 +100,8 @@ class FeedServer:
         self.hits: dict[str, int] = {}
         self.seen: list[dict[str, str]] = []
         """The headers of every request, in order."""
+        self.posts: list[tuple[str, bytes]] = []
+        """(path, body) of every POST, in order."""
         self.in_flight = 0
         self.max_in_flight = 0
         self.changed = threading.Condition()
@@ -166,6 +173,14 @@ class FeedServer:
             with self.changed:
                 self.in_flight -= 1
                 self.changed.notify_all()
+
+    def record_post(self, handler: RequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        with self.changed:
+            self.posts.append((handler.path, body))
+            self.changed.notify_all()
+        route = self.routes.get(handler.path)
+        handler.reply(route.status if isinstance(route, Response) else 204)
 
     def _send(self, h: RequestHandler, resp: Response, send_body: bool) -> None:
         if resp.delay_s:

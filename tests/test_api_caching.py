@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 
@@ -158,10 +159,31 @@ def test_validators_and_encodings() -> None:
     )
 
 
-def test_raw_key_is_path_query_and_language() -> None:
-    scope = _request({"Accept-Language": "pt-BR", "Accept-Encoding": "gzip"}, query=b"limit=5").scope
-    assert raw_key(scope) == ("/v1/feed", b"limit=5", b"pt-BR")
-    assert raw_key(_request({}).scope) == ("/v1/feed", b"", b"")
+def test_last_modified_and_if_modified_since() -> None:
+    modified = datetime(2026, 11, 25, 9, 30, 15, 500_000, tzinfo=UTC)
+    feed = Rendered.of(b"<rss/>", "application/rss+xml; charset=utf-8", modified)
+    plain = cached_response(_request({}), feed, "c")
+    assert plain.headers["last-modified"] == "Wed, 25 Nov 2026 09:30:15 GMT"
+    assert plain.headers["content-type"] == "application/rss+xml; charset=utf-8"
+    for since, status in (
+        ("Wed, 25 Nov 2026 09:30:15 GMT", 304),
+        ("Thu, 26 Nov 2026 00:00:00 GMT", 304),
+        ("Wed, 25 Nov 2026 09:30:14 GMT", 200),
+        ("not a date", 200),
+    ):
+        assert cached_response(_request({"If-Modified-Since": since}), feed, "c").status_code == status
+    # If-None-Match wins when both are sent (RFC 9110 13.2.2)
+    both = {"If-None-Match": '"other"', "If-Modified-Since": "Thu, 26 Nov 2026 00:00:00 GMT"}
+    assert cached_response(_request(both), feed, "c").status_code == 200
+    assert "last-modified" not in cached_response(_request({}), Rendered.of(b"{}"), "c").headers
+
+
+def test_raw_key_is_path_query_language_and_host() -> None:
+    scope = _request(
+        {"Accept-Language": "pt-BR", "Accept-Encoding": "gzip", "Host": "a.example"}, query=b"limit=5"
+    ).scope
+    assert raw_key(scope) == ("/v1/feed", b"limit=5", b"pt-BR", b"a.example")
+    assert raw_key(_request({}).scope) == ("/v1/feed", b"", b"", b"")
 
 
 def test_a_new_generation_drops_values_and_is_read_at_most_every_interval() -> None:

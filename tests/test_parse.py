@@ -224,3 +224,29 @@ def test_broken_feed_without_entries_is_an_error() -> None:
     feed = parse_feed(body, url=URL)
     assert feed.entries == ()
     assert feed.error is not None and feed.bozo is not None
+
+
+def test_control_characters_and_lone_surrogates_are_cleaned_once_here() -> None:
+    rss = (
+        b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><guid>c-1</guid><title>bell&#7; back&#8; start&#1; \xe2\x80\xae rtl</title>"
+        b"<description>a\x01b &#0;nul &#x1F600; ok</description></item></channel></rss>"
+    )
+    (entry,) = only_usable(parse_feed(rss, url=URL, content_type="application/rss+xml"))
+    assert entry.title == "bell back start \u202e rtl"
+    assert "\x01" not in entry.summary_html and "\x00" not in entry.summary_html
+    assert "\U0001f600" in entry.summary_html or "&#x1F600;" in entry.summary_html
+
+    # One lone surrogate escape in one title used to cost every entry of the feed.
+    feed = (
+        b'{"version": "https://jsonfeed.org/version/1.1", "title": "t\\u0007", "items": ['
+        b'{"id": "1", "title": "broken \\ud800 here\\u0001", "content_text": "x\\udfff\\u0000y"},'
+        b'{"id": "2", "title": "pair \\ud83d\\ude00 kept", "content_text": "fine"}]}'
+    )
+    parsed = parse_feed(feed, url=URL, content_type="application/feed+json")
+    first, second = only_usable(parsed)
+    assert parsed.title == "t"
+    assert first.title == "broken \ufffd here" and first.content_html == "x\ufffdy"
+    assert second.title == "pair \U0001f600 kept"
+    for text in (first.title, first.content_html, second.title):
+        text.encode("utf-8")  # no surrogate left: any database and encoder takes it

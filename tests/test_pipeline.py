@@ -320,3 +320,25 @@ def test_require_migrated_reads_the_head_without_alembic(tmp_path: Path) -> None
     upgrade(engine)
     require_migrated(engine)
     engine.dispose()
+
+
+def test_hostile_characters_cost_nothing_and_are_stored_clean(
+    engine: sa.Engine, settings: Settings, server: FeedServer
+) -> None:
+    # One lone surrogate escape used to fail the source's transaction: every entry was lost.
+    body = (
+        b'{"version": "https://jsonfeed.org/version/1.1", "title": "hostile", "items": ['
+        b'{"id": "h1", "url": "https://h.example/1", "title": "lone \\ud800 surrogate", "content_text": "a"},'
+        b'{"id": "h2", "url": "https://h.example/2", "title": "bell\\u0007 back\\u0008 soh\\u0001 nul\\u0000",'
+        b' "content_text": "b\\u0001"},'
+        b'{"id": "h3", "url": "https://h.example/3", "title": "fine \\ud83d\\ude00", "content_text": "c"}]}'
+    )
+    server.routes["/hostile.json"] = Response(body=body, headers={"Content-Type": "application/feed+json"})
+    add_sources(
+        engine, [SourceSpec(url=server.url("/hostile.json"), outlet="coindesk", locale="en", title=None)]
+    )
+    report = asyncio.run(poll_round(engine, settings))
+    assert report.errors == 0 and report.inserted == 3
+    titles = sorted(i.title for i in _items(engine))
+    assert titles == ["bell back soh nul", "fine \U0001f600", "lone \ufffd surrogate"]
+    assert all("\x01" not in i.text for i in _items(engine))
