@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres chromium feedtools clean venv native corpus
+.PHONY: run test lint fmt bench eval check postgres chromium feedtools wrk clean venv native corpus
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ feedtools:  ## install jing (RELAX NG) and newsboat (a real feed reader) when mi
 		echo "installing jing and newsboat"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q jing newsboat; fi
 
+wrk:  ## install wrk (Debian package) when missing: the API bench drives the server with it
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk; }
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -79,7 +83,7 @@ eval: $(STAMP) $(NATIVE)  ## dedupe quality on the labelled corpus, end to end t
 	$(PY) bench/run_all.py --only eval
 	sed -n '/<!-- bench:eval -->/,/<!-- \/bench:eval -->/p' BENCHMARKS.md
 
-bench: $(STAMP) $(NATIVE) postgres  ## speed and memory; writes BENCHMARKS.md
+bench: $(STAMP) $(NATIVE) postgres wrk  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 clean:

@@ -12,6 +12,10 @@ from sqlmodel import Session
 
 from aggregator.settings import Settings
 
+DEDUPE_LOCK_KEY = 0x62616265_6C646470
+"""pg_advisory_xact_lock key of the dedupe stage ("babeldedup"); writers of every story's feed
+entries take it too."""
+
 
 def make_engine(settings: Settings, **kw: Any) -> sa.Engine:
     """An engine for the configured database; SQLite gets WAL, foreign keys and a busy timeout."""
@@ -35,7 +39,9 @@ def make_engine(settings: Settings, **kw: Any) -> sa.Engine:
         return engine
     kw.setdefault("pool_size", 10)
     kw.setdefault("max_overflow", 20)
-    kw.setdefault("pool_pre_ping", True)
+    # No ping before every checkout (a round trip per request on the read path): a statement that
+    # finds its connection dropped invalidates it (``api.dbapi``), and the next checkout reconnects.
+    kw.setdefault("pool_pre_ping", False)
     return sa.create_engine(settings.database_url, **kw)
 
 

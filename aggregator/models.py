@@ -108,6 +108,8 @@ class Item(SQLModel, table=True):
     title: str = Field(default="", max_length=2000)
     summary_html: str = Field(default="", sa_type=sa.Text)
     content_html: str = Field(default="", sa_type=sa.Text)
+    summary_text: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": sa.text("''")})
+    """Plain text of ``summary_html`` on one line, worked out once at ingest."""
     text: str = Field(default="", sa_type=sa.Text)
     """Plain text (title + body) for dedupe."""
     published_at: datetime = _ts(index=True)
@@ -237,3 +239,57 @@ class ReviewVerdict(SQLModel, table=True):
     story_id: int | None = None
     actor: str = Field(max_length=100)
     at: datetime = _ts(default_factory=utcnow)
+
+
+class AppState(SQLModel, table=True):
+    """Values every process shares (the generated cursor secret, the fallback table the feed entries
+    were written with): kept in the database, so replicas and restarts agree."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(sa_type=sa.Text)
+
+
+class StoryEntry(SQLModel, table=True):
+    """What one locale's feed shows for one story, written ahead of reads (``aggregator.entries``).
+
+    ``body`` is the entry's JSON object without its closing brace and its disclaimer, which the API
+    adds for the reader's locale. ``reach``: 0 the story has a version in the locale's chain (the
+    default feed), 1 it is served in its original's locale (``untranslated=include``), 2 only when
+    asked for by id (every member is in a locale the reader is never served)."""
+
+    __table_args__ = (
+        sa.Index("ix_storyentry_page", "locale", "reach", "published_at", "story_id"),
+        sa.Index("ix_storyentry_all", "locale", "published_at", "story_id"),
+        sa.Index("ix_storyentry_pinned", "locale", "pinned_until"),
+    )
+
+    locale: str = Field(primary_key=True, max_length=8)
+    story_id: int = Field(primary_key=True)
+    published_at: datetime = _ts()
+    reach: int = 0
+    policy: str = Field(max_length=32)
+    """The served member's outlet disclaimer policy."""
+    body: str = Field(sa_type=sa.Text)
+    pinned_until: datetime | None = _ts(nullable=True, default=None)
+    """An editor's pin of the story on top of this locale's first page holds until then
+    (``aggregator.entries.PIN_FOREVER``: until unpinned); None: not pinned here."""
+
+
+class StoryTicker(SQLModel, table=True):
+    """A ticker a visible story mentions (any live member), for the feed's ``tickers=`` filter."""
+
+    __table_args__ = (sa.Index("ix_storyticker_page", "ticker", "published_at", "story_id"),)
+
+    story_id: int = Field(primary_key=True)
+    ticker: str = Field(primary_key=True, max_length=16)
+    published_at: datetime = _ts()
+
+
+class StoryOutlet(SQLModel, table=True):
+    """An outlet with a live member in a visible story, for the feed's ``outlet=`` filter."""
+
+    __table_args__ = (sa.Index("ix_storyoutlet_page", "outlet_id", "published_at", "story_id"),)
+
+    story_id: int = Field(primary_key=True)
+    outlet_id: str = Field(primary_key=True, max_length=64)
+    published_at: datetime = _ts()

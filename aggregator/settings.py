@@ -32,10 +32,14 @@ class Settings(BaseSettings):
     tick_s: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    cursor_secret: str = "dev-only-cursor-secret-change-me"
+    cursor_secret: str | None = Field(default=None, min_length=16)
+    """Signs feed cursors and since tokens. Unset: a random secret made once and kept in the
+    database (``appstate``), shared by every process and kept across restarts."""
     feed_max_limit: int = Field(default=100, ge=1, le=1000)
     feed_default_limit: int = Field(default=20, ge=1, le=1000)
     cache_max_age_s: int = Field(default=30, ge=0)
+    response_cache_s: float = Field(default=1.0, ge=0, le=60)
+    """Lifetime of the API's per-process response micro-cache (capped by ``cache_max_age_s``; 0: off)."""
     locale_fallbacks: str = ""
     """Rows replacing the API's fallback table, e.g. ``uk=en,!ru;fr=es,en`` (api/locales.py)."""
     public_url: str = ""

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from aggregator.decide import Decision, StoredItem
+from aggregator.entries import lock_story_writers, refresh_story_entries
 from aggregator.fetch import FetchResult
 from aggregator.models import FeedChange, Item, Source
 from aggregator.normalize import NormalizedEntry
@@ -124,6 +125,7 @@ def _entry_values(entry: NormalizedEntry) -> dict[str, Any]:
         "title": entry.title[:2000],
         "summary_html": entry.summary_html,
         "content_html": entry.content_html,
+        "summary_text": entry.summary_text,
         "text": entry.text,
         "published_at": entry.published_at,
         "image": entry.image,
@@ -181,6 +183,8 @@ def store_decisions(
     if new_rows:
         session.execute(sa.insert(_ITEMS), new_rows)
     if updates:
+        if any(stories[u["item_id"]] is not None for u in updates):
+            lock_story_writers(session)  # before the item rows, see ``lock_story_writers``
         session.execute(_UPDATE_ITEM, updates)
         story_changes = [
             {"story_id": story_id, "change": "upsert", "at": now}
@@ -189,6 +193,7 @@ def store_decisions(
         ]
         if story_changes:
             session.execute(sa.insert(_FEED_CHANGES), story_changes)
+            refresh_story_entries(session, {cast(int, c["story_id"]) for c in story_changes})
     ignored = len(decisions) - len(new_rows) - len(updates)
     return StoreReport(len(new_rows), len(updates), ignored)
 

@@ -9,8 +9,10 @@ Middleware, outermost first: metrics → gzip (for bodies the routes did not com
 /openapi.json) → cache front → FastAPI (error handlers in ``api.errors``).
 """
 
-from collections.abc import Callable, Mapping
-from typing import Annotated
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -22,6 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
+from aggregator.appstate import shared_secret
+from aggregator.entries import ensure_entries
 from aggregator.migrate import current_revision, head_revision
 from aggregator.settings import Settings
 from api.admin.routes import admin_router
@@ -31,24 +35,30 @@ from api.dashboard.routes import STATIC as DASHBOARD_STATIC
 from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.export.routes import install_export_routes
-from api.feed import FeedReader
+from api.feed import FeedQuery, FeedReader
 from api.locales import Chain, parse_fallbacks
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.params import MAX_TICKERS, feed_query, resolve_locale
 from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
 
-CEILING_BODY = b'{"status":"ok"}'
-"""Pre-built bytes behind ``/bench/ceiling``: the fastest response this app can give, for the bench."""
+log = logging.getLogger(__name__)
+CEILING_LOCALE = "en"
+"""``/bench/ceiling`` answers the bytes of this locale's first feed page, built once per process."""
 
 DESCRIPTION = """
 Multilingual crypto news, one **story** per article across thirteen locales
 (`zh-CN en vi zh-TW es ru fr pt-PT id ja ar uk pt-BR`).
 
 * **Feed screen**: `GET /v1/feed?locale=pt-PT` → `items` newest first; pass `next_cursor` back as
-  `cursor` for the next page (stop when it is null). Each entry says which locale it is in
-  (`locale_served`) — a fallback is used when no member is written in the requested one
-  (pt-PT → pt-BR → en, zh-TW → zh-CN converted to Traditional → en, uk → en, others → en, then
-  the original's locale; uk readers are never served Russian).
+  `cursor` for the next page (stop when it is null). The feed holds the stories readable in the
+  reader's language: those with a version in the requested locale or its fallback chain
+  (pt-PT → pt-BR → en, zh-TW → zh-CN converted to Traditional → en, uk → en, others → en; uk
+  readers are never served Russian). Each entry says which locale it is in (`locale_served`).
+  `untranslated=include` adds the other stories, served in their original's locale and marked
+  `untranslated: true`.
+* **Disclaimer**: each entry carries the disclaimer of its outlet's policy in the *requested*
+  locale, whatever locale the entry is served in (the next locale of the chain only when no text
+  exists for the requested one).
 * **Detail screen**: `GET /v1/stories/{id}` — the same entry plus every member.
 * **Sync**: `GET /v1/feed/changes` once to get a token, then `?since=token` for what changed.
 * **Caching**: responses carry a strong `ETag`; send it back in `If-None-Match` to get `304`.
@@ -116,12 +126,24 @@ def create_app(
 
         seed_disclaimers = load_disclaimers()
     if response_cache_s is None:
-        response_cache_s = min(1.0, float(settings.cache_max_age_s))
+        response_cache_s = min(settings.response_cache_s, float(settings.cache_max_age_s))
     head = head_revision()
     metrics = ApiMetrics()
-    reader = FeedReader(
-        engine, TokenSigner(settings.cursor_secret), fallbacks=fallbacks, seed_disclaimers=seed_disclaimers
-    )
+    secret = settings.cursor_secret or (lambda: shared_secret(engine))
+    reader = FeedReader(engine, TokenSigner(secret), fallbacks=fallbacks, seed_disclaimers=seed_disclaimers)
+    table = fallbacks
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        """Make the stored feed entries the ones this app's fallback table gives (a no-op unless
+        the table changed or the database predates the entries)."""
+        try:
+            if await run_in_threadpool(ensure_entries, engine, table):
+                log.info("feed entries rewritten for this fallback table")
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            log.warning("feed entries not checked (database: %s); /readyz says why", type(exc).__name__)
+        yield
+
     cache: ResponseCache[Rendered | Problem] = ResponseCache(
         response_cache_s,
         record=lambda result: metrics.cache.labels(result).inc(),
@@ -140,6 +162,7 @@ def create_app(
             {"name": "ops", "description": "Health, readiness and metrics."},
             {"name": "admin", "description": "Editors and admins (Bearer API key with a role)."},
         ],
+        lifespan=lifespan,
     )
     install_error_handlers(app)
     app.add_middleware(CacheFront, cache=cache)
@@ -150,7 +173,7 @@ def create_app(
     app.state.response_cache = cache
     app.state.engine = engine
     app.include_router(admin_router(engine, on_change=cache.clear))
-    app.include_router(dashboard_router(engine, settings.cursor_secret, on_change=cache.clear))
+    app.include_router(dashboard_router(engine, secret, on_change=cache.clear))
     app.mount("/dashboard/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")
 
     async def _serve(
@@ -191,7 +214,8 @@ def create_app(
             str | None,
             Query(
                 description="Comma-separated tickers: only stories mentioning any of them. 1-15 letters or "
-                f"digits each, at most {MAX_TICKERS}; 400 `invalid_tickers` otherwise.",
+                f"digits each, at most {MAX_TICKERS}; 400 `invalid_tickers` otherwise. A ticker no story "
+                "mentions is not an error: it matches nothing.",
                 examples=["BTC,ETH"],
             ),
         ] = None,
@@ -203,6 +227,14 @@ def create_app(
                 examples=["gate"],
             ),
         ] = None,
+        untranslated: Annotated[
+            Literal["exclude", "include"],
+            Query(
+                description="`exclude` (default): only stories with a version in the requested locale or "
+                "its fallback chain. `include`: the others too, served in their original's locale and "
+                "marked `untranslated: true`."
+            ),
+        ] = "exclude",
         accept_language: AcceptLanguage = None,
     ) -> Response:
         """Each story once, in the requested locale when a member has it, else through the fallback chain.
@@ -218,13 +250,14 @@ def create_app(
             limit=limit or settings.feed_default_limit,
             tickers=tickers,
             outlet=outlet,
+            untranslated=untranslated == "include",
         )
         if isinstance(query, Problem):
             return error_response(query)
 
         def build() -> Rendered | Problem:
-            page = reader.feed_page(query)
-            return page if isinstance(page, Problem) else Rendered.of_json(page)
+            page = reader.feed_page_bytes(query)
+            return page if isinstance(page, Problem) else Rendered.of(page)
 
         return await _serve(request, ("feed", query), build, public)
 
@@ -268,6 +301,10 @@ def create_app(
             Query(description="`next_since` of the previous call. Absent: a token for now, and no changes."),
         ] = None,
         locale: LocaleParam = None,
+        untranslated: Annotated[
+            Literal["exclude", "include"],
+            Query(description="As in `/v1/feed`: which feed's membership `upsert`/`removed` follow."),
+        ] = "exclude",
         accept_language: AcceptLanguage = None,
     ) -> Response:
         """Stories that changed after the token, one line each with its current state: `upsert` (fetch
@@ -282,7 +319,7 @@ def create_app(
                 return error_response(
                     Problem(400, "invalid_since", "since token is malformed or was tampered with")
                 )
-        page = await run_in_threadpool(reader.changes, after, resolved)
+        page = await run_in_threadpool(reader.changes, after, resolved, untranslated == "include")
         return cached_response(request, Rendered.of_json(page), "no-cache")
 
     install_export_routes(app, settings=settings, reader=reader, cache=cache)
@@ -323,8 +360,20 @@ def create_app(
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    ceiling: list[Rendered] = []
+
     @app.get("/bench/ceiling", include_in_schema=False)
-    async def ceiling() -> Response:
-        return Response(CEILING_BODY, media_type="application/json")
+    async def bench_ceiling(request: Request) -> Response:
+        """The fastest this app can answer a typical page, for the bench: the pre-built bytes of the
+        first English page (built on the first call), through the same middleware, routing, ETag and
+        gzip handling as ``/v1/feed``, but never answered by the micro-cache."""
+        if not ceiling:
+            page = await run_in_threadpool(
+                reader.feed_page_bytes, FeedQuery(CEILING_LOCALE, None, settings.feed_default_limit)
+            )
+            if isinstance(page, Problem):
+                return error_response(page)
+            ceiling.append(Rendered.of(page))
+        return cached_response(request, ceiling[0], public)
 
     return app

@@ -67,9 +67,14 @@ class Rendered:
         bytes pydantic's ``model_dump_json`` gives for the same data."""
         return cls.of(pydantic_core.to_json(value))
 
+    @property
+    def gzip_etag(self) -> str:
+        """The gzip representation's ETag, known without compressing (a 304 never compresses)."""
+        return self.etag[:-1] + '-gz"'
+
     def gzipped(self) -> tuple[bytes, str]:
         if self._gzip is None:
-            self._gzip = (gzip.compress(self.body, compresslevel=5, mtime=0), self.etag[:-1] + '-gz"')
+            self._gzip = (gzip.compress(self.body, compresslevel=5, mtime=0), self.gzip_etag)
         return self._gzip
 
 
@@ -107,24 +112,29 @@ def _not_modified_since(if_modified_since: str, last_modified: datetime) -> bool
 
 def cached_response(request: Request, rendered: Rendered, cache_control: str) -> Response:
     """200 with the body (gzip when accepted and worth it), or 304 when the client's copy is current."""
-    body, etag = rendered.body, rendered.etag
     headers = {"Cache-Control": cache_control, "Vary": "Accept-Language, Accept-Encoding"}
-    if len(body) >= GZIP_MIN_BYTES and _accepts_gzip(request):
-        body, etag = rendered.gzipped()
-        headers["Content-Encoding"] = "gzip"
-    headers["ETag"] = etag
-    if rendered.last_modified is not None:
-        headers["Last-Modified"] = format_datetime(rendered.last_modified.astimezone(UTC), usegmt=True)
+    gzipped = len(rendered.body) >= GZIP_MIN_BYTES and _accepts_gzip(request)
+    etag = headers["ETag"] = rendered.gzip_etag if gzipped else rendered.etag
+    last_modified = rendered.last_modified
+    if last_modified is not None and time.time() - last_modified.timestamp() < 1.0:
+        # A date has whole seconds: another change within this second would carry the same
+        # Last-Modified, so a client's If-Modified-Since could hide it (RFC 9110 8.8.2.2).
+        last_modified = None
+    if last_modified is not None:
+        headers["Last-Modified"] = format_datetime(last_modified.astimezone(UTC), usegmt=True)
     if_none_match = request.headers.get("if-none-match")
     if_modified_since = request.headers.get("if-modified-since")
     if (if_none_match and _matches(if_none_match, etag)) or (
         not if_none_match
         and if_modified_since
-        and rendered.last_modified is not None
-        and _not_modified_since(if_modified_since, rendered.last_modified)
+        and last_modified is not None
+        and _not_modified_since(if_modified_since, last_modified)
     ):
-        headers.pop("Content-Encoding", None)
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=headers)  # a revalidation never compresses
+    if not gzipped:
+        return Response(rendered.body, media_type=rendered.media_type, headers=headers)
+    body, _ = rendered.gzipped()
+    headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=rendered.media_type, headers=headers)
 
 

@@ -13,6 +13,8 @@ import binascii
 import hashlib
 import hmac
 import struct
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,13 +33,28 @@ class FeedPosition:
 
 
 class TokenSigner:
-    """Signs and verifies the API's tokens with ``settings.cursor_secret``."""
+    """Signs and verifies the API's tokens with ``settings.cursor_secret``, or the secret every
+    process shares through the database when that is unset (``secret`` is then a function that
+    reads it, called on first use, so an app can be built before its database is reachable)."""
 
-    def __init__(self, secret: str) -> None:
-        self._key = hashlib.sha256(b"babelwire-api-token:" + secret.encode()).digest()
+    def __init__(self, secret: str | Callable[[], str]) -> None:
+        self._secret = secret
+        self._key: bytes | None = None if callable(secret) else self._derive(secret)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _derive(secret: str) -> bytes:
+        return hashlib.sha256(b"babelwire-api-token:" + secret.encode()).digest()
 
     def _mac(self, kind: bytes, payload: bytes) -> bytes:
-        return hmac.new(self._key, kind + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+        key = self._key
+        if key is None:
+            with self._lock:
+                if self._key is None:
+                    assert callable(self._secret)
+                    self._key = self._derive(self._secret())
+                key = self._key
+        return hmac.new(key, kind + payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
     def _seal(self, kind: bytes, payload: bytes) -> str:
         return base64.urlsafe_b64encode(payload + self._mac(kind, payload)).rstrip(b"=").decode()

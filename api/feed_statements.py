@@ -1,9 +1,15 @@
-"""The SQL of a feed page and of one story: one statement, one round trip (see ``api.feed``).
+"""The SQL of a feed page, one story and delta sync, over the precomputed entries (``aggregator.entries``).
 
-A CTE ``page`` picks the stories — keyset on (first_published_at, id), newest first,
-``limit + 1`` — and three parts are stacked with UNION ALL, told apart by their ``kind``:
-``MEMBER``, ``RELATED_MEMBER`` and ``DISCLAIMER_ROW``. LIMIT is a literal (one statement per limit),
-so PostgreSQL keeps a generic plan for the prepared statement.
+A page is one statement, one round trip: the page's entries — an index range scan on
+``storyentry`` (locale, reach, published_at, story_id), newest first, ``limit + 1`` — stacked with
+UNION ALL onto the newest version of every disclaimer (and, with ``outlet=``, a row saying whether
+the outlet exists), told apart by ``kind``. A first page also stacks the entries an editor pinned
+in the locale (an index range scan on ``storyentry`` (locale, pinned_until) past ``now``, under
+the same filters): they top that page and are left out of every page's ordinary scan, so a story
+is listed once. A filter walks its own index instead: per requested
+ticker, ``storyticker`` (ticker, published_at, story_id) joined to the entry by primary key,
+``limit + 1`` each, then merged; so a filter costs the same whether it matches many, few or no
+stories. LIMIT is a literal (one statement per limit), so PostgreSQL keeps a generic plan.
 """
 
 from __future__ import annotations
@@ -15,58 +21,44 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from aggregator.entries import BY_ID_ONLY, IN_CHAIN
 from aggregator.models import UTCDateTime
 
 STORY = SQLModel.metadata.tables["story"]
 ITEM = SQLModel.metadata.tables["item"]
 SOURCE = SQLModel.metadata.tables["source"]
 OUTLET = SQLModel.metadata.tables["outlet"]
-RELATED = SQLModel.metadata.tables["relatedstory"]
 DISCLAIMER = SQLModel.metadata.tables["disclaimer"]
 FEEDCHANGE = SQLModel.metadata.tables["feedchange"]
+ENTRY = SQLModel.metadata.tables["storyentry"]
+TICKER = SQLModel.metadata.tables["storyticker"]
+STORY_OUTLET = SQLModel.metadata.tables["storyoutlet"]
 
-
-def live_member(never: frozenset[str]) -> sa.Exists:
-    cond = [ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false()]
-    # one plain bind per locale, not an expanding IN: ``CompiledStatement`` binds values as they are
-    cond += [ITEM.c.locale != sa.bindparam(f"never_{i}", loc) for i, loc in enumerate(sorted(never))]
-    return sa.exists().where(*cond)
-
-
-MEMBER, RELATED_MEMBER, DISCLAIMER_ROW = 0, 1, 2
+ENTRY_ROW, DISCLAIMER_ROW, OUTLET_ROW, MEMBER_ROW, PINNED_ROW = 0, 1, 2, 3, 4
+MAX_PINNED = 50
+"""At most this many pinned entries top a first page."""
 
 _COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "kind": sa.Integer(),
-    "sid": sa.Integer(),
-    "other": sa.Integer(),
-    "score": sa.Float(),
-    "first_published_at": sa.DateTime(),
-    "pinned": sa.Boolean(),
-    "pinned_until": sa.DateTime(),
-    "pinned_locale": sa.String(),
-    "titles": sa.Text(),
-    "canonical_item_id": sa.Integer(),
+    "story_id": sa.Integer(),
+    "published_at": sa.DateTime(),
+    "policy": sa.String(),
+    "body": sa.Text(),
+    "locale": sa.String(),
+    "version": sa.Integer(),
     "item_id": sa.Integer(),
     "link": sa.String(),
-    "title": sa.String(),
-    "summary_html": sa.Text(),
-    "published_at": sa.DateTime(),
-    "image": sa.String(),
-    "locale": sa.String(),
     "language": sa.String(),
-    "tickers": sa.Text(),
     "outlet_id": sa.String(),
     "outlet_name": sa.String(),
-    "policy": sa.String(),
-    "version": sa.Integer(),
-    "text": sa.Text(),
+    "canonical_item_id": sa.Integer(),
+    "pinned_until": sa.DateTime(),
 }
-"""The columns every part of the page statement returns (NULL where a part has nothing), in order.
+"""The columns every part of a statement returns (NULL where a part has nothing), in order.
+Datetimes are plain ``DateTime`` (naive UTC): ``api.dbapi`` converts SQLite's text."""
 
-Datetimes are plain ``DateTime`` (naive UTC), not ``UTCDateTime``: see the module docstring."""
 
-
-def _part(kind: int, **given: sa.ColumnElement[Any]) -> sa.Select[Any]:
+def _part(kind: int, source: Any, **given: Any) -> sa.Select[Any]:
     return sa.select(
         *(
             (
@@ -78,71 +70,18 @@ def _part(kind: int, **given: sa.ColumnElement[Any]) -> sa.Select[Any]:
             ).label(name)
             for name, type_ in _COLUMNS.items()
         )
-    )
+    ).select_from(source)
 
 
-def _page_statement(stories: sa.Select[Any]) -> sa.CompoundSelect[Any]:
-    """Members, related members and disclaimers of the stories ``stories`` selects (ordered, limited)."""
-    page = stories.cte("page")
-    members = _part(
-        MEMBER,
-        sid=page.c.id,
-        first_published_at=page.c.first_published_at,
-        pinned=page.c.pinned,
-        pinned_until=page.c.pinned_until,
-        pinned_locale=page.c.pinned_locale,
-        titles=sa.cast(page.c.titles, sa.Text),
-        canonical_item_id=page.c.canonical_item_id,
-        item_id=ITEM.c.id,
-        link=ITEM.c.link,
-        title=ITEM.c.title,
-        summary_html=ITEM.c.summary_html,
-        published_at=ITEM.c.published_at,
-        image=ITEM.c.image,
-        locale=ITEM.c.locale,
-        language=ITEM.c.language,
-        tickers=sa.cast(ITEM.c.tickers, sa.Text),
-        outlet_id=SOURCE.c.outlet_id,
-        outlet_name=OUTLET.c.name,
-        policy=OUTLET.c.disclaimer_policy,
-    ).select_from(
-        page.join(ITEM, sa.and_(ITEM.c.story_id == page.c.id, ITEM.c.tombstone == sa.false()))
-        .join(SOURCE, SOURCE.c.id == ITEM.c.source_id)
-        .join(OUTLET, OUTLET.c.id == SOURCE.c.outlet_id)
-    )
-    in_page = sa.select(page.c.id)
-    pairs = sa.union_all(
-        sa.select(
-            RELATED.c.story_id.label("mine"), RELATED.c.related_id.label("other"), RELATED.c.score
-        ).where(RELATED.c.story_id.in_(in_page)),
-        sa.select(RELATED.c.related_id, RELATED.c.story_id, RELATED.c.score).where(
-            RELATED.c.related_id.in_(in_page)
-        ),
-    ).subquery("pairs")
-    related = _part(
-        RELATED_MEMBER,
-        sid=pairs.c.mine,
-        other=pairs.c.other,
-        score=pairs.c.score,
-        canonical_item_id=STORY.c.canonical_item_id,
-        item_id=ITEM.c.id,
-        link=ITEM.c.link,
-        title=ITEM.c.title,
-        published_at=ITEM.c.published_at,
-        locale=ITEM.c.locale,
-        language=ITEM.c.language,
-    ).select_from(
-        pairs.join(STORY, sa.and_(STORY.c.id == pairs.c.other, STORY.c.hidden == sa.false())).join(
-            ITEM, sa.and_(ITEM.c.story_id == STORY.c.id, ITEM.c.tombstone == sa.false())
-        )
-    )
+def _disclaimers() -> sa.Select[Any]:
     newer = DISCLAIMER.alias("newer")
-    disclaimers = _part(
+    return _part(
         DISCLAIMER_ROW,
+        DISCLAIMER,
         policy=DISCLAIMER.c.policy,
         locale=DISCLAIMER.c.locale,
         version=DISCLAIMER.c.version,
-        text=DISCLAIMER.c.text,
+        body=DISCLAIMER.c.text,
     ).where(
         ~sa.exists().where(
             newer.c.policy == DISCLAIMER.c.policy,
@@ -150,80 +89,176 @@ def _page_statement(stories: sa.Select[Any]) -> sa.CompoundSelect[Any]:
             newer.c.version > DISCLAIMER.c.version,
         )
     )
-    return sa.union_all(members, related, disclaimers)
 
 
-_STORY_COLUMNS = (
-    STORY.c.id,
-    STORY.c.first_published_at,
-    STORY.c.pinned,
-    STORY.c.pinned_until,
-    STORY.c.pinned_locale,
-    STORY.c.titles,
-    STORY.c.canonical_item_id,
-)
+def _reach(entry: Any, untranslated: bool) -> sa.ColumnElement[bool]:
+    """Literals, not binds: the planner sees the index prefix (locale, reach) of the default feed."""
+    if untranslated:
+        return entry.c.reach < sa.literal_column(str(BY_ID_ONLY), sa.Integer)
+    return entry.c.reach == sa.literal_column(str(IN_CHAIN), sa.Integer)
 
 
-def _pin_active() -> sa.ColumnElement[bool]:
-    """An editor's pin holds for this request's locale (``pin_locale``) at ``now``."""
-    now = sa.bindparam("now", type_=UTCDateTime())
-    return sa.and_(
-        STORY.c.pinned == sa.true(),
-        sa.or_(STORY.c.pinned_until.is_(None), STORY.c.pinned_until > now),
-        sa.or_(
-            STORY.c.pinned_locale.is_(None),
-            STORY.c.pinned_locale == sa.bindparam("pin_locale", type_=sa.String()),
-        ),
+def _keyset(published: Any, story_id: Any) -> sa.ColumnElement[bool]:
+    after = sa.tuple_(
+        sa.bindparam("after_ts", type_=UTCDateTime()), sa.bindparam("after_id", type_=sa.Integer())
     )
+    return sa.tuple_(published, story_id) < after
 
 
-@lru_cache(maxsize=256)
-def feed_statement(
-    keyset: bool, tickers: int, by_outlet: bool, never: frozenset[str], limit: int, pinned: bool = False
-) -> sa.CompoundSelect[Any]:
-    """The page statement of one request shape, built once: SQLAlchemy statement construction costs
-    more CPU than the database spends running it. ``limit`` (stories to fetch) is rendered as a
-    literal; bind ``now`` and ``pin_locale`` and, by shape, ``after_ts``/``after_id``, ``ticker_0``…
-    (LIKE patterns) and ``outlet``. ``pinned``: the stories pinned on top of this locale's feed
-    (they are left out of the ordinary pages, so a story is never listed twice)."""
-    q = sa.select(*_STORY_COLUMNS).where(
-        STORY.c.hidden == sa.false(), live_member(never), _pin_active() if pinned else ~_pin_active()
+def _now() -> Any:
+    return sa.bindparam("now", type_=UTCDateTime())
+
+
+def _unpinned(entry: Any) -> sa.ColumnElement[bool]:
+    """Not pinned in this locale at ``now`` (a pinned entry is listed on top of the first page)."""
+    return sa.or_(entry.c.pinned_until.is_(None), entry.c.pinned_until <= _now())
+
+
+def _pinned(tickers: int, by_outlet: bool, untranslated: bool) -> sa.Select[Any]:
+    """The locale's entries pinned at ``now`` that the page's filters let through."""
+    entry = ENTRY.alias("pe")
+    q = sa.select(entry).where(
+        entry.c.locale == sa.bindparam("locale", type_=sa.String()),
+        entry.c.pinned_until > _now(),
+        _reach(entry, untranslated),
     )
-    if keyset:
-        after = sa.tuple_(
-            sa.bindparam("after_ts", type_=UTCDateTime()), sa.bindparam("after_id", type_=sa.Integer())
-        )
-        q = q.where(sa.tuple_(STORY.c.first_published_at, STORY.c.id) < after)
     if tickers:
-        as_text = sa.cast(ITEM.c.tickers, sa.Text)
+        ticker = TICKER.alias("pt")
         q = q.where(
             sa.exists().where(
-                ITEM.c.story_id == STORY.c.id,
-                ITEM.c.tombstone == sa.false(),
-                sa.or_(*(as_text.like(sa.bindparam(f"ticker_{i}", type_=sa.Text())) for i in range(tickers))),
+                ticker.c.story_id == entry.c.story_id,
+                ticker.c.ticker.in_([sa.bindparam(f"ticker_{i}", type_=sa.String()) for i in range(tickers)]),
             )
         )
     if by_outlet:
+        outlet = STORY_OUTLET.alias("pto")
         q = q.where(
-            sa.exists()
-            .select_from(ITEM.join(SOURCE, SOURCE.c.id == ITEM.c.source_id))
-            .where(
-                ITEM.c.story_id == STORY.c.id,
-                ITEM.c.tombstone == sa.false(),
-                SOURCE.c.outlet_id == sa.bindparam("outlet", type_=sa.String()),
+            sa.exists().where(
+                outlet.c.story_id == entry.c.story_id,
+                outlet.c.outlet_id == sa.bindparam("outlet", type_=sa.String()),
             )
         )
-    q = q.order_by(STORY.c.first_published_at.desc(), STORY.c.id.desc()).limit(
-        sa.literal_column(str(int(limit)), sa.Integer)
-    )
-    return _page_statement(q)
+    return _limited(q, entry.c.published_at, entry.c.story_id, MAX_PINNED)
+
+
+def _limited(q: sa.Select[Any], published: Any, story_id: Any, limit: int) -> sa.Select[Any]:
+    return q.order_by(published.desc(), story_id.desc()).limit(sa.literal_column(str(int(limit)), sa.Integer))
+
+
+@lru_cache(maxsize=512)
+def feed_statement(
+    keyset: bool, tickers: int, by_outlet: bool, untranslated: bool, limit: int
+) -> sa.CompoundSelect[Any]:
+    """The page statement of one request shape, built once (SQLAlchemy statement construction costs
+    more CPU than the database spends running it). ``limit`` (entries to fetch) is rendered as a
+    literal; bind ``locale``, ``now`` and, by shape, ``after_ts``/``after_id``, ``ticker_0``… and
+    ``outlet``. A first page (no keyset) also returns the pinned entries (``PINNED_ROW``)."""
+    locale = sa.bindparam("locale", type_=sa.String())
+    entry = ENTRY.alias("e")
+    cols = (entry.c.story_id, entry.c.published_at, entry.c.policy, entry.c.body)
+    if tickers or by_outlet:
+        # Each filter row walks its own (key, published_at, story_id) index; the entry is found by
+        # primary key. The outlet filter, when tickers drive, is a primary-key probe.
+        drivers: list[sa.Select[Any]] = []
+        keys: list[tuple[Any, Any]] = (
+            [(TICKER.alias(f"t{i}"), f"ticker_{i}") for i in range(tickers)]
+            if tickers
+            else [(STORY_OUTLET.alias("o"), "outlet")]
+        )
+        for driver, name in keys:
+            key = driver.c.ticker if tickers else driver.c.outlet_id
+            q = (
+                sa.select(*cols)
+                .select_from(
+                    driver.join(
+                        entry, sa.and_(entry.c.locale == locale, entry.c.story_id == driver.c.story_id)
+                    )
+                )
+                .where(
+                    key == sa.bindparam(name, type_=sa.String()),
+                    _reach(entry, untranslated),
+                    _unpinned(entry),
+                )
+            )
+            if tickers and by_outlet:
+                probe = STORY_OUTLET.alias("po")
+                q = q.where(
+                    sa.exists().where(
+                        probe.c.story_id == driver.c.story_id,
+                        probe.c.outlet_id == sa.bindparam("outlet", type_=sa.String()),
+                    )
+                )
+            if keyset:
+                q = q.where(_keyset(driver.c.published_at, driver.c.story_id))
+            drivers.append(_limited(q, driver.c.published_at, driver.c.story_id, limit))
+        merged = (
+            drivers[0].subquery("page")
+            if len(drivers) == 1
+            else sa.union(*(d.subquery(f"d{i}").select() for i, d in enumerate(drivers))).subquery("page")
+        )
+        page = _limited(sa.select(merged), merged.c.published_at, merged.c.story_id, limit).subquery("pg")
+    else:
+        q = sa.select(*cols).where(entry.c.locale == locale, _reach(entry, untranslated), _unpinned(entry))
+        if keyset:
+            q = q.where(_keyset(entry.c.published_at, entry.c.story_id))
+        page = _limited(q, entry.c.published_at, entry.c.story_id, limit).subquery("pg")
+    parts: list[sa.Select[Any]] = [
+        _part(
+            ENTRY_ROW,
+            page,
+            story_id=page.c.story_id,
+            published_at=page.c.published_at,
+            policy=page.c.policy,
+            body=page.c.body,
+        ),
+        _disclaimers(),
+    ]
+    if not keyset:
+        pinned = _pinned(tickers, by_outlet, untranslated).subquery("pinned")
+        parts.append(
+            _part(
+                PINNED_ROW,
+                pinned,
+                story_id=pinned.c.story_id,
+                published_at=pinned.c.published_at,
+                policy=pinned.c.policy,
+                body=pinned.c.body,
+            )
+        )
+    if by_outlet:
+        parts.append(
+            _part(OUTLET_ROW, OUTLET, outlet_id=OUTLET.c.id).where(OUTLET.c.id == sa.bindparam("outlet"))
+        )
+    return sa.union_all(*parts)
 
 
 @lru_cache(maxsize=1)
 def story_statement() -> sa.CompoundSelect[Any]:
-    """One visible story with its live members; bind ``story_id``."""
-    return _page_statement(
-        sa.select(*_STORY_COLUMNS).where(
-            STORY.c.id == sa.bindparam("story_id", type_=sa.Integer()), STORY.c.hidden == sa.false()
-        )
-    )
+    """One story's entry in one locale (with its pin's end), its live members and the disclaimers;
+    bind ``story_id`` and ``locale``. No entry row: the story is missing, hidden or has no live member."""
+    story_id = sa.bindparam("story_id", type_=sa.Integer())
+    entry = _part(
+        ENTRY_ROW,
+        ENTRY,
+        story_id=ENTRY.c.story_id,
+        policy=ENTRY.c.policy,
+        body=ENTRY.c.body,
+        pinned_until=ENTRY.c.pinned_until,
+    ).where(ENTRY.c.story_id == story_id, ENTRY.c.locale == sa.bindparam("locale", type_=sa.String()))
+    members = _part(
+        MEMBER_ROW,
+        ITEM.join(STORY, STORY.c.id == ITEM.c.story_id)
+        .join(SOURCE, SOURCE.c.id == ITEM.c.source_id)
+        .join(OUTLET, OUTLET.c.id == SOURCE.c.outlet_id),
+        story_id=ITEM.c.story_id,
+        published_at=ITEM.c.published_at,
+        body=ITEM.c.title,
+        locale=ITEM.c.locale,
+        item_id=ITEM.c.id,
+        link=ITEM.c.link,
+        language=ITEM.c.language,
+        outlet_id=SOURCE.c.outlet_id,
+        outlet_name=OUTLET.c.name,
+        canonical_item_id=STORY.c.canonical_item_id,
+    ).where(ITEM.c.story_id == story_id, ITEM.c.tombstone == sa.false())
+    return sa.union_all(entry, members, _disclaimers())

@@ -44,6 +44,7 @@ def feed_query(
     limit: int,
     tickers: str | None,
     outlet: str | None,
+    untranslated: bool = False,
 ) -> FeedQuery | Problem:
     """The ``FeedQuery`` these parameters ask for, or the first thing wrong with them (400)."""
     resolved = resolve_locale(locale, accept_language)
@@ -57,4 +58,4 @@ def feed_query(
     wanted = parse_tickers(tickers)
     if isinstance(wanted, Problem):
         return wanted
-    return FeedQuery(resolved, after, limit, wanted, outlet)
+    return FeedQuery(resolved, after, limit, wanted, outlet, untranslated)

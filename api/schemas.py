@@ -94,12 +94,21 @@ class FeedEntry(BaseModel):
         default=False,
         description="An editor pinned the story on top of this locale's feed (first page only; it is then left out of later pages).",
     )
+    untranslated: bool = Field(
+        default=False,
+        description="No version of the story is in the requested locale or its fallback chain: it is "
+        "served in its original's locale (only with `untranslated=include`, or by id).",
+    )
     original: OriginalRef = Field(description="The original article, to credit and link to.")
     translations: list[Translation] = Field(
         description="Other locales available, in the locales' canonical order."
     )
     related: list[RelatedRef] = Field(description="Related stories, most related first (at most 5).")
-    disclaimer: DisclaimerRef | None = Field(description="Null when the outlet's policy needs none.")
+    disclaimer: DisclaimerRef | None = Field(
+        description="The disclaimer of the outlet's policy in the requested locale, whatever locale the "
+        "entry is served in (the next locale of the reader's chain only when none exists for it). "
+        "Null when the outlet's policy needs none."
+    )
 
 
 class FeedPage(BaseModel):
@@ -123,6 +132,7 @@ class FeedPage(BaseModel):
                             "locale_served": "pt-BR",
                             "converted": None,
                             "pinned": False,
+                            "untranslated": False,
                             "original": {
                                 "outlet": {"id": "blocktempo", "name": "BlockTempo"},
                                 "url": "https://www.blocktempo.com/x/",

@@ -60,9 +60,9 @@ BENCHMARKS = (
     Benchmark(
         "api",
         "bench_api.py",
-        "API: /v1/feed vs a pre-built-bytes route (wrk, PostgreSQL)",
+        "API: mixed app traffic vs a pre-built-bytes route (wrk; SQLite 10k, PostgreSQL 100k stories)",
         full=(),
-        quick=("--quick", "--stories", "5000", "--duration", "3"),
+        quick=("--sqlite-stories", "2000", "--pg-stories", "5000", "--duration", "3"),
     ),
     Benchmark(
         "eval",

@@ -20,6 +20,7 @@ from aggregator.db import session_scope
 from aggregator.dedupe.run import run_dedupe
 from aggregator.editorial import CLI
 from aggregator.editorial.keys import create_key
+from aggregator.entries import refresh_story_entries
 from aggregator.models import Item
 from aggregator.poll import poll_round
 from aggregator.registry import add_sources
@@ -71,9 +72,11 @@ class Newsroom:
     def redo_dedupe(self) -> None:
         """Forget every story and run dedupe again from scratch (editors' overrides stay)."""
         with self.engine.begin() as c:
+            gone = [r[0] for r in c.execute(sa.text("SELECT id FROM story"))]
             c.execute(sa.text("UPDATE item SET story_id = NULL"))
             for table in ("mergedecision", "relatedstory", "feedchange", "story"):
                 c.execute(sa.text(f"DELETE FROM {table}"))
+            refresh_story_entries(c, gone)  # like any writer: the dropped stories leave the feed
         run_dedupe(self.engine)
 
     def client(self, **kw: object) -> TestClient:

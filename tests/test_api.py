@@ -23,8 +23,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
+from aggregator.appstate import shared_secret
 from aggregator.db import make_engine
+from aggregator.entries import refresh_story_entries
 from aggregator.models import Disclaimer, FeedChange, Item, Outlet, RelatedStory, Source, Story
+from aggregator.normalize.markup import sanitize_html
 from aggregator.settings import Settings
 from api.app import create_app
 from api.cursor import FeedPosition, TokenSigner
@@ -55,7 +58,8 @@ class Member:
 
 
 class Seeder:
-    """Inserts outlets, sources, stories and items the way ingest and dedupe would leave them."""
+    """Inserts outlets, sources, stories and items the way ingest and dedupe would leave them: item
+    HTML through ingest's sanitizer, the stories' feed entries written in the same transaction."""
 
     OUTLETS: ClassVar[dict[str, tuple[str, str]]] = {
         "gate": ("Gate News", "third-party"),
@@ -106,7 +110,7 @@ class Seeder:
                     identity=hashlib.sha256(f"{n}".encode()).hexdigest(),
                     link=f"https://{m.outlet}.example/{m.locale}/news/{n}",
                     title=m.title if m.title is not None else f"{m.locale} title {n}",
-                    summary_html=m.summary,
+                    summary_html=sanitize_html(m.summary, f"https://{m.outlet}.example/"),
                     published_at=at + timedelta(minutes=m.minutes),
                     image=m.image,
                     locale=m.locale,
@@ -120,12 +124,14 @@ class Seeder:
                 ids.append(item.id)
             story.canonical_item_id = ids[original] if ids else None
             s.add(story)
+            refresh_story_entries(s, [story.id])
             s.commit()
             return story.id
 
     def relate(self, a: int, b: int, score: float = 0.5) -> None:
         with Session(self.engine) as s:
             s.add(RelatedStory(story_id=a, related_id=b, score=score))
+            refresh_story_entries(s, [a, b])
             s.commit()
 
     def hide(self, story_id: int) -> None:
@@ -134,6 +140,7 @@ class Seeder:
             assert story is not None
             story.hidden = True
             s.add(story)
+            refresh_story_entries(s, [story_id])
             s.commit()
 
     def change(self, story_id: int, change: str = "upsert") -> None:
@@ -247,8 +254,7 @@ def test_page_shape_and_story_ids(client: TestClient, seed: Seeder) -> None:
         ("pt-PT", ["ja", "en"], "en"),
         ("uk", ["ru", "en"], "en"),
         ("es", ["ja", "pt-BR", "en"], "en"),
-        ("fr", ["ja", "ar"], "ja"),
-        ("vi", ["ar", "ja"], "ar"),
+        ("zh-TW", ["ja", "zh-CN"], "zh-TW"),
         ("en", ["pt-BR", "en"], "en"),
     ],
 )
@@ -257,8 +263,32 @@ def test_fallback_chain(
 ) -> None:
     seed.story(*(Member(loc, title=f"in {loc}") for loc in locales))
     e = only(client, locale=requested)
-    assert e["locale_served"] == served and e["title"] == f"in {served}" and e["converted"] is None
+    assert e["locale_served"] == served and e["untranslated"] is False
+    if served == requested and requested not in locales:
+        assert e["converted"] is not None
+    else:
+        assert e["title"] == f"in {served}" and e["converted"] is None
     assert served not in {t["locale"] for t in e["translations"]}
+    assert only(client, locale=requested, untranslated="include") == e
+
+
+@pytest.mark.parametrize(
+    ("requested", "locales", "original", "served"),
+    [("fr", ["ar", "ja"], 1, "ja"), ("vi", ["ar", "ja"], 0, "ar"), ("pt-PT", ["zh-TW", "ru"], 0, "zh-TW")],
+)
+def test_a_story_outside_the_readers_chain_is_left_out_unless_asked_for(
+    client: TestClient, seed: Seeder, requested: str, locales: list[str], original: int, served: str
+) -> None:
+    sid = seed.story(*(Member(loc, title=f"in {loc}") for loc in locales), original=original)
+    in_chain = seed.story(Member("en"), at=T0 - timedelta(minutes=1))
+    assert [e["id"] for e in feed(client, locale=requested)["items"]] == [in_chain]
+    items = feed(client, locale=requested, untranslated="include")["items"]
+    assert [e["id"] for e in items] == [sid, in_chain]
+    assert items[0]["locale_served"] == served and items[0]["title"] == f"in {served}"
+    assert items[0]["untranslated"] is True and items[1]["untranslated"] is False
+    assert client.get(f"/v1/stories/{sid}", params={"locale": requested}).json()["untranslated"] is True
+    r = client.get("/v1/feed", params={"locale": requested, "untranslated": "sometimes"})
+    assert_error(r, 422, "invalid_parameter")
 
 
 def test_zh_tw_served_from_zh_cn_converted_and_marked(client: TestClient, seed: Seeder) -> None:
@@ -278,7 +308,8 @@ def test_zh_cn_served_from_zh_tw_converted(client: TestClient, seed: Seeder) -> 
 def test_uk_is_never_served_russian(client: TestClient, seed: Seeder) -> None:
     ru_only = seed.story(Member("ru"), at=T0)
     both = seed.story(Member("ru"), Member("ja", minutes=5), at=T0 + timedelta(minutes=1))
-    items = feed(client, locale="uk")["items"]
+    assert feed(client, locale="uk")["items"] == []
+    items = feed(client, locale="uk", untranslated="include")["items"]
     assert [e["id"] for e in items] == [both]
     assert items[0]["locale_served"] == "ja"
     assert "ru" not in {t["locale"] for t in items[0]["translations"]}
@@ -289,12 +320,12 @@ def test_uk_is_never_served_russian(client: TestClient, seed: Seeder) -> None:
 
 def test_original_locale_is_the_last_resort(client: TestClient, seed: Seeder) -> None:
     seed.story(Member("ar", minutes=10), Member("ja"), original=1)
-    assert only(client, locale="fr")["locale_served"] == "ja"
+    assert only(client, locale="fr", untranslated="include")["locale_served"] == "ja"
 
 
 def test_detected_language_beats_a_lying_feed(client: TestClient, seed: Seeder) -> None:
     seed.story(Member("en", language="ru", title="по-русски"), Member("ja", title="日本語"))
-    assert only(client, locale="uk")["locale_served"] == "ja"
+    assert only(client, locale="uk", untranslated="include")["locale_served"] == "ja"
     assert only(client, locale="ru")["title"] == "по-русски"
 
 
@@ -440,7 +471,8 @@ def test_hidden_and_tombstoned_are_left_out(client: TestClient, seed: Seeder) ->
         Member("ja", title="here", minutes=3),
         at=T0 + timedelta(minutes=2),
     )
-    items = feed(client, locale="en")["items"]
+    assert feed(client, locale="en")["items"] == []
+    items = feed(client, locale="en", untranslated="include")["items"]
     assert [e["id"] for e in items] == [partly]
     assert items[0]["title"] == "here" and items[0]["original"]["locale"] == "ja"
     assert items[0]["translations"] == []
@@ -479,7 +511,7 @@ def test_related_in_best_locale_both_ways_without_hidden(client: TestClient, see
 
 
 def test_related_are_the_strongest_few(client: TestClient, seed: Seeder) -> None:
-    from api.feed import RELATED_PER_STORY
+    from aggregator.entries import RELATED_PER_STORY
 
     a = seed.story(Member("en"), at=T0 + timedelta(hours=1))
     others = [seed.story(Member("en"), at=T0 + timedelta(minutes=i)) for i in range(RELATED_PER_STORY + 3)]
@@ -547,7 +579,7 @@ def test_story_detail(client: TestClient, seed: Seeder) -> None:
 # ---- delta sync ----------------------------------------------------------------------------------
 
 
-def test_changes_delta(client: TestClient, settings: Settings, seed: Seeder) -> None:
+def test_changes_delta(client: TestClient, engine: sa.Engine, seed: Seeder) -> None:
     a = seed.story(Member("en"))
     seed.change(a)
     first = client.get("/v1/feed/changes").json()
@@ -567,7 +599,7 @@ def test_changes_delta(client: TestClient, settings: Settings, seed: Seeder) -> 
     again = client.get("/v1/feed/changes", params={"since": page["next_since"]}).json()
     assert again["changes"] == [] and again["next_since"] == page["next_since"]
     assert_error(client.get("/v1/feed/changes", params={"since": "bogus"}), 400, "invalid_since")
-    cursor_token = TokenSigner(settings.cursor_secret).feed_cursor(FeedPosition(T0, 1))
+    cursor_token = TokenSigner(shared_secret(engine)).feed_cursor(FeedPosition(T0, 1))
     assert_error(client.get("/v1/feed/changes", params={"since": cursor_token}), 400, "invalid_since")
 
 
@@ -772,8 +804,9 @@ def test_bodies_are_what_the_documented_models_give(client: TestClient, seed: Se
     seed.disclaimer("third-party", "en", 3, "editors' en text")
     seed.change(sid)
     bodies: list[tuple[type[BaseModel], bytes]] = [
-        (FeedPage, client.get("/v1/feed", params={"locale": locale, "limit": 2}).content)
+        (FeedPage, client.get("/v1/feed", params={"locale": locale, "limit": 2, "untranslated": u}).content)
         for locale in ("pt-PT", "zh-CN", "zh-TW", "uk", "en")
+        for u in ("include", "exclude")
     ]
     page = json.loads(bodies[0][1])
     assert page["next_cursor"] and page["items"][0]["published_at"] == "2026-11-01T12:00:01.000250Z"
@@ -793,6 +826,8 @@ def test_bodies_are_what_the_documented_models_give(client: TestClient, seed: Se
     assert any(b"editors' en text" in body for _, body in bodies)
 
 
-def test_ceiling_route(client: TestClient) -> None:
+def test_ceiling_route(client: TestClient, seed: Seeder) -> None:
+    seed.story(Member("en"))
     r = client.get("/bench/ceiling")
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.content == client.get("/v1/feed", params={"locale": "en"}).content
+    assert client.get("/bench/ceiling", headers={"If-None-Match": r.headers["etag"]}).status_code == 304

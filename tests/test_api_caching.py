@@ -6,7 +6,8 @@ import asyncio
 import gzip
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 from starlette.requests import Request
 
@@ -220,3 +221,24 @@ def test_a_new_generation_drops_values_and_is_read_at_most_every_interval() -> N
 
     assert run(scenario) == [1, 1, 1, 1, 2, 3, 4, 5]
     assert len(reads) < 10
+
+
+def test_a_gzip_revalidation_is_answered_without_compressing() -> None:
+    fresh = Rendered.of(b'{"x": "' + b"b" * 3000 + b'"}')
+    r = cached_response(_request({"If-None-Match": fresh.gzip_etag, "Accept-Encoding": "gzip"}), fresh, "c")
+    assert (
+        r.status_code == 304 and r.headers["etag"] == fresh.gzip_etag and "content-encoding" not in r.headers
+    )
+    assert fresh._gzip is None
+    sent = cached_response(_request({"Accept-Encoding": "gzip"}), fresh, "c")
+    assert sent.headers["etag"] == fresh.gzip_etag and gzip.decompress(sent.body) == fresh.body
+
+
+def test_a_last_modified_within_the_current_second_is_not_a_validator() -> None:
+    """Two changes in one second share a Last-Modified date: a fresh one is withheld, so a
+    client's If-Modified-Since cannot hide the second change."""
+    now = datetime.now(UTC)
+    feed = Rendered.of(b"<rss/>", "application/rss+xml; charset=utf-8", now)
+    assert "last-modified" not in cached_response(_request({}), feed, "c").headers
+    since = format_datetime(now + timedelta(seconds=5), usegmt=True)
+    assert cached_response(_request({"If-Modified-Since": since}), feed, "c").status_code == 200

@@ -28,6 +28,7 @@ def entry(
         title=title,
         summary_html="",
         content_html="",
+        summary_text="",
         text=title,
         published_at=published_at,
         image=None,

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from aggregator import LOCALES
+from aggregator.entries import refresh_story_entries
 from aggregator.models import Item, Story
 from aggregator.settings import Settings
 from aggregator.websub import FORMATS
@@ -247,6 +248,7 @@ def test_ids_survive_re_renders_and_new_translations(client: Any, seed: Seeder, 
         assert story is not None
         story.updated_at = T0 + timedelta(hours=5)
         s.add(story)
+        refresh_story_entries(s, [sid])  # as dedupe does in the transaction that adds a member
         s.commit()
     for fmt in FORMATS:
         after = get(client, fmt, locale="pt-PT")
@@ -356,7 +358,9 @@ def test_accept_language_picks_the_locale_and_filters_apply(client: Any, seed: S
     assert ET.fromstring(body).get(XML_LANG) == "ja"
     for fmt in FORMATS:
         got = [e["id"] for e in entries(fmt, get(client, fmt, locale="en", tickers="btc,SOL").content)]
-        assert got == [entry_id("en", ids["pt"]), entry_id("en", ids["ja"])]
+        assert got == [entry_id("en", ids["pt"])]  # the ja story has no version in an en reader's chain
+        wide = get(client, fmt, locale="en", tickers="btc,SOL", untranslated="include").content
+        assert [e["id"] for e in entries(fmt, wide)] == [entry_id("en", ids["pt"]), entry_id("en", ids["ja"])]
         got = [e["id"] for e in entries(fmt, get(client, fmt, locale="en", outlet="blocktempo").content)]
         assert got == [entry_id("en", ids["pt"])]
 

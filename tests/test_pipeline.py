@@ -270,6 +270,12 @@ def test_update_of_an_item_in_a_story_logs_a_feed_change(
     with Session(engine) as session:
         changes = session.exec(select(FeedChange).order_by(FeedChange.id)).all()  # type: ignore[arg-type]
     assert len(changes) == before + 1 and changes[-1].story_id == changed.story_id
+    # the re-poll rewrote the story's precomputed feed entries in the same transaction
+    from aggregator.models import StoryEntry
+
+    with Session(engine) as session:
+        entry = session.get(StoryEntry, ("en", changed.story_id))
+    assert entry is not None and "as fees fell" in entry.body and "as fees dropped" not in entry.body
     # Unchanged again: nothing more is written.
     again = asyncio.run(poll_round(engine, settings, all_sources=True))
     assert again.updated == 0 and again.inserted == 0

@@ -8,7 +8,8 @@ One call, one transaction (serialized on PostgreSQL by an advisory lock):
 3. write stories (canonical = the original: the member others declare as original or name in an
    attribution line, else the earliest), ``Item.story_id``, one ``MergeDecision`` per item,
    ``RelatedStory`` rows (one row per pair, lower story id first) and a ``FeedChange`` per
-   changed story;
+   changed story, and the precomputed feed entries of the changed stories
+   (``aggregator.entries.refresh_story_entries``);
 4. apply every editorial override (split: the item stands alone; merge: the item joins the
    other item's story; then the story attributes: original, hidden, pin, titles), so they
    survive re-runs. ``reapply_overrides`` runs this step alone, for an editor's action.
@@ -26,16 +27,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import defer
 from sqlmodel import Session, select
 
-from aggregator.db import session_scope
+from aggregator.db import DEDUPE_LOCK_KEY, session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features
 from aggregator.dedupe.policy import DEFAULT, Thresholds
+from aggregator.entries import refresh_story_entries, related_neighbors
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 from aggregator.normalize.urls import identity_url as norm_url
 
-LOCK_KEY = 0x62616265_6C646470
-"""pg_advisory_xact_lock key of the dedupe stage ("babeldedup")."""
+LOCK_KEY = DEDUPE_LOCK_KEY
 POOL_FROM = 2000
 """Above this many items to extract in one run, extraction runs in two worker processes."""
 
@@ -119,8 +120,9 @@ def run_dedupe(
         if new_rows:
             _cluster(session, new_rows, overrides, thresholds, extractor, report)
         report.overrides_applied = _apply_overrides(session, overrides, report)
-        _finish(session, report)
+        neighbors = _finish(session, report)
         _apply_story_overrides(session, report)
+        refresh_story_entries(session, report.changed_stories | neighbors)
     return report
 
 
@@ -132,8 +134,9 @@ def reapply_overrides(session: Session) -> DedupeReport:
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
     session.flush()
     report.overrides_applied = _apply_overrides(session, _effective_overrides(session), report)
-    _finish(session, report)
+    neighbors = _finish(session, report)
     _apply_story_overrides(session, report)
+    refresh_story_entries(session, report.changed_stories | neighbors)
     return report
 
 
@@ -402,10 +405,11 @@ def _apply_overrides(session: Session, overrides: dict[str, EditorialOverride], 
     return moved
 
 
-def _finish(session: Session, report: DedupeReport) -> None:
-    """Drop stories left empty, refresh canonicals, log feed changes."""
+def _finish(session: Session, report: DedupeReport) -> set[int]:
+    """Drop stories left empty, refresh canonicals, log feed changes; return the stories related to
+    the dropped ones (their entries list them)."""
     if not report.changed_stories:
-        return
+        return set()
     session.flush()
     changed = sorted(report.changed_stories)
     counts = dict(
@@ -415,9 +419,10 @@ def _finish(session: Session, report: DedupeReport) -> None:
             .group_by(Item.story_id)  # type: ignore[arg-type]
         ).all()
     )
-    for story_id in changed:
-        if counts.get(story_id):
-            continue
+    removed = [story_id for story_id in changed if not counts.get(story_id)]
+    # their related stories list them: rewritten below, so found before the links go
+    neighbors = related_neighbors(session, removed)
+    for story_id in removed:
         for r in session.exec(
             select(RelatedStory).where(
                 (RelatedStory.story_id == story_id) | (RelatedStory.related_id == story_id)
@@ -435,6 +440,7 @@ def _finish(session: Session, report: DedupeReport) -> None:
         _set_canonicals(session, live, {})
     for story_id in sorted(live):
         session.add(FeedChange(story_id=story_id, change="upsert"))
+    return neighbors
 
 
 def _apply_story_overrides(session: Session, report: DedupeReport) -> None:

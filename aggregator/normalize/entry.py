@@ -21,6 +21,7 @@ Language: the source's declared locale is kept unless the text clearly says othe
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,8 +44,12 @@ class NormalizedEntry:
     """Absolute, tracking parameters removed."""
     title: str
     summary_html: str
+    """Sanitized with nh3; URLs absolute. When the feed gave content but no summary, the first
+    sentences of the content (:func:`lead_sentences`) as one paragraph."""
     content_html: str
     """Sanitized with nh3; URLs absolute."""
+    summary_text: str
+    """Plain text of ``summary_html`` on one line (the API's ``summary_text``)."""
     text: str
     """Plain text of title and body, one paragraph per line, for dedupe."""
     published_at: datetime
@@ -77,6 +82,8 @@ def normalize_entry(raw: RawEntry, *, feed_url: str, locale: str, fetched_at: da
     if not body_text and content_html:
         body_html, body_text = summary_html, html_to_text(summary_html)
         plain = body_text
+    if not summary_html and content_html and body_text:
+        summary_html = f"<p>{html.escape(lead_sentences(body_text), quote=False)}</p>"
     title = title_text(raw.title)
     if title:
         text = f"{title}\n{body_text}" if body_text else title
@@ -107,6 +114,7 @@ def normalize_entry(raw: RawEntry, *, feed_url: str, locale: str, fetched_at: da
         title=title,
         summary_html=summary_html,
         content_html=content_html,
+        summary_text=html_to_text(summary_html, one_line=True),
         text=text,
         published_at=published_at,
         image=image,
@@ -134,6 +142,30 @@ def prepare_feed(
         normalize_entry(raw, feed_url=site, locale=locale, fetched_at=fetched_at) for raw in parsed.entries
     ]
     return replace(parsed, entries=()), entries
+
+
+LEAD_CHARS = 280
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[。！？])\s*")
+
+
+def lead_sentences(body_text: str, limit: int = LEAD_CHARS) -> str:
+    """The first sentences of a body, whole sentences up to about ``limit`` characters (at least one,
+    cut at a word with "…" when the first alone is longer): the summary of an entry that has none."""
+    flat = " ".join(body_text.split())
+    out = ""
+    for sentence in _SENTENCE_END.split(flat):
+        if not sentence:
+            continue
+        candidate = f"{out} {sentence}" if out and not out.endswith(("。", "！", "？")) else out + sentence
+        if out and len(candidate) > limit:
+            break
+        out = candidate
+        if len(out) >= limit:
+            break
+    if len(out) > limit:
+        cut = out[:limit]
+        out = (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip() + "…"
+    return out
 
 
 def _as_utc(moment: datetime) -> datetime:

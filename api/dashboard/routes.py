@@ -83,7 +83,9 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def dashboard_router(engine: sa.Engine, secret: str, on_change: Callable[[], None]) -> APIRouter:
+def dashboard_router(
+    engine: sa.Engine, secret: str | Callable[[], str], on_change: Callable[[], None]
+) -> APIRouter:
     env = _environment()
     signer = SessionSigner(secret)
     limiter = LoginLimiter()

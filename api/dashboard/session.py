@@ -16,6 +16,7 @@ import json
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -36,11 +37,21 @@ class DashboardSession:
 
 
 class SessionSigner:
-    def __init__(self, secret: str) -> None:
-        self._secret = hashlib.sha256(b"babelwire-dashboard-session:" + secret.encode()).digest()
+    def __init__(self, secret: str | Callable[[], str]) -> None:
+        """``secret``: the cursor secret, or a function giving the one every process shares through
+        the database when it is unset (asked on first use)."""
+        self._given = secret
+        self._key: bytes | None = None if callable(secret) else self._derive(secret)
+
+    @staticmethod
+    def _derive(secret: str) -> bytes:
+        return hashlib.sha256(b"babelwire-dashboard-session:" + secret.encode()).digest()
 
     def _mac(self, key_hash: str, payload: bytes) -> str:
-        key = hmac.new(self._secret, key_hash.encode(), hashlib.sha256).digest()
+        if self._key is None:
+            assert callable(self._given)
+            self._key = self._derive(self._given())
+        key = hmac.new(self._key, key_hash.encode(), hashlib.sha256).digest()
         return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
     def issue(self, key: ApiKey, now: float | None = None) -> str:

@@ -137,15 +137,16 @@ def build_document(
     formats: Sequence[str],
     hub: str | None,
     updated_at: Mapping[int, datetime],
-    disclaimers: Mapping[int, Json | None],
 ) -> FeedDocument:
     """``page`` (a ``FeedPage`` body) for one request: ``filters`` are the query parameters that
     shape the page (tickers, outlet, limit, cursor), kept in the self and next links."""
-    entries = tuple(build_entry(e, locale, disclaimers.get(e["id"], e["disclaimer"])) for e in page["items"])
+    entries = tuple(build_entry(e, locale, e["disclaimer"]) for e in page["items"])
     changed = [updated_at[e.story_id] for e in entries if e.story_id in updated_at]
     next_cursor = page["next_cursor"]
-    shape = {k: filters.get(k) for k in ("tickers", "outlet", "limit")}
-    feed_key = "&".join(f"{k}={quote(v, safe=',')}" for k in ("tickers", "outlet") if (v := filters.get(k)))
+    shape = {k: filters.get(k) for k in ("tickers", "outlet", "untranslated", "limit")}
+    feed_key = "&".join(
+        f"{k}={quote(v, safe=',')}" for k in ("tickers", "outlet", "untranslated") if (v := filters.get(k))
+    )
     return FeedDocument(
         locale=locale,
         id=f"{TAG}{locale}/feed" + (f"?{feed_key}" if feed_key else ""),

@@ -26,28 +26,10 @@ from api.feed import FeedQuery, FeedReader
 from api.params import MAX_TICKERS, feed_query
 
 STORY = SQLModel.metadata.tables["story"]
-OUTLET = SQLModel.metadata.tables["outlet"]
-DISCLAIMER = SQLModel.metadata.tables["disclaimer"]
 
 UPDATED_AT = sa.select(STORY.c.id, STORY.c.updated_at).where(
     STORY.c.id.in_(sa.bindparam("ids", expanding=True))
 )
-POLICY_TEXTS = (
-    sa.select(
-        OUTLET.c.id, OUTLET.c.disclaimer_policy, DISCLAIMER.c.locale, DISCLAIMER.c.version, DISCLAIMER.c.text
-    )
-    .select_from(
-        OUTLET.outerjoin(
-            DISCLAIMER,
-            (DISCLAIMER.c.policy == OUTLET.c.disclaimer_policy)
-            & DISCLAIMER.c.locale.in_(sa.bindparam("locales", expanding=True)),
-        )
-    )
-    .where(OUTLET.c.id.in_(sa.bindparam("outlets", expanding=True)))
-    .order_by(DISCLAIMER.c.version)
-)
-"""Each outlet's disclaimer policy with that policy's texts in the given locales, oldest version first."""
-
 WRITERS: Mapping[str, tuple[Callable[[FeedDocument], bytes], str]] = {
     "rss": (rss.render, rss.MEDIA_TYPE),
     "atom": (atom.render, atom.MEDIA_TYPE),
@@ -77,35 +59,13 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def page_facts(
-    reader: FeedReader, page: Json, requested: str
-) -> tuple[dict[int, datetime], dict[int, Json | None]]:
-    """Each story's ``updated_at``, and the requested locale's disclaimer for the entries whose
-    disclaimer ``/v1/feed`` took from the served (fallback) locale — one or two small statements."""
-    items = page["items"]
-    if not items:
-        return {}, {}
-    fallback = [e for e in items if e["disclaimer"] is not None and e["disclaimer"]["locale"] != requested]
+def updated_at(reader: FeedReader, page: Json) -> dict[int, datetime]:
+    """Each story's ``updated_at`` (one small statement): the feed's ``updated`` and ``Last-Modified``."""
+    ids = [e["id"] for e in page["items"]]
+    if not ids:
+        return {}
     with reader.engine.connect() as conn:
-        updated = {sid: _aware(at) for sid, at in conn.execute(UPDATED_AT, {"ids": [e["id"] for e in items]})}
-        if not fallback:
-            return updated, {}
-        policies: dict[str, str] = {}
-        newest: dict[tuple[str, str], tuple[str, str]] = {}
-        outlets = sorted({e["outlet"]["id"] for e in fallback})
-        for oid, policy, locale, version, text in conn.execute(
-            POLICY_TEXTS, {"outlets": outlets, "locales": sorted({requested, "en"})}
-        ):
-            policies[oid] = policy
-            if locale is not None:
-                newest[(policy, locale)] = (text or "", str(version))
-    # The reader's own chooser (editors' newest text, else the bundled one, then English).
-    chosen = {
-        e["id"]: reader._disclaimer(policies[e["outlet"]["id"]], requested, newest)
-        for e in fallback
-        if e["outlet"]["id"] in policies
-    }
-    return updated, chosen
+        return {sid: _aware(at) for sid, at in conn.execute(UPDATED_AT, {"ids": ids})}
 
 
 def install_export_routes(
@@ -134,7 +94,7 @@ def install_export_routes(
         page = reader.feed_page(query)
         if isinstance(page, Problem):
             return page
-        updated, disclaimers = page_facts(reader, page, query.locale)
+        updated = updated_at(reader, page)
         doc = build_document(
             page,
             base=base,
@@ -143,7 +103,6 @@ def install_export_routes(
             formats=FORMATS,
             hub=settings.websub_hub or None,
             updated_at=updated,
-            disclaimers=disclaimers,
         )
         write, media_type = WRITERS[fmt]
         return Rendered.of(write(doc), media_type, doc.updated if doc.entries else None)
@@ -170,8 +129,20 @@ def install_export_routes(
                 str | None, Query(description=f"As `/v1/feed`: comma-separated, at most {MAX_TICKERS}.")
             ] = None,
             outlet: Annotated[str | None, Query(description="As `/v1/feed`: one outlet id.")] = None,
+            untranslated: Annotated[
+                str | None,
+                Query(description="As `/v1/feed`: `include` adds the stories with no version in the chain."),
+            ] = None,
             accept_language: Annotated[str | None, Header()] = None,
         ) -> Response:
+            if untranslated not in (None, "exclude", "include"):
+                return error(
+                    Problem(
+                        400,
+                        "invalid_parameter",
+                        f"untranslated must be exclude or include, got {untranslated[:20]!r}",
+                    )
+                )
             size = settings.feed_default_limit
             if limit is not None:
                 size = int(limit) if limit.strip().isdigit() and len(limit) < 8 else 0
@@ -191,6 +162,7 @@ def install_export_routes(
                 limit=size,
                 tickers=tickers,
                 outlet=outlet,
+                untranslated=untranslated == "include",
             )
             if isinstance(query, Problem):
                 return error(query)
@@ -199,6 +171,7 @@ def install_export_routes(
                 "tickers": ",".join(query.tickers) or None,
                 "outlet": outlet,
                 "limit": str(size) if limit is not None else None,
+                "untranslated": "include" if query.untranslated else None,
                 "cursor": cursor,
             }
             return await serve(

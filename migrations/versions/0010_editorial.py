@@ -1,13 +1,14 @@
 """editorial: API keys, audit log, review verdicts, story pins and titles, override payloads
 
 Revision ID: 0010_editorial
-Revises: 0004
+Revises: 0020_read_path
 Create Date: 2026-12-07
 
 The admin API and dashboard authenticate with API keys (only a sha256 is stored), write one
 audit row per action, and keep editors' story edits as ``editorialoverride`` rows (now with a
 JSON payload for pins and titles) that dedupe re-applies on every run; ``story`` gets the state
-those edits set (pin end and locale, titles per locale).
+those edits set (pin end and locale, titles per locale), and each precomputed feed entry the end of
+the pin it carries in its locale (``storyentry.pinned_until``).
 """
 
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_editorial"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0020_read_path"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -62,9 +63,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("titles", sa.JSON(), nullable=True))
     with op.batch_alter_table("editorialoverride") as batch_op:
         batch_op.add_column(sa.Column("payload", sa.JSON(), nullable=True))
+    with op.batch_alter_table("storyentry", recreate="never") as batch_op:
+        batch_op.add_column(sa.Column("pinned_until", sa.DateTime(), nullable=True))
+    op.create_index("ix_storyentry_pinned", "storyentry", ["locale", "pinned_until"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_storyentry_pinned", table_name="storyentry")
+    with op.batch_alter_table("storyentry", recreate="never") as batch_op:
+        batch_op.drop_column("pinned_until")
     with op.batch_alter_table("editorialoverride", recreate="never") as batch_op:
         batch_op.drop_column("payload")
     with op.batch_alter_table("story", recreate="never") as batch_op:
