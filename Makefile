@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint fmt bench eval check postgres feedtools wrk clean venv native corpus
+.PHONY: run test lint fmt bench eval check postgres chromium feedtools wrk clean venv native corpus
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ postgres:  ## install the PostgreSQL server binaries when missing (the tests sta
 		echo "installing PostgreSQL server binaries"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql; fi
 
+chromium:  ## install Debian's Chromium when missing (the dashboard's browser tests drive it with Playwright)
+	@if [ -x /usr/bin/chromium ]; then :; else \
+		echo "installing chromium"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; fi
+
 feedtools:  ## install jing (RELAX NG) and newsboat (a real feed reader) when missing: the re-export tests use them
 	@if command -v jing >/dev/null 2>&1 && command -v newsboat >/dev/null 2>&1; then :; else \
 		echo "installing jing and newsboat"; \
@@ -66,7 +71,7 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) $(NATIVE) $(CORPUS) postgres feedtools lint  ## lint, then every test a clone alone can run, on SQLite and a throwaway PostgreSQL
+test: $(STAMP) $(NATIVE) $(CORPUS) postgres chromium feedtools lint  ## lint, then every test a clone alone can run, on SQLite and a throwaway PostgreSQL (+ Chromium)
 	$(PY) -m pytest -q -m "not shared"
 
 check: $(STAMP) $(NATIVE) postgres feedtools  ## what needs ../shared beside the clone: the outside CLI contract check and the tests marked shared
@@ -82,4 +87,4 @@ bench: $(STAMP) $(NATIVE) postgres wrk  ## speed and memory; writes BENCHMARKS.m
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) data .corpus .pytest_cache .mypy_cache .ruff_cache build *.egg-info $(NATIVE) $(NATIVE_SRC:.pyx=.c)
+	rm -rf $(VENV) data .corpus .pytest_cache .mypy_cache .ruff_cache build *.egg-info tests/artifacts $(NATIVE) $(NATIVE_SRC:.pyx=.c)

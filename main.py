@@ -4,8 +4,11 @@ python main.py migrate
 python main.py serve [--demo] [--host H] [--port P] [--no-scheduler]
 python main.py worker
 python main.py poll --once [--all]
-python main.py sources add URL --outlet O --locale L | list | import FILE.opml | export
+python main.py sources add URL --outlet O --locale L | add --catalogue [--outlet O] [--locale L]
+python main.py sources list | import FILE.opml | export
 python main.py stories export --format jsonl
+python main.py keys create --role reader|editor|admin [--name N] | list | revoke ID
+python main.py eval export-labels DIR
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from aggregator.db import make_engine
+from aggregator.editorial import cli as editorial_cli
 from aggregator.migrate import require_migrated
 from aggregator.settings import Settings, load_settings
 from core.errors import BabelwireError, StorageError
@@ -45,10 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     poll.add_argument("--all", action="store_true", help="poll every enabled source, due or not")
     poll.add_argument("--quiet", action="store_true", help="no per-source progress lines")
     src = sub.add_parser("sources", help="manage sources").add_subparsers(dest="action", required=True)
-    add = src.add_parser("add", help="add one feed")
-    add.add_argument("url")
-    add.add_argument("--outlet", required=True)
-    add.add_argument("--locale", required=True, help=" ".join(LOCALES))
+    add = src.add_parser("add", help="add one feed, or the outlet catalogue's feeds (--catalogue)")
+    add.add_argument("url", nargs="?")
+    add.add_argument("--outlet", help="required with a URL; with --catalogue, only this outlet")
+    add.add_argument("--locale", help=" ".join(LOCALES) + " (required with a URL)")
+    add.add_argument("--catalogue", action="store_true", help="subscribe sources/outlets/*.toml's feeds")
     src.add_parser("list", help="list sources and their health")
     imp = src.add_parser("import", help="import an OPML 2.0 file (all or nothing)")
     imp.add_argument("file", type=Path)
@@ -56,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     stories = sub.add_parser("stories", help="stories").add_subparsers(dest="action", required=True)
     exp = stories.add_parser("export", help="print every story")
     exp.add_argument("--format", choices=["jsonl"], default="jsonl")
+    editorial_cli.add_commands(sub)
     return p
 
 
@@ -108,6 +114,8 @@ def cmd_sources(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
     from sources.opml import SourceSpec, export_opml, parse_opml
 
     require_migrated(engine)
+    if args.action == "add" and (args.catalogue or not (args.url and args.outlet and args.locale)):
+        return editorial_cli.add_sources(engine, args)
     if args.action == "add":
         report = add_sources(
             engine, [SourceSpec(url=args.url, outlet=args.outlet, locale=args.locale, title=None)]
@@ -200,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(settings, engine, args)
         if args.command == "worker":
             return cmd_worker(settings, engine)
+        if args.command in editorial_cli.COMMANDS:
+            return editorial_cli.run(engine, args)
     except BabelwireError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

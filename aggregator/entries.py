@@ -63,7 +63,7 @@ from core.fallbacks import (
 )
 from core.locales import LOCALES
 
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 """Bumped when what an entry holds changes: the API then rewrites every entry at start."""
 RELATED_PER_STORY = 5
 TABLE_KEY = "entries_fallbacks"
@@ -71,7 +71,12 @@ TABLE_KEY = "entries_fallbacks"
 VERSION_KEY = "entries_version"
 """``appstate`` key: RENDER_VERSION and a hash of the table, as of the last full rewrite."""
 MAX_TICKER_CHARS = 16
+PIN_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
+"""``storyentry.pinned_until`` of a pin without an end."""
 IN_CHAIN, UNTRANSLATED, BY_ID_ONLY = 0, 1, 2
+UNPINNED, PINNED = ',"pinned":false,', ',"pinned":true,'
+"""The pin flag as a stored body has it, and as the API gives a pinned entry: outside a string
+value (where quotes are escaped) only the entry's own flag can read like this."""
 CHUNK = 400
 
 _MODELS: dict[str, Any] = {
@@ -124,6 +129,18 @@ class Row:
     reach: int
     policy: str
     body: str
+    pinned_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """An editor's pin: on top of ``locale``'s feed (None: every locale) until ``until``."""
+
+    until: datetime
+    locale: str | None
+
+    def until_in(self, locale: str) -> datetime | None:
+        return self.until if self.locale is None or self.locale == locale else None
 
 
 def iso_utc(moment: datetime) -> str:
@@ -244,6 +261,7 @@ def _write(conn: sa.Connection, story_ids: Sequence[int], table: Mapping[str, Ch
                     "reach": r.reach,
                     "policy": r.policy,
                     "body": r.body,
+                    "pinned_until": r.pinned_until,
                 }
                 for r in rows
             ]
@@ -264,14 +282,25 @@ def render_stories(
     """For each visible story with a live member among ``story_ids``: (id, first published, its
     entry rows, its tickers, its outlets). Three statements for the whole chunk."""
     story, item, source, outlet, related = (_T[n] for n in ("story", "item", "source", "outlet", "related"))
-    stories = {
-        sid: (first, bool(pinned), canonical)
-        for sid, first, pinned, canonical in conn.execute(
-            sa.select(
-                story.c.id, story.c.first_published_at, story.c.pinned, story.c.canonical_item_id
-            ).where(story.c.id.in_(story_ids), story.c.hidden == sa.false())
+    stories: dict[int, tuple[datetime, Pin | None, int | None, dict[str, str]]] = {}
+    for sid, first, pinned, until, pin_locale, canonical, titles in conn.execute(
+        sa.select(
+            story.c.id,
+            story.c.first_published_at,
+            story.c.pinned,
+            story.c.pinned_until,
+            story.c.pinned_locale,
+            story.c.canonical_item_id,
+            story.c.titles,
+        ).where(story.c.id.in_(story_ids), story.c.hidden == sa.false())
+    ):
+        pin = None
+        if pinned:
+            pin = Pin(PIN_FOREVER if until is None else _aware(until), pin_locale)
+        edited = (
+            {k: v for k, v in titles.items() if isinstance(v, str) and v} if isinstance(titles, dict) else {}
         )
-    }
+        stories[sid] = (first, pin, canonical, edited)
     if not stories:
         return
     members: dict[int, list[Member]] = defaultdict(list)
@@ -365,7 +394,7 @@ def render_stories(
         ms.sort(key=lambda m: m.id)
         first = _aware(stories[sid][0])
         ranked = [o for o, _ in sorted(scored.get(sid, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
-        rows = render_story(sid, first, stories[sid][1], ms, ranked, related_members, table)
+        rows = render_story(sid, first, stories[sid][1], ms, ranked, related_members, table, stories[sid][3])
         story_tickers = sorted({t for m in ms for t in m.tickers if len(t) <= MAX_TICKER_CHARS})
         yield sid, first, rows, story_tickers, sorted({m.outlet_id for m in ms})
 
@@ -377,13 +406,18 @@ def _convert(text: str, config: str | None) -> str:
 def render_story(
     story_id: int,
     first_published_at: datetime,
-    pinned: bool,
+    pin: Pin | None,
     members: Sequence[Member],
     related_ids: Sequence[int],
     related_members: Mapping[int, Sequence[RelatedMember]],
     table: Mapping[str, Chain],
+    titles: Mapping[str, str] | None = None,
 ) -> list[Row]:
     """The rows of one story (``members`` non-empty) in every locale's feed.
+
+    An editor's title for the served locale replaces the member's. The body says ``"pinned":
+    false`` (:data:`UNPINNED`): a pin ends at a time, so the row's ``pinned_until`` holds it and the
+    API sets the flag when reading.
 
     What does not depend on the locale is worked out once, and locales that would get the same
     entry (same member, conversion, reach, hidden locales and related links) share one encoding."""
@@ -425,7 +459,7 @@ def render_story(
             served = members[choice.member_index]
             entry = {
                 "id": story_id,
-                "title": _convert(served.title, choice.converted),
+                "title": (titles or {}).get(choice.locale_served) or _convert(served.title, choice.converted),
                 "summary": _convert(served.summary_html, choice.converted),
                 "summary_text": _convert(served.summary_text, choice.converted),
                 "url": served.url,
@@ -435,7 +469,7 @@ def render_story(
                 "tickers": tickers,
                 "locale_served": choice.locale_served,
                 "converted": choice.converted,
-                "pinned": pinned,
+                "pinned": False,
                 "untranslated": reach != IN_CHAIN,
                 "original": original_ref,
                 "translations": [
@@ -455,6 +489,14 @@ def render_story(
             }
             body = encoded[key] = pydantic_core.to_json(entry).decode()[:-1]
         rows.append(
-            Row(locale, story_id, first_published_at, reach, members[choice.member_index].policy, body)
+            Row(
+                locale,
+                story_id,
+                first_published_at,
+                reach,
+                members[choice.member_index].policy,
+                body,
+                pin.until_in(locale) if pin else None,
+            )
         )
     return rows

@@ -84,6 +84,12 @@ class Story(SQLModel, table=True):
     updated_at: datetime = _ts(index=True, default_factory=utcnow)
     hidden: bool = False
     pinned: bool = False
+    pinned_until: datetime | None = _ts(nullable=True, default=None)
+    """An editor's pin holds until then (None: until unpinned)."""
+    pinned_locale: str | None = Field(default=None, max_length=8)
+    """The locale whose feed the pin tops (None: every locale)."""
+    titles: dict[str, str] | None = Field(default_factory=dict, sa_type=sa.JSON, nullable=True)
+    """Editors' titles per served locale, used instead of the member's own title."""
 
 
 class Item(SQLModel, table=True):
@@ -161,9 +167,13 @@ class EditorialOverride(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     action: str = Field(max_length=16)
-    """``split``: ``item_link`` must stand alone; ``merge``: ``item_link`` joins ``other_link``'s story."""
+    """Membership — ``split``: ``item_link`` must stand alone; ``merge``: ``item_link`` joins
+    ``other_link``'s story. Story attributes, on the story holding ``item_link`` — ``original``:
+    that item is the original; ``hide``/``unhide``; ``pin`` (``payload`` {"until", "locale"}) /
+    ``unpin``; ``title`` (``payload`` {"locale", "title"}; an empty title drops the edit)."""
     item_link: str = Field(max_length=2000)
     other_link: str | None = Field(default=None, max_length=2000)
+    payload: dict[str, Any] | None = Field(default_factory=dict, sa_type=sa.JSON, nullable=True)
     actor: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts(default_factory=utcnow)
 
@@ -191,6 +201,46 @@ class FeedChange(SQLModel, table=True):
     at: datetime = _ts(default_factory=utcnow)
 
 
+class ApiKey(SQLModel, table=True):
+    """An API key of the admin API and dashboard; only the sha256 of the key is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    role: str = Field(max_length=16)
+    """``reader`` | ``editor`` | ``admin``."""
+    key_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)
+    """The key's first characters, to tell keys apart in lists."""
+    created_at: datetime = _ts(default_factory=utcnow)
+    revoked_at: datetime | None = _ts(nullable=True, default=None)
+
+
+class AuditLog(SQLModel, table=True):
+    """One admin action: who (key name), what, on what, when, and the state before and after."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True, default_factory=utcnow)
+    actor: str = Field(max_length=100)
+    key_id: int | None = None
+    action: str = Field(max_length=64, index=True)
+    target: str = Field(default="", max_length=2000)
+    before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class ReviewVerdict(SQLModel, table=True):
+    """An editor's verdict on a dedupe decision of the review queue (keyed by item link)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    item_link: str = Field(max_length=2000, index=True)
+    verdict: str = Field(max_length=16)
+    """``confirm`` (the machine was right) | ``correct`` (an override fixed it)."""
+    decision_kind: str = Field(max_length=16)
+    story_id: int | None = None
+    actor: str = Field(max_length=100)
+    at: datetime = _ts(default_factory=utcnow)
+
+
 class AppState(SQLModel, table=True):
     """Values every process shares (the generated cursor secret, the fallback table the feed entries
     were written with): kept in the database, so replicas and restarts agree."""
@@ -210,6 +260,7 @@ class StoryEntry(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_storyentry_page", "locale", "reach", "published_at", "story_id"),
         sa.Index("ix_storyentry_all", "locale", "published_at", "story_id"),
+        sa.Index("ix_storyentry_pinned", "locale", "pinned_until"),
     )
 
     locale: str = Field(primary_key=True, max_length=8)
@@ -219,6 +270,9 @@ class StoryEntry(SQLModel, table=True):
     policy: str = Field(max_length=32)
     """The served member's outlet disclaimer policy."""
     body: str = Field(sa_type=sa.Text)
+    pinned_until: datetime | None = _ts(nullable=True, default=None)
+    """An editor's pin of the story on top of this locale's first page holds until then
+    (``aggregator.entries.PIN_FOREVER``: until unpinned); None: not pinned here."""
 
 
 class StoryTicker(SQLModel, table=True):

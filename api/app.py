@@ -22,13 +22,17 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
 
 from aggregator.appstate import shared_secret
 from aggregator.entries import ensure_entries
 from aggregator.migrate import current_revision, head_revision
 from aggregator.settings import Settings
+from api.admin.routes import admin_router
 from api.caching import GZIP_MIN_BYTES, CacheFront, Rendered, ResponseCache, cached_response, raw_key
 from api.cursor import TokenSigner
+from api.dashboard.routes import STATIC as DASHBOARD_STATIC
+from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.export.routes import install_export_routes
 from api.feed import FeedQuery, FeedReader
@@ -79,6 +83,19 @@ AcceptLanguage = Annotated[
 ]
 
 
+def editorial_generation(engine: sa.Engine) -> int | None:
+    """The newest audit row's id: every editorial action writes one, in any process. None when
+    the database cannot say (nothing cached is answered then)."""
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(_NEWEST_AUDIT).scalar() or 0)
+    except sqlalchemy.exc.SQLAlchemyError:
+        return None
+
+
+_NEWEST_AUDIT = sa.text("SELECT max(id) FROM auditlog")
+
+
 def _keep(value: object) -> bool:
     return isinstance(value, Rendered)
 
@@ -90,6 +107,7 @@ def create_app(
     fallbacks: Mapping[str, Chain] | None = None,
     seed_disclaimers: Mapping[tuple[str, str], str] | None = None,
     response_cache_s: float | None = None,
+    editorial_check_s: float = 0.25,
 ) -> FastAPI:
     """The API over ``engine``.
 
@@ -97,7 +115,9 @@ def create_app(
     rows of ``settings.locale_fallbacks``);
     ``seed_disclaimers`` the bundled disclaimer texts (default: ``sources/disclaimers.toml``);
     ``response_cache_s`` the micro-cache lifetime (default: 1 s, capped by the Cache-Control max-age;
-    0 turns it off).
+    0 turns it off);
+    ``editorial_check_s`` how often the cache reads the editorial generation (the newest audit
+    row) to drop values an editor's change made stale in another process (0: on every hit).
     """
     if fallbacks is None:
         fallbacks = parse_fallbacks(settings.locale_fallbacks)
@@ -125,7 +145,10 @@ def create_app(
         yield
 
     cache: ResponseCache[Rendered | Problem] = ResponseCache(
-        response_cache_s, record=lambda result: metrics.cache.labels(result).inc()
+        response_cache_s,
+        record=lambda result: metrics.cache.labels(result).inc(),
+        generation=lambda: editorial_generation(reader.engine),
+        generation_every=editorial_check_s,
     )
     public = f"public, max-age={settings.cache_max_age_s}"
 
@@ -137,6 +160,7 @@ def create_app(
         openapi_tags=[
             {"name": "feed", "description": "The localized feed, stories, and delta sync."},
             {"name": "ops", "description": "Health, readiness and metrics."},
+            {"name": "admin", "description": "Editors and admins (Bearer API key with a role)."},
         ],
         lifespan=lifespan,
     )
@@ -147,6 +171,10 @@ def create_app(
     app.state.reader = reader
     app.state.metrics = metrics
     app.state.response_cache = cache
+    app.state.engine = engine
+    app.include_router(admin_router(engine, on_change=cache.clear))
+    app.include_router(dashboard_router(engine, secret, on_change=cache.clear))
+    app.mount("/dashboard/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")
 
     async def _serve(
         request: Request, key: tuple[object, ...], build: Callable[[], Rendered | Problem], cache_control: str

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas import ErrorBody
+from core.errors import CatalogueError, EditorialError
 
 log = logging.getLogger("babelwire.api")
 
@@ -58,7 +59,10 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` entries documenting the error shape for these statuses."""
     described = {
         400: "Bad parameter: unknown locale, tampered cursor or token, bad ticker syntax, unknown outlet.",
+        401: "No API key, or an unknown or revoked one (`Authorization: Bearer <key>`).",
+        403: "The API key's role may not do this.",
         404: "No such story (or it is hidden).",
+        409: "The action contradicts the current state.",
         422: "A parameter has the wrong type or is out of range (e.g. `limit` above the maximum).",
         503: "Not ready: the database is unreachable or its migrations are not at head.",
     }
@@ -86,6 +90,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(Problem(422, "invalid_parameter", _validation_message(exc)))
+
+    @app.exception_handler(EditorialError)
+    async def _editorial(request: Request, exc: EditorialError) -> JSONResponse:
+        return error_response(Problem(exc.status, exc.code, str(exc)))
+
+    @app.exception_handler(CatalogueError)
+    async def _catalogue(request: Request, exc: CatalogueError) -> JSONResponse:
+        return error_response(Problem(400, "bad_request", str(exc)))
 
     @app.exception_handler(sqlalchemy.exc.OperationalError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:

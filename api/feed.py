@@ -27,7 +27,7 @@ from typing import Any
 import pydantic_core
 import sqlalchemy as sa
 
-from aggregator.entries import BY_ID_ONLY, IN_CHAIN, iso_utc
+from aggregator.entries import BY_ID_ONLY, IN_CHAIN, PINNED, UNPINNED, iso_utc
 from api.cursor import FeedPosition, TokenSigner
 from api.dbapi import compiled_for
 from api.errors import Problem
@@ -38,6 +38,7 @@ from api.feed_statements import (
     FEEDCHANGE,
     MEMBER_ROW,
     OUTLET_ROW,
+    PINNED_ROW,
     feed_statement,
     story_statement,
 )
@@ -118,7 +119,8 @@ class FeedReader:
 
     def feed_page_bytes(self, query: FeedQuery) -> bytes | Problem:
         """A ``FeedPage`` body, encoded: the stored fragments joined, each with its disclaimer."""
-        params: dict[str, Any] = {"locale": query.locale}
+        now = datetime.now(UTC)
+        params: dict[str, Any] = {"locale": query.locale, "now": now}
         if query.after is not None:
             params["after_ts"] = query.after.published_at
             params["after_id"] = query.after.story_id
@@ -134,6 +136,7 @@ class FeedReader:
             query.limit + 1,
         )
         entries: list[tuple[datetime, int, str, str]] = []
+        pinned: list[tuple[datetime, int, str, str]] = []
         disclaimers: dict[tuple[str, str], tuple[str, str]] = {}
         outlet_known = False
         with self.engine.connect() as conn:
@@ -142,6 +145,8 @@ class FeedReader:
             ).rows(conn, params):
                 if kind == ENTRY_ROW:
                     entries.append((published_at, story_id, policy, body))
+                elif kind == PINNED_ROW:
+                    pinned.append((published_at, story_id, policy, body.replace(UNPINNED, PINNED, 1)))
                 elif kind == DISCLAIMER_ROW:
                     disclaimers[(policy, locale)] = (body or "", str(version))
                 elif kind == OUTLET_ROW:
@@ -149,6 +154,7 @@ class FeedReader:
         if query.outlet is not None and not outlet_known:
             return Problem(400, "unknown_outlet", f"unknown outlet {query.outlet!r}")
         entries.sort(reverse=True)
+        pinned.sort(reverse=True)
         more = len(entries) > query.limit
         page = entries[: query.limit]
         memo: dict[str, bytes] = {}
@@ -161,7 +167,7 @@ class FeedReader:
                     b"}",
                 )
             )
-            for _, _, policy, body in page
+            for _, _, policy, body in pinned + page
         )
         next_cursor = None
         if more and page:
@@ -188,6 +194,7 @@ class FeedReader:
         """A ``StoryDetail`` body; None when the story is missing, hidden or has no live member.
 
         The entry is the one the locale's feed shows (or would, for a story left out of it)."""
+        now = datetime.now(UTC).replace(tzinfo=None)
         with self.engine.connect() as conn:
             rows = compiled_for(story_statement(), conn.dialect).rows(
                 conn, {"story_id": story_id, "locale": locale}
@@ -198,10 +205,11 @@ class FeedReader:
         policy = ""
         for (
             kind, _sid, published_at, row_policy, body, row_locale, version, item_id, link, language, outlet_id,
-            outlet_name, canonical_item_id,
+            outlet_name, canonical_item_id, pinned_until,
         ) in rows:  # fmt: skip
             if kind == ENTRY_ROW:
                 entry, policy = json.loads(body + "}"), row_policy
+                entry["pinned"] = pinned_until is not None and pinned_until > now
             elif kind == DISCLAIMER_ROW:
                 disclaimers[(row_policy, row_locale)] = (body or "", str(version))
             elif kind == MEMBER_ROW:

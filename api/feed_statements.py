@@ -3,7 +3,10 @@
 A page is one statement, one round trip: the page's entries — an index range scan on
 ``storyentry`` (locale, reach, published_at, story_id), newest first, ``limit + 1`` — stacked with
 UNION ALL onto the newest version of every disclaimer (and, with ``outlet=``, a row saying whether
-the outlet exists), told apart by ``kind``. A filter walks its own index instead: per requested
+the outlet exists), told apart by ``kind``. A first page also stacks the entries an editor pinned
+in the locale (an index range scan on ``storyentry`` (locale, pinned_until) past ``now``, under
+the same filters): they top that page and are left out of every page's ordinary scan, so a story
+is listed once. A filter walks its own index instead: per requested
 ticker, ``storyticker`` (ticker, published_at, story_id) joined to the entry by primary key,
 ``limit + 1`` each, then merged; so a filter costs the same whether it matches many, few or no
 stories. LIMIT is a literal (one statement per limit), so PostgreSQL keeps a generic plan.
@@ -31,7 +34,9 @@ ENTRY = SQLModel.metadata.tables["storyentry"]
 TICKER = SQLModel.metadata.tables["storyticker"]
 STORY_OUTLET = SQLModel.metadata.tables["storyoutlet"]
 
-ENTRY_ROW, DISCLAIMER_ROW, OUTLET_ROW, MEMBER_ROW = 0, 1, 2, 3
+ENTRY_ROW, DISCLAIMER_ROW, OUTLET_ROW, MEMBER_ROW, PINNED_ROW = 0, 1, 2, 3, 4
+MAX_PINNED = 50
+"""At most this many pinned entries top a first page."""
 
 _COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "kind": sa.Integer(),
@@ -47,6 +52,7 @@ _COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "outlet_id": sa.String(),
     "outlet_name": sa.String(),
     "canonical_item_id": sa.Integer(),
+    "pinned_until": sa.DateTime(),
 }
 """The columns every part of a statement returns (NULL where a part has nothing), in order.
 Datetimes are plain ``DateTime`` (naive UTC): ``api.dbapi`` converts SQLite's text."""
@@ -99,6 +105,42 @@ def _keyset(published: Any, story_id: Any) -> sa.ColumnElement[bool]:
     return sa.tuple_(published, story_id) < after
 
 
+def _now() -> Any:
+    return sa.bindparam("now", type_=UTCDateTime())
+
+
+def _unpinned(entry: Any) -> sa.ColumnElement[bool]:
+    """Not pinned in this locale at ``now`` (a pinned entry is listed on top of the first page)."""
+    return sa.or_(entry.c.pinned_until.is_(None), entry.c.pinned_until <= _now())
+
+
+def _pinned(tickers: int, by_outlet: bool, untranslated: bool) -> sa.Select[Any]:
+    """The locale's entries pinned at ``now`` that the page's filters let through."""
+    entry = ENTRY.alias("pe")
+    q = sa.select(entry).where(
+        entry.c.locale == sa.bindparam("locale", type_=sa.String()),
+        entry.c.pinned_until > _now(),
+        _reach(entry, untranslated),
+    )
+    if tickers:
+        ticker = TICKER.alias("pt")
+        q = q.where(
+            sa.exists().where(
+                ticker.c.story_id == entry.c.story_id,
+                ticker.c.ticker.in_([sa.bindparam(f"ticker_{i}", type_=sa.String()) for i in range(tickers)]),
+            )
+        )
+    if by_outlet:
+        outlet = STORY_OUTLET.alias("pto")
+        q = q.where(
+            sa.exists().where(
+                outlet.c.story_id == entry.c.story_id,
+                outlet.c.outlet_id == sa.bindparam("outlet", type_=sa.String()),
+            )
+        )
+    return _limited(q, entry.c.published_at, entry.c.story_id, MAX_PINNED)
+
+
 def _limited(q: sa.Select[Any], published: Any, story_id: Any, limit: int) -> sa.Select[Any]:
     return q.order_by(published.desc(), story_id.desc()).limit(sa.literal_column(str(int(limit)), sa.Integer))
 
@@ -109,7 +151,8 @@ def feed_statement(
 ) -> sa.CompoundSelect[Any]:
     """The page statement of one request shape, built once (SQLAlchemy statement construction costs
     more CPU than the database spends running it). ``limit`` (entries to fetch) is rendered as a
-    literal; bind ``locale`` and, by shape, ``after_ts``/``after_id``, ``ticker_0``… and ``outlet``."""
+    literal; bind ``locale``, ``now`` and, by shape, ``after_ts``/``after_id``, ``ticker_0``… and
+    ``outlet``. A first page (no keyset) also returns the pinned entries (``PINNED_ROW``)."""
     locale = sa.bindparam("locale", type_=sa.String())
     entry = ENTRY.alias("e")
     cols = (entry.c.story_id, entry.c.published_at, entry.c.policy, entry.c.body)
@@ -131,7 +174,11 @@ def feed_statement(
                         entry, sa.and_(entry.c.locale == locale, entry.c.story_id == driver.c.story_id)
                     )
                 )
-                .where(key == sa.bindparam(name, type_=sa.String()), _reach(entry, untranslated))
+                .where(
+                    key == sa.bindparam(name, type_=sa.String()),
+                    _reach(entry, untranslated),
+                    _unpinned(entry),
+                )
             )
             if tickers and by_outlet:
                 probe = STORY_OUTLET.alias("po")
@@ -151,7 +198,7 @@ def feed_statement(
         )
         page = _limited(sa.select(merged), merged.c.published_at, merged.c.story_id, limit).subquery("pg")
     else:
-        q = sa.select(*cols).where(entry.c.locale == locale, _reach(entry, untranslated))
+        q = sa.select(*cols).where(entry.c.locale == locale, _reach(entry, untranslated), _unpinned(entry))
         if keyset:
             q = q.where(_keyset(entry.c.published_at, entry.c.story_id))
         page = _limited(q, entry.c.published_at, entry.c.story_id, limit).subquery("pg")
@@ -166,6 +213,18 @@ def feed_statement(
         ),
         _disclaimers(),
     ]
+    if not keyset:
+        pinned = _pinned(tickers, by_outlet, untranslated).subquery("pinned")
+        parts.append(
+            _part(
+                PINNED_ROW,
+                pinned,
+                story_id=pinned.c.story_id,
+                published_at=pinned.c.published_at,
+                policy=pinned.c.policy,
+                body=pinned.c.body,
+            )
+        )
     if by_outlet:
         parts.append(
             _part(OUTLET_ROW, OUTLET, outlet_id=OUTLET.c.id).where(OUTLET.c.id == sa.bindparam("outlet"))
@@ -175,11 +234,16 @@ def feed_statement(
 
 @lru_cache(maxsize=1)
 def story_statement() -> sa.CompoundSelect[Any]:
-    """One story's entry in one locale, its live members and the disclaimers; bind ``story_id``
-    and ``locale``. No entry row: the story is missing, hidden or has no live member."""
+    """One story's entry in one locale (with its pin's end), its live members and the disclaimers;
+    bind ``story_id`` and ``locale``. No entry row: the story is missing, hidden or has no live member."""
     story_id = sa.bindparam("story_id", type_=sa.Integer())
     entry = _part(
-        ENTRY_ROW, ENTRY, story_id=ENTRY.c.story_id, policy=ENTRY.c.policy, body=ENTRY.c.body
+        ENTRY_ROW,
+        ENTRY,
+        story_id=ENTRY.c.story_id,
+        policy=ENTRY.c.policy,
+        body=ENTRY.c.body,
+        pinned_until=ENTRY.c.pinned_until,
     ).where(ENTRY.c.story_id == story_id, ENTRY.c.locale == sa.bindparam("locale", type_=sa.String()))
     members = _part(
         MEMBER_ROW,

@@ -90,7 +90,10 @@ class FeedEntry(BaseModel):
         "zh-TW reader in Traditional script; `t2s`: the reverse). Null when the text is as published.",
         examples=[None, "s2twp"],
     )
-    pinned: bool = Field(default=False, description="An editor pinned the story (the order is unchanged).")
+    pinned: bool = Field(
+        default=False,
+        description="An editor pinned the story on top of this locale's feed (first page only; it is then left out of later pages).",
+    )
     untranslated: bool = Field(
         default=False,
         description="No version of the story is in the requested locale or its fallback chain: it is "

@@ -93,10 +93,11 @@ class Seeder:
         hidden: bool = False,
         pinned: bool = False,
         original: int = 0,
+        **editorial: Any,
     ) -> int:
         """A story whose ``members[original]`` is the canonical item; returns its id."""
         with Session(self.engine) as s:
-            story = Story(first_published_at=at, updated_at=at, hidden=hidden, pinned=pinned)
+            story = Story(first_published_at=at, updated_at=at, hidden=hidden, pinned=pinned, **editorial)
             s.add(story)
             s.flush()
             assert story.id is not None
@@ -479,11 +480,57 @@ def test_hidden_and_tombstoned_are_left_out(client: TestClient, seed: Seeder) ->
     assert_error(client.get(f"/v1/stories/{hidden}"), 404, "not_found")
 
 
-def test_pinned_is_reported_but_order_is_by_time(client: TestClient, seed: Seeder) -> None:
+def test_pinned_tops_the_first_page_once(client: TestClient, seed: Seeder) -> None:
     pinned = seed.story(Member("en"), at=T0, pinned=True)
+    older = seed.story(Member("en"), at=T0 - timedelta(minutes=1))
     newer = seed.story(Member("en"), at=T0 + timedelta(minutes=1))
     items = feed(client)["items"]
-    assert [(e["id"], e["pinned"]) for e in items] == [(newer, False), (pinned, True)]
+    assert [(e["id"], e["pinned"]) for e in items] == [(pinned, True), (newer, False), (older, False)]
+    first = feed(client, limit=1)
+    assert [e["id"] for e in first["items"]] == [pinned, newer]
+    rest = feed(client, limit=1, cursor=first["next_cursor"])
+    assert [e["id"] for e in rest["items"]] == [older] and rest["next_cursor"] is None
+
+
+def test_a_pin_holds_in_its_locale_until_its_end_under_the_page_filters(
+    client: TestClient, seed: Seeder
+) -> None:
+    """Pins are read from the entries: a pin for one locale tops only that locale's first page, an
+    ended pin is an ordinary entry, and a filtered first page tops only the pinned stories it lets
+    through; an editor's title shows in its locale's entry."""
+    now = datetime.now(UTC)
+    pt = seed.story(Member("en", tickers=["BTC"]), Member("pt-PT"), at=T0, pinned=True, pinned_locale="pt-PT")
+    ended = seed.story(
+        Member("en"), at=T0 - timedelta(minutes=2), pinned=True, pinned_until=now - timedelta(hours=1)
+    )
+    until = seed.story(
+        Member("en", tickers=["ETH"]),
+        at=T0 - timedelta(minutes=1),
+        pinned=True,
+        pinned_until=now + timedelta(hours=1),
+        titles={"en": "An editor's title"},
+    )
+    newer = seed.story(Member("en", tickers=["BTC"]), Member("pt-PT"), at=T0 + timedelta(minutes=1))
+    en = feed(client, locale="en")["items"]
+    assert [(e["id"], e["pinned"]) for e in en] == [
+        (until, True),
+        (newer, False),
+        (pt, False),
+        (ended, False),
+    ]
+    assert en[0]["title"] == "An editor's title"
+    assert [(e["id"], e["pinned"]) for e in feed(client, locale="pt-PT")["items"]] == [
+        (pt, True),
+        (until, True),
+        (newer, False),
+        (ended, False),
+    ]
+    assert [e["id"] for e in feed(client, locale="en", tickers="BTC")["items"]] == [newer, pt]
+    assert [e["id"] for e in feed(client, locale="pt-PT", tickers="BTC")["items"]] == [pt, newer]
+    assert [e["id"] for e in feed(client, locale="en", tickers="ETH")["items"]] == [until]
+    assert client.get(f"/v1/stories/{until}", params={"locale": "en"}).json()["pinned"] is True
+    assert client.get(f"/v1/stories/{ended}", params={"locale": "en"}).json()["pinned"] is False
+    assert client.get(f"/v1/stories/{pt}", params={"locale": "en"}).json()["pinned"] is False
 
 
 # ---- related and disclaimers -------------------------------------------------------------------

@@ -187,6 +187,42 @@ def test_raw_key_is_path_query_language_and_host() -> None:
     assert raw_key(_request({}).scope) == ("/v1/feed", b"", b"", b"")
 
 
+def test_a_new_generation_drops_values_and_is_read_at_most_every_interval() -> None:
+    """The editorial generation (the newest audit row in the app) is read at most once per
+    ``generation_every``; a value built under an older one is never answered, not even stale;
+    ``clear`` (an edit in this process) reads it again at once; a failed read answers nothing
+    from the cache."""
+    clock, build = Clock(), Builds()
+    state: dict[str, int | None] = {"generation": 1}
+    reads: list[float] = []
+
+    def generation() -> int | None:
+        reads.append(clock.now)
+        return state["generation"]
+
+    cache: ResponseCache[int] = ResponseCache(
+        1.0, stale=4.0, clock=clock, generation=generation, generation_every=0.25
+    )
+
+    async def scenario() -> list[int]:
+        got = [await cache.get("k", build, keep_all) for _ in range(3)]  # built once, one read
+        state["generation"] = 2  # another process's edit
+        got.append(await cache.get("k", build, keep_all))  # not seen yet: same instant
+        clock.now += 0.3
+        got.append(await cache.get("k", build, keep_all))  # seen: rebuilt, not the stale value
+        state["generation"] = 3
+        cache.clear()  # this process's edit
+        got.append(await cache.get("k", build, keep_all))
+        state["generation"] = None  # the database cannot say
+        clock.now += 0.3
+        got.append(await cache.get("k", build, keep_all))
+        got.append(await cache.get("k", build, keep_all))
+        return got
+
+    assert run(scenario) == [1, 1, 1, 1, 2, 3, 4, 5]
+    assert len(reads) < 10
+
+
 def test_a_gzip_revalidation_is_answered_without_compressing() -> None:
     fresh = Rendered.of(b'{"x": "' + b"b" * 3000 + b'"}')
     r = cached_response(_request({"If-None-Match": fresh.gzip_etag, "Accept-Encoding": "gzip"}), fresh, "c")

@@ -390,3 +390,15 @@ def test_only_links_among_the_strongest_of_a_story_are_kept() -> None:
         (2, 3): RelatedLink(3.0, (2, 3)),
     }
     assert list(c.kept_related()) == [(1, 2), (1, 3), (2, 3)]
+
+
+def test_a_non_merge_names_its_nearest_candidate() -> None:
+    """An item that founds a story keeps its best-scoring candidate and that candidate's bar, for
+    the editors' review queue; the independent report's is the original, under its bar."""
+    c = Clusterer()
+    first = c.add(EXTRACTOR.features(ORIGINAL))
+    assert first.kind == "new" and first.signals == {}
+    a = c.add(EXTRACTOR.features(INDEPENDENT))
+    assert a.kind == "new"
+    nearest = a.signals["nearest"]
+    assert nearest["item"] == 1 and 0 < nearest["score"] < nearest["threshold"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "aggregator", "api", "sources", "app")
-SHIPPED = {".py", ".pyx", ".pyi", ".toml", ".tsv", ".txt", ".json"}
+SHIPPED = {".py", ".pyx", ".pyi", ".toml", ".tsv", ".txt", ".json", ".html", ".css", ".js"}
 
 
 def _project_files() -> list[str]:

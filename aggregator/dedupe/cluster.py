@@ -249,9 +249,20 @@ class Clusterer:
         else:
             story = self._story(self.new_story_key())
             self._place(f, story, keys[1])
-            result = Assignment(f.doc.id, story.key, "new")
+            result = Assignment(f.doc.id, story.key, "new", signals=self._nearest(pairs))
         self._relate(f, story.key, related)
         return result
+
+    def _nearest(self, pairs: dict[int, PairScore]) -> dict[str, Any]:
+        """For an item that founded a story: its best-scoring candidate and the bar that candidate
+        had to reach (the plain content bar when no merge was possible at all), so editors can
+        review the non-merges that came closest (``aggregator.editorial.review``)."""
+        if not pairs:
+            return {}
+        doc, p = max(pairs.items(), key=lambda kv: (kv[1].score, -kv[0]))
+        threshold = self._threshold(p)
+        bar = self.t.merge if threshold is None else threshold
+        return {"nearest": {"item": doc, "score": round(p.score, 4), "threshold": bar}}
 
     def _judge(
         self, f: Features, story: StoryState, docs: list[int], pairs: dict[int, PairScore]

@@ -11,7 +11,8 @@ One call, one transaction (serialized across processes: ``lock``):
    changed story, and the precomputed feed entries of the changed stories
    (``aggregator.entries.refresh_story_entries``);
 4. apply every editorial override (split: the item stands alone; merge: the item joins the
-   other item's story), so they survive re-runs.
+   other item's story; then the story attributes: original, hidden, pin, titles), so they
+   survive re-runs. ``reapply_overrides`` runs this step alone, for an editor's action.
 Running it again with nothing new changes nothing.
 """
 
@@ -83,10 +84,18 @@ def _doc(item: Item, outlet: str) -> DedupeDoc:
     )
 
 
+MEMBERSHIP = ("split", "merge")
+"""Override actions that move items between stories; the others set attributes of a story."""
+
+
 def _effective_overrides(session: Session) -> dict[str, EditorialOverride]:
-    """The newest override per item link (a later split undoes an earlier merge, and back)."""
+    """The newest membership override per item link (a later split undoes an earlier merge, and back)."""
     out: dict[str, EditorialOverride] = {}
-    for o in session.exec(select(EditorialOverride).order_by(EditorialOverride.id)).all():  # type: ignore[arg-type]
+    for o in session.exec(
+        select(EditorialOverride)
+        .where(EditorialOverride.action.in_(MEMBERSHIP))  # type: ignore[attr-defined]
+        .order_by(EditorialOverride.id)  # type: ignore[arg-type]
+    ).all():
         key = norm_url(o.item_link)
         if key:
             out[key] = o
@@ -110,7 +119,23 @@ def run_dedupe(
         if new_rows:
             _cluster(session, new_rows, overrides, thresholds, extractor, report)
         report.overrides_applied = _apply_overrides(session, overrides, report)
-        _finish(session, report)
+        neighbors = _finish(session, report)
+        _apply_story_overrides(session, report)
+        refresh_story_entries(session, report.changed_stories | neighbors)
+    return report
+
+
+def reapply_overrides(session: Session) -> DedupeReport:
+    """Make the stored stories agree with every override now, inside the caller's transaction
+    (an editor's action): the last step of ``run_dedupe``, under the same lock."""
+    report = DedupeReport()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+    session.flush()
+    report.overrides_applied = _apply_overrides(session, _effective_overrides(session), report)
+    neighbors = _finish(session, report)
+    _apply_story_overrides(session, report)
+    refresh_story_entries(session, report.changed_stories | neighbors)
     return report
 
 
@@ -331,10 +356,18 @@ def _apply_overrides(session: Session, overrides: dict[str, EditorialOverride], 
         old = item.story_id
         matched: int | None = None
         if o.action == "split":
-            others = session.exec(
-                select(sa.func.count()).select_from(Item).where(Item.story_id == old, Item.id != item.id)
-            ).one()
-            if not others:
+            # Items a newer override merged into this one's story may stay with it: the split
+            # came first, the merge was the editor's later word.
+            joined_later = {
+                by_link[k].id
+                for k, m in overrides.items()
+                if m.action == "merge"
+                and (m.id or 0) > (o.id or 0)
+                and norm_url(m.other_link) == key
+                and k in by_link
+            }
+            others = session.exec(select(Item.id).where(Item.story_id == old, Item.id != item.id)).all()
+            if not set(others) - joined_later:
                 continue
             story = Story(first_published_at=item.published_at, updated_at=datetime.now(UTC))
             session.add(story)
@@ -342,9 +375,13 @@ def _apply_overrides(session: Session, overrides: dict[str, EditorialOverride], 
             assert story.id is not None
             target = story.id
         elif o.action == "merge":
-            other = by_link.get(norm_url(o.other_link) or "")
+            target_key = norm_url(o.other_link) or ""
+            other = by_link.get(target_key)
             if other is None or other.story_id is None or other.story_id == old:
                 continue
+            newer = overrides.get(target_key)
+            if newer is not None and newer.action == "split" and (newer.id or 0) > (o.id or 0):
+                continue  # the target was split off after this merge: it stands alone
             target = other.story_id
             matched = other.id
         else:
@@ -367,10 +404,11 @@ def _apply_overrides(session: Session, overrides: dict[str, EditorialOverride], 
     return moved
 
 
-def _finish(session: Session, report: DedupeReport) -> None:
-    """Drop stories left empty, refresh canonicals, log feed changes."""
+def _finish(session: Session, report: DedupeReport) -> set[int]:
+    """Drop stories left empty, refresh canonicals, log feed changes; return the stories related to
+    the dropped ones (their entries list them)."""
     if not report.changed_stories:
-        return
+        return set()
     session.flush()
     changed = sorted(report.changed_stories)
     counts = dict(
@@ -401,4 +439,70 @@ def _finish(session: Session, report: DedupeReport) -> None:
         _set_canonicals(session, live, {})
     for story_id in sorted(live):
         session.add(FeedChange(story_id=story_id, change="upsert"))
-    refresh_story_entries(session, set(changed) | neighbors)
+    return neighbors
+
+
+def _apply_story_overrides(session: Session, report: DedupeReport) -> None:
+    """Set each story's original, visibility, pin and titles from the editors' overrides, in the
+    order they were made, on the story that holds each override's item now."""
+    rows = session.exec(
+        select(EditorialOverride)
+        .where(EditorialOverride.action.not_in(MEMBERSHIP))  # type: ignore[attr-defined]
+        .order_by(EditorialOverride.id)  # type: ignore[arg-type]
+    ).all()
+    if not rows:
+        return
+    raw = sorted({o.item_link for o in rows})
+    by_link: dict[str, Item] = {}
+    for item in session.exec(
+        select(Item)
+        .where(Item.link.in_(raw), Item.story_id.is_not(None))  # type: ignore[union-attr]
+        .order_by(Item.id)  # type: ignore[arg-type]
+        .options(defer(Item.dedupe_features))  # type: ignore[arg-type]
+    ).all():
+        link = norm_url(item.link)
+        if link is not None and link not in by_link:
+            by_link[link] = item
+    wanted: dict[int, dict[str, Any]] = defaultdict(dict)
+    for o in rows:
+        found = by_link.get(norm_url(o.item_link) or "")
+        if found is None or found.story_id is None:
+            continue
+        item = found
+        state = wanted[found.story_id]
+        payload = o.payload or {}
+        if o.action == "original":
+            state["canonical_item_id"] = item.id
+        elif o.action in ("hide", "unhide"):
+            state["hidden"] = o.action == "hide"
+        elif o.action == "pin":
+            until = payload.get("until")
+            state["pinned"] = True
+            state["pinned_until"] = datetime.fromisoformat(until) if isinstance(until, str) else None
+            state["pinned_locale"] = payload.get("locale")
+        elif o.action == "unpin":
+            state.update(pinned=False, pinned_until=None, pinned_locale=None)
+        elif o.action == "title":
+            titles = dict(state.get("titles", {}))
+            locale, title = str(payload.get("locale", "")), str(payload.get("title", "")).strip()
+            if title:
+                titles[locale] = title
+            else:
+                titles.pop(locale, None)
+            state["titles"] = titles
+    for story_id, state in sorted(wanted.items()):
+        story = session.get(Story, story_id)
+        if story is None:
+            continue
+        changed = False
+        for attr, value in state.items():
+            if getattr(story, attr) != value:
+                setattr(story, attr, value)
+                changed = True
+        if changed:
+            story.updated_at = datetime.now(UTC)
+            session.add(story)
+            if story_id not in report.changed_stories:
+                session.add(FeedChange(story_id=story_id, change="upsert"))
+            report.changed_stories.add(story_id)
+    session.flush()

@@ -1,0 +1,1 @@
+"""The editors' dashboard (``/dashboard``): Jinja2 pages over ``aggregator.editorial``."""
