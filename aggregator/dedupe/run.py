@@ -129,8 +129,7 @@ def reapply_overrides(session: Session) -> DedupeReport:
     """Make the stored stories agree with every override now, inside the caller's transaction
     (an editor's action): the last step of ``run_dedupe``, under the same lock."""
     report = DedupeReport()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+    serialize_run(session)
     session.flush()
     report.overrides_applied = _apply_overrides(session, _effective_overrides(session), report)
     neighbors = _finish(session, report)
