@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 class Process:
     """One ``python main.py ARGS`` with ``env``; ``lines`` fills as it logs on stderr."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str], preexec_fn: Callable[[], None] | None = None
+    ) -> None:
         self.args = list(args)
         self.proc = subprocess.Popen(
             [sys.executable, "main.py", *args],
@@ -27,6 +29,7 @@ class Process:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=preexec_fn,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -57,11 +60,12 @@ class Process:
             time.sleep(0.05)
         raise AssertionError(f"{self.args}: no awaited line within {timeout_s}s:\n{self.stderr}")
 
-    def stop(self, timeout_s: float = 60) -> int:
-        """SIGINT, then the exit code; a process still running after ``timeout_s`` prints its
-        threads' stacks (SIGUSR1, where registered) and is killed, and the test fails."""
+    def stop(self, timeout_s: float = 60, signum: signal.Signals = signal.SIGINT) -> int:
+        """``signum`` (SIGINT by default), then the exit code; a process still running after
+        ``timeout_s`` prints its threads' stacks (SIGUSR1, where registered) and is killed, and the
+        test fails."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signum)
         try:
             code = self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -70,7 +74,7 @@ class Process:
             self.proc.kill()
             self.proc.wait()
             self._reader.join(timeout=5)
-            raise AssertionError(f"{self.args} did not stop after SIGINT:\n{self.stderr}") from None
+            raise AssertionError(f"{self.args} did not stop after {signum.name}:\n{self.stderr}") from None
         self._reader.join(timeout=5)
         return code
 

@@ -9,14 +9,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +23,6 @@ import feedparser
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -40,6 +37,7 @@ from aggregator.websub import FORMATS, topics
 from api.app import create_app
 from api.export.document import entry_id
 from sources.opml import SourceSpec
+from tests import livesite
 from tests.feedserver import FeedServer, Response
 from tests.test_api import SEEDS
 from tests.test_pipeline import FIXTURES, GOOD
@@ -47,25 +45,9 @@ from tests.test_pipeline import FIXTURES, GOOD
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@contextmanager
-def serving(settings: Settings, engine: sa.Engine) -> Iterator[str]:
-    """The API under uvicorn on a loopback port, in a thread; yields its base URL."""
-    app = create_app(settings, engine, seed_disclaimers=SEEDS, response_cache_s=0)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+def serving(settings: Settings, engine: sa.Engine) -> AbstractContextManager[str]:
+    """The API (micro-cache off) under uvicorn on a loopback port; yields its base URL."""
+    return livesite.serving(create_app(settings, engine, seed_disclaimers=SEEDS, response_cache_s=0))
 
 
 def _spec(server: FeedServer, path: str) -> SourceSpec:

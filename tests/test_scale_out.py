@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from aggregator.registry import add_sources
 from aggregator.settings import Settings
 from sources.opml import SourceSpec
 from tests.feedserver import FeedServer, Response
+from tests.livesite import free_port
 from tests.pgserver import PostgresServer
 from tests.processes import Process
 from tests.scale_feeds import ITEMS_PER_FEED, feed, locale_of, path_of
@@ -84,12 +84,6 @@ def _stories(engine: sa.Engine) -> set[tuple[tuple[str, str], ...]]:
     return {tuple((url, guid) for _, url, guid in sorted(m)) for m in members.values()}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pages(base: str) -> list[tuple[str, Any]]:
     """Every page of the English feed, following the cursor: (ETag, body) each."""
     out: list[tuple[str, Any]] = []
@@ -119,7 +113,7 @@ def test_three_workers_and_two_api_processes_share_300_sources(
     url, engine = _database(pg_server)
     env = _env(url)
     items = SOURCES * ITEMS_PER_FEED
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     workers = [Process(["worker"], env) for _ in range(3)]
     apis = [Process(["serve", "--no-scheduler", "--port", str(p)], env) for p in ports]
     everyone = workers + apis

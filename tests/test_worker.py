@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,34 +16,9 @@ from aggregator.settings import Settings
 from sources.opml import SourceSpec
 from tests.feedserver import FeedServer, Response
 from tests.pgserver import PostgresServer
+from tests.processes import Process
 
-ROOT = Path(__file__).resolve().parents[1]
 FEED = (Path(__file__).parent / "fixtures" / "e2e" / "coindesk-en.xml").read_bytes()
-
-
-def _start(env: dict[str, str], preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[str]:
-    """A real ``main.py worker`` process; its stderr is read when it stops."""
-    return subprocess.Popen(
-        [sys.executable, "main.py", "worker"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=preexec_fn,
-    )
-
-
-def _stop(worker: subprocess.Popen[str]) -> str:
-    """The worker's stderr once it has exited; a worker still running a minute after SIGINT
-    prints its threads' stacks (SIGUSR1, faulthandler) and is killed, and the test fails."""
-    try:
-        return worker.communicate(timeout=60)[1]
-    except subprocess.TimeoutExpired:
-        worker.send_signal(signal.SIGUSR1)
-        time.sleep(2)
-        worker.kill()
-        raise AssertionError("worker did not stop after a stop signal:\n" + worker.communicate()[1]) from None
 
 
 def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
@@ -71,18 +43,17 @@ def test_two_workers_poll_each_source_once(pg_server: PostgresServer) -> None:
             BABELWIRE_TICK_S="0.3",
             BABELWIRE_FETCH_CONCURRENCY="2",
         )
-        workers = [_start(env) for _ in range(2)]
+        workers = [Process(["worker"], env) for _ in range(2)]
         try:
             deadline = time.monotonic() + 90
             while time.monotonic() < deadline and sum(server.hits.get(p, 0) for p in paths) < len(paths):
                 time.sleep(0.2)
             time.sleep(2.0)  # several more ticks of both workers: nothing is due again yet
         finally:
-            for w in workers:
-                w.send_signal(signal.SIGINT)
-            errs = [_stop(w) for w in workers]
+            codes = [w.stop() for w in workers]
+            errs = [w.stderr for w in workers]
         assert [server.hits.get(p, 0) for p in paths] == [1] * len(paths), errs
-        assert all(w.returncode == 0 for w in workers), errs
+        assert codes == [0, 0], errs
         assert all("Traceback" not in e for e in errs), errs
     with engine.connect() as conn:
         import sqlalchemy as sa
@@ -114,14 +85,14 @@ def test_worker_stops_cleanly_on_sigint_or_sigterm(tmp_path: Path, signum: signa
             os.environ, BABELWIRE_DATABASE_URL=url, BABELWIRE_ALLOW_PRIVATE_FEEDS="1", BABELWIRE_TICK_S="0.3"
         )
         # Started with SIGINT ignored, as from `cmd &` in a script: the worker must still stop.
-        worker = _start(env, preexec_fn=_ignore_sigint)
+        worker = Process(["worker"], env, preexec_fn=_ignore_sigint)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not server.hits.get("/feed.xml"):
             time.sleep(0.2)
         time.sleep(1.0)
-        worker.send_signal(signum)
-        err = _stop(worker)
-    assert worker.returncode == 0, err
+        code = worker.stop(signum=signum)
+        err = worker.stderr
+    assert code == 0, err
     assert "stopping" in err and "Traceback" not in err, err
     with engine.connect() as conn:
         import sqlalchemy as sa
