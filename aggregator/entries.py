@@ -149,8 +149,9 @@ def iso_utc(moment: datetime) -> str:
     return naive.isoformat() + "Z"
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime (a naive one, as SQLite gives back, is taken as UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _conn(session: Session | sa.Connection) -> sa.Connection:
@@ -296,7 +297,7 @@ def render_stories(
     ):
         pin = None
         if pinned:
-            pin = Pin(PIN_FOREVER if until is None else _aware(until), pin_locale)
+            pin = Pin(PIN_FOREVER if until is None else as_utc(until), pin_locale)
         edited = (
             {k: v for k, v in titles.items() if isinstance(v, str) and v} if isinstance(titles, dict) else {}
         )
@@ -336,7 +337,7 @@ def render_stories(
                 title or "",
                 summary_html,
                 summary_text or html_to_text(summary_html, one_line=True),
-                _aware(published),
+                as_utc(published),
                 image,
                 member_locale(locale, language) if language else locale,
                 tuple(t for t in raw_tickers or () if isinstance(t, str)),
@@ -382,7 +383,7 @@ def render_stories(
                     iid,
                     link,
                     title or "",
-                    _aware(published),
+                    as_utc(published),
                     member_locale(locale, language) if language else locale,
                     canonical == iid,
                 )
@@ -392,7 +393,7 @@ def render_stories(
         if not ms:
             continue
         ms.sort(key=lambda m: m.id)
-        first = _aware(stories[sid][0])
+        first = as_utc(stories[sid][0])
         ranked = [o for o, _ in sorted(scored.get(sid, {}).items(), key=lambda kv: (-kv[1], kv[0]))]
         rows = render_story(sid, first, stories[sid][1], ms, ranked, related_members, table, stories[sid][3])
         story_tickers = sorted({t for m in ms for t in m.tickers if len(t) <= MAX_TICKER_CHARS})

@@ -8,7 +8,7 @@ error for JSON Feed — never a 422 (``limit`` is checked here for that reason).
 """
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -16,6 +16,7 @@ from fastapi import FastAPI, Header, Query, Request
 from sqlmodel import SQLModel
 from starlette.responses import Response
 
+from aggregator.entries import as_utc
 from aggregator.settings import Settings
 from aggregator.websub import FORMATS
 from api.caching import Rendered, ResponseCache, cached_response, raw_key
@@ -55,17 +56,13 @@ def xml_error(problem: Problem) -> Response:
     )
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def updated_at(reader: FeedReader, page: Json) -> dict[int, datetime]:
     """Each story's ``updated_at`` (one small statement): the feed's ``updated`` and ``Last-Modified``."""
     ids = [e["id"] for e in page["items"]]
     if not ids:
         return {}
     with reader.engine.connect() as conn:
-        return {sid: _aware(at) for sid, at in conn.execute(UPDATED_AT, {"ids": ids})}
+        return {sid: as_utc(at) for sid, at in conn.execute(UPDATED_AT, {"ids": ids})}
 
 
 def install_export_routes(
