@@ -1,12 +1,15 @@
 """The read API: ``create_app(settings, engine)`` builds it; ``main.py serve`` runs it with uvicorn.
 
-Nothing is created at import time. Routes are ``async`` only to answer from the per-process
-response micro-cache without a thread hop; every database read runs in the threadpool (see
-``api.caching`` for the cache, and for ``CacheFront``, which answers an identical repeat of a
-request before FastAPI parses its parameters).
+Nothing is created at import time. Routes are ``async`` to answer from the per-process response
+micro-cache without a thread hop; a page's database read runs in the threadpool on PostgreSQL and
+on the event loop on SQLite (cheaper than the hop; see ``api.caching`` for the cache, and for
+``CacheFront``, which answers an identical repeat of a request before FastAPI parses its
+parameters).
 
 Middleware, outermost first: metrics → gzip (for bodies the routes did not compress: /docs,
-/openapi.json) → cache front → FastAPI (error handlers in ``api.errors``).
+/openapi.json) → cache front → FastAPI (error handlers in ``api.errors``) → hot routes
+(``api.hotpath``: ``/v1/feed``, its re-exports and the bench ceiling, ahead of FastAPI's parameter
+machinery) → router.
 """
 
 import logging
@@ -36,9 +39,10 @@ from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.export.routes import install_export_routes
 from api.feed import FeedQuery, FeedReader
+from api.hotpath import install_hot_routes
 from api.locales import Chain, parse_fallbacks
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.params import MAX_TICKERS, feed_query, resolve_locale
+from api.params import MAX_TICKERS, feed_query, hot_limit, resolve_locale
 from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
 
 log = logging.getLogger(__name__)
@@ -149,6 +153,7 @@ def create_app(
         record=lambda result: metrics.cache.labels(result).inc(),
         generation=lambda: editorial_generation(reader.engine),
         generation_every=editorial_check_s,
+        inline=engine.dialect.name == "sqlite",
     )
     public = f"public, max-age={settings.cache_max_age_s}"
 
@@ -242,8 +247,8 @@ def create_app(
         Pages are keyset-paginated and stable: a story never appears on two pages. Responses
         carry `ETag`, `Cache-Control` and `Vary: Accept-Language`.
         """
-        query = feed_query(
-            reader.signer,
+        return await feed_response(
+            request,
             locale=locale,
             accept_language=accept_language,
             cursor=cursor,
@@ -251,6 +256,28 @@ def create_app(
             tickers=tickers,
             outlet=outlet,
             untranslated=untranslated == "include",
+        )
+
+    async def feed_response(
+        request: Request,
+        *,
+        locale: str | None,
+        accept_language: str | None,
+        cursor: str | None,
+        limit: int,
+        tickers: str | None,
+        outlet: str | None,
+        untranslated: bool,
+    ) -> Response:
+        query = feed_query(
+            reader.signer,
+            locale=locale,
+            accept_language=accept_language,
+            cursor=cursor,
+            limit=limit,
+            tickers=tickers,
+            outlet=outlet,
+            untranslated=untranslated,
         )
         if isinstance(query, Problem):
             return error_response(query)
@@ -260,6 +287,24 @@ def create_app(
             return page if isinstance(page, Problem) else Rendered.of(page)
 
         return await _serve(request, ("feed", query), build, public)
+
+    async def hot_feed(request: Request, params: Mapping[str, str]) -> Response | None:
+        """``/v1/feed`` without FastAPI's parameter machinery (``api.hotpath``); None for a
+        ``limit`` or ``untranslated`` the documented route answers with a 422."""
+        limit = hot_limit(params.get("limit"), settings.feed_default_limit, settings.feed_max_limit)
+        untranslated = params.get("untranslated", "exclude")
+        if limit is None or untranslated not in ("exclude", "include"):
+            return None
+        return await feed_response(
+            request,
+            locale=params.get("locale"),
+            accept_language=request.headers.get("accept-language"),
+            cursor=params.get("cursor"),
+            limit=limit,
+            tickers=params.get("tickers"),
+            outlet=params.get("outlet"),
+            untranslated=untranslated == "include",
+        )
 
     @app.get(
         "/v1/stories/{story_id}",
@@ -322,7 +367,7 @@ def create_app(
         page = await run_in_threadpool(reader.changes, after, resolved, untranslated == "include")
         return cached_response(request, Rendered.of_json(page), "no-cache")
 
-    install_export_routes(app, settings=settings, reader=reader, cache=cache)
+    export_handlers = install_export_routes(app, settings=settings, reader=reader, cache=cache)
 
     @app.get("/healthz", tags=["ops"], summary="The process is up", response_model=Health)
     async def healthz() -> Health:
@@ -365,8 +410,9 @@ def create_app(
     @app.get("/bench/ceiling", include_in_schema=False)
     async def bench_ceiling(request: Request) -> Response:
         """The fastest this app can answer a typical page, for the bench: the pre-built bytes of the
-        first English page (built on the first call), through the same middleware, routing, ETag and
-        gzip handling as ``/v1/feed``, but never answered by the micro-cache."""
+        first English page (built on the first call), through the same middleware, hot-route
+        dispatch (``api.hotpath``), ETag and gzip handling as ``/v1/feed``, but never answered by
+        the micro-cache."""
         if not ceiling:
             page = await run_in_threadpool(
                 reader.feed_page_bytes, FeedQuery(CEILING_LOCALE, None, settings.feed_default_limit)
@@ -376,4 +422,8 @@ def create_app(
             ceiling.append(Rendered.of(page))
         return cached_response(request, ceiling[0], public)
 
+    async def hot_ceiling(request: Request, _params: Mapping[str, str]) -> Response:
+        return await bench_ceiling(request)
+
+    install_hot_routes(app, {"/v1/feed": hot_feed, "/bench/ceiling": hot_ceiling, **export_handlers})
     return app

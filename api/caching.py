@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -43,16 +44,43 @@ GZIP_MIN_BYTES = 1000
 T = TypeVar("T")
 
 
+GZIP_MEMO_ENTRIES = 2048
+"""Compressed bodies kept per process, by ETag (see ``Rendered.gzipped``)."""
+_gzip_memo: OrderedDict[str, bytes] = OrderedDict()
+_gzip_memo_lock = threading.Lock()
+
+
+def _gzip(etag: str, body: bytes) -> bytes:
+    """``body`` compressed, memoized by its ETag: a strong ETag names one body, so the memo can
+    never answer stale bytes, and a page read again from the database (the same rows, the same
+    bytes) is not compressed again. Nothing in it is needed by another process."""
+    with _gzip_memo_lock:
+        found = _gzip_memo.get(etag)
+        if found is not None:
+            _gzip_memo.move_to_end(etag)
+            return found
+    packed = gzip.compress(body, compresslevel=5, mtime=0)
+    with _gzip_memo_lock:
+        _gzip_memo[etag] = packed
+        while len(_gzip_memo) > GZIP_MEMO_ENTRIES:
+            _gzip_memo.popitem(last=False)
+    return packed
+
+
 @dataclass
 class Rendered:
     """A body with its ETag (JSON unless ``media_type`` says otherwise); the gzip variant is made on
-    first demand and kept. ``last_modified`` (aware UTC), when set, is sent as ``Last-Modified``."""
+    first demand and kept. ``last_modified`` (aware UTC), when set, is sent as ``Last-Modified``.
 
-    body: bytes
+    A body may be given as ``make`` instead (``Rendered.later``): its ETag comes from the data it
+    is built from, so a revalidation is answered 304 without building it."""
+
+    _body: bytes | None
     etag: str
     media_type: str = "application/json"
     last_modified: datetime | None = None
     _gzip: tuple[bytes, str] | None = field(default=None, repr=False)
+    make: Callable[[], bytes] | None = field(default=None, repr=False)
 
     @classmethod
     def of(
@@ -60,6 +88,31 @@ class Rendered:
     ) -> Rendered:
         etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         return cls(body, etag, media_type, last_modified)
+
+    @classmethod
+    def later(
+        cls,
+        make: Callable[[], bytes],
+        data: bytes,
+        media_type: str,
+        last_modified: datetime | None = None,
+    ) -> Rendered:
+        """A body ``make()`` builds on first demand; ``data`` is everything it is built from (its
+        hash is the ETag: equal data, equal bytes)."""
+        etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+        return cls(None, etag, media_type, last_modified, make=make)
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            assert self.make is not None
+            self._body = self.make()
+        return self._body
+
+    @property
+    def compressible(self) -> bool:
+        """Worth compressing; a body built later is taken to be (a feed document always is)."""
+        return self._body is None or len(self._body) >= GZIP_MIN_BYTES
 
     @classmethod
     def of_json(cls, value: Any) -> Rendered:
@@ -74,7 +127,7 @@ class Rendered:
 
     def gzipped(self) -> tuple[bytes, str]:
         if self._gzip is None:
-            self._gzip = (gzip.compress(self.body, compresslevel=5, mtime=0), self.gzip_etag)
+            self._gzip = (_gzip(self.etag, self.body), self.gzip_etag)
         return self._gzip
 
 
@@ -113,7 +166,7 @@ def _not_modified_since(if_modified_since: str, last_modified: datetime) -> bool
 def cached_response(request: Request, rendered: Rendered, cache_control: str) -> Response:
     """200 with the body (gzip when accepted and worth it), or 304 when the client's copy is current."""
     headers = {"Cache-Control": cache_control, "Vary": "Accept-Language, Accept-Encoding"}
-    gzipped = len(rendered.body) >= GZIP_MIN_BYTES and _accepts_gzip(request)
+    gzipped = rendered.compressible and _accepts_gzip(request)
     etag = headers["ETag"] = rendered.gzip_etag if gzipped else rendered.etag
     last_modified = rendered.last_modified
     if last_modified is not None and time.time() - last_modified.timestamp() < 1.0:
@@ -153,7 +206,10 @@ class ResponseCache(Generic[T]):
     database for a hot key; older values are rebuilt before answering.
 
     Builds run in worker threads, at most ``concurrency`` at once: past a few, more threads only
-    fight over the GIL and the connection pool, and every request gets slower.
+    fight over the GIL and the connection pool, and every request gets slower. With ``inline``
+    they run on the event loop instead: for SQLite, whose read of a page costs less than the
+    hand-off to a thread and back (on a loaded machine the wake-up of the thread alone costs
+    milliseconds); a WAL reader never waits for a writer.
     """
 
     def __init__(
@@ -166,8 +222,10 @@ class ResponseCache(Generic[T]):
         clock: Callable[[], float] = time.monotonic,
         generation: Callable[[], object] | None = None,
         generation_every: float = 0.25,
+        inline: bool = False,
     ) -> None:
         self.ttl = ttl
+        self.inline = inline
         self._generation = generation
         self._generation_every = generation_every
         self._generation_seen: object = None
@@ -262,6 +320,8 @@ class ResponseCache(Generic[T]):
         return pending
 
     async def _build(self, build: Callable[[], T]) -> T:
+        if self.inline:
+            return build()
         return await anyio.to_thread.run_sync(build, limiter=self._limiter)
 
     def _settle(

@@ -36,6 +36,7 @@ from api.feed_statements import (
     ENTRY,
     ENTRY_ROW,
     FEEDCHANGE,
+    MAX_PINNED,
     MEMBER_ROW,
     OUTLET_ROW,
     PINNED_ROW,
@@ -63,6 +64,41 @@ class FeedQuery:
     outlet: str | None = None
     untranslated: bool = False
     """Also the stories without a version in the reader's chain (served in their original's locale)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PageEntry:
+    """One entry of a page: its story, times (naive UTC, as read) and its JSON object, disclaimer
+    included."""
+
+    story_id: int
+    published_at: datetime
+    updated_at: datetime
+    """The story's last change (a member or link added): the re-exports' ``updated``."""
+    json: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FeedRows:
+    """One feed page as read from the entries, pinned ones first."""
+
+    locale: str
+    entries: tuple[PageEntry, ...]
+    next_cursor: str | None
+
+    def body(self) -> bytes:
+        """The ``FeedPage`` body."""
+        return b"".join(
+            (
+                b'{"items":[',
+                b",".join(e.json for e in self.entries),
+                b'],"next_cursor":',
+                pydantic_core.to_json(self.next_cursor),
+                b',"locale_requested":',
+                pydantic_core.to_json(self.locale),
+                b"}",
+            )
+        )
 
 
 class FeedReader:
@@ -119,6 +155,11 @@ class FeedReader:
 
     def feed_page_bytes(self, query: FeedQuery) -> bytes | Problem:
         """A ``FeedPage`` body, encoded: the stored fragments joined, each with its disclaimer."""
+        page = self.feed_rows(query)
+        return page if isinstance(page, Problem) else page.body()
+
+    def feed_rows(self, query: FeedQuery) -> FeedRows | Problem:
+        """The page as read, before it is joined into a body (the re-exports build on it)."""
         now = datetime.now(UTC)
         params: dict[str, Any] = {"locale": query.locale, "now": now}
         if query.after is not None:
@@ -135,18 +176,21 @@ class FeedReader:
             query.untranslated,
             query.limit + 1,
         )
-        entries: list[tuple[datetime, int, str, str]] = []
-        pinned: list[tuple[datetime, int, str, str]] = []
+        Found = tuple[datetime, int, str, str, datetime]
+        entries: list[Found] = []
+        pinned: list[Found] = []
         disclaimers: dict[tuple[str, str], tuple[str, str]] = {}
         outlet_known = False
         with self.engine.connect() as conn:
-            for kind, story_id, published_at, policy, body, locale, version, *_ in compiled_for(
+            for kind, story_id, published_at, policy, body, locale, version, *_, updated_at in compiled_for(
                 statement, conn.dialect
             ).rows(conn, params):
                 if kind == ENTRY_ROW:
-                    entries.append((published_at, story_id, policy, body))
+                    entries.append((published_at, story_id, policy, body, updated_at))
                 elif kind == PINNED_ROW:
-                    pinned.append((published_at, story_id, policy, body.replace(UNPINNED, PINNED, 1)))
+                    pinned.append(
+                        (published_at, story_id, policy, body.replace(UNPINNED, PINNED, 1), updated_at)
+                    )
                 elif kind == DISCLAIMER_ROW:
                     disclaimers[(policy, locale)] = (body or "", str(version))
                 elif kind == OUTLET_ROW:
@@ -158,32 +202,27 @@ class FeedReader:
         more = len(entries) > query.limit
         page = entries[: query.limit]
         memo: dict[str, bytes] = {}
-        items = b",".join(
-            b"".join(
-                (
-                    body.encode(),
-                    b',"disclaimer":',
-                    self._disclaimer_bytes(policy, query.locale, disclaimers, memo),
-                    b"}",
-                )
+        listed = tuple(
+            PageEntry(
+                story_id,
+                published_at,
+                updated_at,
+                b"".join(
+                    (
+                        body.encode(),
+                        b',"disclaimer":',
+                        self._disclaimer_bytes(policy, query.locale, disclaimers, memo),
+                        b"}",
+                    )
+                ),
             )
-            for _, _, policy, body in pinned + page
+            for published_at, story_id, policy, body, updated_at in pinned[:MAX_PINNED] + page
         )
         next_cursor = None
         if more and page:
-            published_at, story_id, _, _ = page[-1]
+            published_at, story_id, *_ = page[-1]
             next_cursor = self.signer.feed_cursor(FeedPosition(published_at.replace(tzinfo=UTC), story_id))
-        return b"".join(
-            (
-                b'{"items":[',
-                items,
-                b'],"next_cursor":',
-                pydantic_core.to_json(next_cursor),
-                b',"locale_requested":',
-                pydantic_core.to_json(query.locale),
-                b"}",
-            )
-        )
+        return FeedRows(query.locale, listed, next_cursor)
 
     def feed_page(self, query: FeedQuery) -> Json | Problem:
         """A ``FeedPage`` body as plain values (the JSON route sends :meth:`feed_page_bytes`)."""
@@ -205,7 +244,7 @@ class FeedReader:
         policy = ""
         for (
             kind, _sid, published_at, row_policy, body, row_locale, version, item_id, link, language, outlet_id,
-            outlet_name, canonical_item_id, pinned_until,
+            outlet_name, canonical_item_id, pinned_until, _updated_at,
         ) in rows:  # fmt: skip
             if kind == ENTRY_ROW:
                 entry, policy = json.loads(body + "}"), row_policy

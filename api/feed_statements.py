@@ -1,6 +1,7 @@
 """The SQL of a feed page, one story and delta sync, over the precomputed entries (``aggregator.entries``).
 
-A page is one statement, one round trip: the page's entries — an index range scan on
+A page is one statement, one round trip: the page's entries (each with its story's
+``updated_at``, which the re-exports send as the feed's ``updated``) — an index range scan on
 ``storyentry`` (locale, reach, published_at, story_id), newest first, ``limit + 1`` — stacked with
 UNION ALL onto the newest version of every disclaimer (and, with ``outlet=``, a row saying whether
 the outlet exists), told apart by ``kind``. A first page also stacks the entries an editor pinned
@@ -37,6 +38,10 @@ STORY_OUTLET = SQLModel.metadata.tables["storyoutlet"]
 ENTRY_ROW, DISCLAIMER_ROW, OUTLET_ROW, MEMBER_ROW, PINNED_ROW = 0, 1, 2, 3, 4
 MAX_PINNED = 50
 """At most this many pinned entries top a first page."""
+PINNED_CANDIDATES = 1000
+"""The pinned entries are found through (locale, pinned_until) unordered, at most this many, then
+ordered: ordered in one step, SQLite walks (locale, reach, published_at) instead and reads every
+entry of the locale (the statistics cannot tell it that almost no entry is pinned)."""
 
 _COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "kind": sa.Integer(),
@@ -53,6 +58,7 @@ _COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
     "outlet_name": sa.String(),
     "canonical_item_id": sa.Integer(),
     "pinned_until": sa.DateTime(),
+    "updated_at": sa.DateTime(),
 }
 """The columns every part of a statement returns (NULL where a part has nothing), in order.
 Datetimes are plain ``DateTime`` (naive UTC): ``api.dbapi`` converts SQLite's text."""
@@ -138,7 +144,8 @@ def _pinned(tickers: int, by_outlet: bool, untranslated: bool) -> sa.Select[Any]
                 outlet.c.outlet_id == sa.bindparam("outlet", type_=sa.String()),
             )
         )
-    return _limited(q, entry.c.published_at, entry.c.story_id, MAX_PINNED)
+    found = q.limit(sa.literal_column(str(PINNED_CANDIDATES), sa.Integer)).subquery("pc")
+    return _limited(sa.select(found), found.c.published_at, found.c.story_id, MAX_PINNED)
 
 
 def _limited(q: sa.Select[Any], published: Any, story_id: Any, limit: int) -> sa.Select[Any]:
@@ -202,27 +209,31 @@ def feed_statement(
         if keyset:
             q = q.where(_keyset(entry.c.published_at, entry.c.story_id))
         page = _limited(q, entry.c.published_at, entry.c.story_id, limit).subquery("pg")
+    story = STORY.alias("s")
     parts: list[sa.Select[Any]] = [
         _part(
             ENTRY_ROW,
-            page,
+            page.join(story, story.c.id == page.c.story_id),
             story_id=page.c.story_id,
             published_at=page.c.published_at,
             policy=page.c.policy,
             body=page.c.body,
+            updated_at=story.c.updated_at,
         ),
         _disclaimers(),
     ]
     if not keyset:
         pinned = _pinned(tickers, by_outlet, untranslated).subquery("pinned")
+        pinned_story = STORY.alias("ps")
         parts.append(
             _part(
                 PINNED_ROW,
-                pinned,
+                pinned.join(pinned_story, pinned_story.c.id == pinned.c.story_id),
                 story_id=pinned.c.story_id,
                 published_at=pinned.c.published_at,
                 policy=pinned.c.policy,
                 body=pinned.c.body,
+                updated_at=pinned_story.c.updated_at,
             )
         )
     if by_outlet:

@@ -10,6 +10,7 @@ from api.feed import FeedQuery
 from api.locales import negotiate, parse_locale, valid_locales_message
 
 TICKER = re.compile(r"^[A-Z0-9]{1,15}$")
+PLAIN_LIMIT = re.compile(r"[1-9][0-9]{0,6}")
 MAX_TICKERS = 20
 
 
@@ -59,3 +60,30 @@ def feed_query(
     if isinstance(wanted, Problem):
         return wanted
     return FeedQuery(resolved, after, limit, wanted, outlet, untranslated)
+
+
+def hot_limit(raw: str | None, default: int, maximum: int) -> int | None:
+    """``limit`` as ``/v1/feed``'s fast path takes it: absent → ``default``; plain digits within
+    1..``maximum`` → the number; anything else → None (the FastAPI route answers: its 422)."""
+    if raw is None:
+        return default
+    if PLAIN_LIMIT.fullmatch(raw) is None:
+        return None
+    value = int(raw)
+    return value if value <= maximum else None
+
+
+def export_limit(raw: str | None, default: int, maximum: int) -> int | Problem:
+    """``limit`` of the re-exports (a 400 in the feed's format, never a 422)."""
+    if raw is None:
+        return default
+    size = int(raw) if raw.strip().isdigit() and len(raw) < 8 else 0
+    if not 1 <= size <= maximum:
+        return Problem(400, "invalid_parameter", f"limit must be 1-{maximum}, got {raw[:20]!r}")
+    return size
+
+
+def export_untranslated(raw: str | None) -> bool | Problem:
+    if raw not in (None, "exclude", "include"):
+        return Problem(400, "invalid_parameter", f"untranslated must be exclude or include, got {raw[:20]!r}")
+    return raw == "include"

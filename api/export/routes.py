@@ -1,19 +1,21 @@
 """The re-export routes: ``/v1/feed.rss``, ``/v1/feed.atom``, ``/v1/feed.json`` and ``/v1/feeds.opml``.
 
 Same parameters, validation, page, order and cursor as ``/v1/feed`` (``api.params.feed_query``,
-``FeedReader.feed_page``); bodies go through the app's response cache and ``cached_response``
-(ETag and Last-Modified → 304, gzip, ``Cache-Control`` like ``/v1/feed``). A bad parameter is a
+``FeedReader.feed_rows``: the page's stored entries with their stories' ``updated_at``, one
+statement); bodies go through the app's response cache and ``cached_response`` (ETag and
+Last-Modified → 304, gzip, ``Cache-Control`` like ``/v1/feed``). The ETag is a hash of what the
+document is built from, so a revalidation is answered without building it. A bad parameter is a
 400 in the format asked for: ``<error><code/><message/></error>`` for RSS and Atom, the API's JSON
-error for JSON Feed — never a 422 (``limit`` is checked here for that reason).
+error for JSON Feed — never a 422 (``limit`` is checked here for that reason). ``api.hotpath``
+answers the feed routes' GETs with the same code, ahead of FastAPI's parameter machinery.
 """
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import FastAPI, Header, Query, Request
-from sqlmodel import SQLModel
 from starlette.responses import Response
 
 from aggregator.entries import as_utc
@@ -22,15 +24,11 @@ from aggregator.websub import FORMATS
 from api.caching import Rendered, ResponseCache, cached_response, raw_key
 from api.errors import Problem, error_response, error_responses
 from api.export import atom, jsonfeed, opml, rss
-from api.export.document import FeedDocument, Json, build_document, esc
-from api.feed import FeedQuery, FeedReader
-from api.params import MAX_TICKERS, feed_query
+from api.export.document import EMPTY_FEED_UPDATED, FeedDocument, build_document, esc
+from api.feed import FeedQuery, FeedReader, FeedRows
+from api.hotpath import HotHandler
+from api.params import MAX_TICKERS, export_limit, export_untranslated, feed_query
 
-STORY = SQLModel.metadata.tables["story"]
-
-UPDATED_AT = sa.select(STORY.c.id, STORY.c.updated_at).where(
-    STORY.c.id.in_(sa.bindparam("ids", expanding=True))
-)
 WRITERS: Mapping[str, tuple[Callable[[FeedDocument], bytes], str]] = {
     "rss": (rss.render, rss.MEDIA_TYPE),
     "atom": (atom.render, atom.MEDIA_TYPE),
@@ -56,19 +54,19 @@ def xml_error(problem: Problem) -> Response:
     )
 
 
-def updated_at(reader: FeedReader, page: Json) -> dict[int, datetime]:
-    """Each story's ``updated_at`` (one small statement): the feed's ``updated`` and ``Last-Modified``."""
-    ids = [e["id"] for e in page["items"]]
-    if not ids:
-        return {}
-    with reader.engine.connect() as conn:
-        return {sid: as_utc(at) for sid, at in conn.execute(UPDATED_AT, {"ids": ids})}
+def feed_updated(rows: FeedRows) -> datetime:
+    """The feed's ``updated`` (and ``Last-Modified``): its newest entry's publication or story
+    change (a page changes when a story gains a member), as ``build_document`` works it out."""
+    return max((as_utc(max(e.published_at, e.updated_at)) for e in rows.entries), default=EMPTY_FEED_UPDATED)
 
 
 def install_export_routes(
     app: FastAPI, *, settings: Settings, reader: FeedReader, cache: ResponseCache[Any]
-) -> None:
+) -> dict[str, HotHandler]:
+    """Add the routes; returns the handlers ``api.hotpath`` answers the feed routes with (path →
+    handler), which take the query string as the documented routes do."""
     public = f"public, max-age={settings.cache_max_age_s}"
+    hub = settings.websub_hub or None
 
     def base_of(request: Request) -> str:
         return settings.public_url or str(request.base_url).rstrip("/")
@@ -88,25 +86,80 @@ def install_export_routes(
     def build_feed(
         fmt: str, query: FeedQuery, base: str, filters: Mapping[str, str | None]
     ) -> Rendered | Problem:
-        page = reader.feed_page(query)
-        if isinstance(page, Problem):
-            return page
-        updated = updated_at(reader, page)
-        doc = build_document(
-            page,
-            base=base,
-            locale=query.locale,
-            filters=filters,
-            formats=FORMATS,
-            hub=settings.websub_hub or None,
-            updated_at=updated,
-        )
+        """The page read in one statement; its ETag from what the document is made of, so a
+        revalidation is answered before the document is built."""
+        rows = reader.feed_rows(query)
+        if isinstance(rows, Problem):
+            return rows
         write, media_type = WRITERS[fmt]
-        return Rendered.of(write(doc), media_type, doc.updated if doc.entries else None)
 
-    def add_feed_route(fmt: str) -> None:
+        def make() -> bytes:
+            page = {"items": [json.loads(e.json) for e in rows.entries], "next_cursor": rows.next_cursor}
+            doc = build_document(
+                page,
+                base=base,
+                locale=query.locale,
+                filters=filters,
+                formats=FORMATS,
+                hub=hub,
+                updated_at={e.story_id: as_utc(e.updated_at) for e in rows.entries},
+            )
+            return write(doc)
+
+        data = b"\0".join(
+            (
+                fmt.encode(),
+                base.encode(),
+                repr(sorted(filters.items())).encode(),
+                (hub or "").encode(),
+                rows.body(),
+                *(e.updated_at.isoformat().encode() for e in rows.entries),
+            )
+        )
+        return Rendered.later(make, data, media_type, feed_updated(rows) if rows.entries else None)
+
+    async def respond(
+        request: Request, fmt: str, params: Mapping[str, str | None], accept_language: str | None
+    ) -> Response:
         error = error_response if fmt == "json" else xml_error
+        untranslated = export_untranslated(params.get("untranslated"))
+        if isinstance(untranslated, Problem):
+            return error(untranslated)
+        limit = params.get("limit")
+        size = export_limit(limit, settings.feed_default_limit, settings.feed_max_limit)
+        if isinstance(size, Problem):
+            return error(size)
+        cursor, outlet = params.get("cursor"), params.get("outlet")
+        query = feed_query(
+            reader.signer,
+            locale=params.get("locale"),
+            accept_language=accept_language,
+            cursor=cursor,
+            limit=size,
+            tickers=params.get("tickers"),
+            outlet=outlet,
+            untranslated=untranslated,
+        )
+        if isinstance(query, Problem):
+            return error(query)
+        base = base_of(request)
+        filters = {
+            "tickers": ",".join(query.tickers) or None,
+            "outlet": outlet,
+            "limit": str(size) if limit is not None else None,
+            "untranslated": "include" if query.untranslated else None,
+            "cursor": cursor,
+        }
+        key = ("export", fmt, query, base, filters["limit"])
+        value = await cache.get(
+            key, lambda: build_feed(fmt, query, base, filters), lambda v: isinstance(v, Rendered)
+        )
+        if isinstance(value, Problem):
+            return error(value)
+        cache.alias(raw_key(request.scope), key, (public, request.scope.get("route")))
+        return cached_response(request, value, public)
 
+    def add_feed_route(fmt: str) -> HotHandler:
         async def route(
             request: Request,
             locale: Annotated[
@@ -132,51 +185,14 @@ def install_export_routes(
             ] = None,
             accept_language: Annotated[str | None, Header()] = None,
         ) -> Response:
-            if untranslated not in (None, "exclude", "include"):
-                return error(
-                    Problem(
-                        400,
-                        "invalid_parameter",
-                        f"untranslated must be exclude or include, got {untranslated[:20]!r}",
-                    )
-                )
-            size = settings.feed_default_limit
-            if limit is not None:
-                size = int(limit) if limit.strip().isdigit() and len(limit) < 8 else 0
-                if not 1 <= size <= settings.feed_max_limit:
-                    return error(
-                        Problem(
-                            400,
-                            "invalid_parameter",
-                            f"limit must be 1-{settings.feed_max_limit}, got {limit[:20]!r}",
-                        )
-                    )
-            query = feed_query(
-                reader.signer,
-                locale=locale,
-                accept_language=accept_language,
-                cursor=cursor,
-                limit=size,
-                tickers=tickers,
-                outlet=outlet,
-                untranslated=untranslated == "include",
-            )
-            if isinstance(query, Problem):
-                return error(query)
-            base = base_of(request)
-            filters = {
-                "tickers": ",".join(query.tickers) or None,
-                "outlet": outlet,
-                "limit": str(size) if limit is not None else None,
-                "untranslated": "include" if query.untranslated else None,
-                "cursor": cursor,
-            }
-            return await serve(
-                request,
-                ("export", fmt, query, base, filters["limit"]),
-                lambda: build_feed(fmt, query, base, filters),
-                error,
-            )
+            params = {
+                "locale": locale, "cursor": cursor, "limit": limit, "tickers": tickers, "outlet": outlet,
+                "untranslated": untranslated,
+            }  # fmt: skip
+            return await respond(request, fmt, params, accept_language)
+
+        async def hot(request: Request, params: Mapping[str, str]) -> Response:
+            return await respond(request, fmt, params, request.headers.get("accept-language"))
 
         app.add_api_route(
             f"/v1/feed.{fmt}",
@@ -195,9 +211,9 @@ def install_export_routes(
                 **error_responses(422),
             },
         )
+        return hot
 
-    for fmt in FORMATS:
-        add_feed_route(fmt)
+    handlers = {f"/v1/feed.{fmt}": add_feed_route(fmt) for fmt in FORMATS}
 
     @app.get(
         "/v1/feeds.opml",
@@ -214,3 +230,5 @@ def install_export_routes(
         return await serve(
             request, ("opml", base), lambda: Rendered.of(opml.render(base), opml.MEDIA_TYPE), error_response
         )
+
+    return handlers
