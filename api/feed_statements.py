@@ -148,6 +148,13 @@ def _pinned(tickers: int, by_outlet: bool, untranslated: bool) -> sa.Select[Any]
     return _limited(sa.select(found), found.c.published_at, found.c.story_id, MAX_PINNED)
 
 
+def _updated_at(story_id: Any) -> Any:
+    """The story's ``updated_at`` by primary key, per page row (a join made SQLite copy the page's
+    bodies into a temporary table first)."""
+    story = STORY.alias("s")
+    return sa.select(story.c.updated_at).where(story.c.id == story_id).scalar_subquery()
+
+
 def _limited(q: sa.Select[Any], published: Any, story_id: Any, limit: int) -> sa.Select[Any]:
     return q.order_by(published.desc(), story_id.desc()).limit(sa.literal_column(str(int(limit)), sa.Integer))
 
@@ -209,31 +216,29 @@ def feed_statement(
         if keyset:
             q = q.where(_keyset(entry.c.published_at, entry.c.story_id))
         page = _limited(q, entry.c.published_at, entry.c.story_id, limit).subquery("pg")
-    story = STORY.alias("s")
     parts: list[sa.Select[Any]] = [
         _part(
             ENTRY_ROW,
-            page.join(story, story.c.id == page.c.story_id),
+            page,
             story_id=page.c.story_id,
             published_at=page.c.published_at,
             policy=page.c.policy,
             body=page.c.body,
-            updated_at=story.c.updated_at,
+            updated_at=_updated_at(page.c.story_id),
         ),
         _disclaimers(),
     ]
     if not keyset:
         pinned = _pinned(tickers, by_outlet, untranslated).subquery("pinned")
-        pinned_story = STORY.alias("ps")
         parts.append(
             _part(
                 PINNED_ROW,
-                pinned.join(pinned_story, pinned_story.c.id == pinned.c.story_id),
+                pinned,
                 story_id=pinned.c.story_id,
                 published_at=pinned.c.published_at,
                 policy=pinned.c.policy,
                 body=pinned.c.body,
-                updated_at=pinned_story.c.updated_at,
+                updated_at=_updated_at(pinned.c.story_id),
             )
         )
     if by_outlet:

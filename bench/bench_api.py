@@ -12,7 +12,9 @@ request, gzip on every request):
 * mixed traffic: a few hundred distinct URLs (13 locales × cursor pages × popular ticker and outlet
   filters, ``limit=20``), 30% revalidations with ``If-None-Match``;
 * the first pages of all locales in turn; an unfiltered first page; a filter matching nothing;
-* mixed traffic again on a server with the 1 s micro-cache on.
+* mixed traffic again on a server with the 1 s micro-cache on;
+* each re-export format (RSS, Atom, JSON Feed) next to ``/v1/feed``: first pages of all locales in
+  turn, and a feed reader's pattern (80% revalidations); ratios to ``/v1/feed`` in the same run.
 
 Every run but the last has the micro-cache off, so each request reads the database. Speeds are
 ratios to the ceiling measured on the same server in the same run, absolute numbers beside them;
@@ -378,8 +380,47 @@ def targets(base: str, pages: int, filter_pages: int) -> list[tuple[str, str]]:
     return out
 
 
-def measure(database_url: str, label: str, stories: int, args: argparse.Namespace) -> list[str]:
-    """Every run of one database; markdown rows, ratios to the ceiling measured on the same server."""
+EXPORT_FORMATS = ("rss", "atom", "json")
+READER_REVALIDATE = 0.8
+"""A feed reader's pattern: most polls send the ETag they hold."""
+
+
+def first_pages(base: str, path: str) -> list[tuple[str, str]]:
+    """The first page of ``path`` (``/v1/feed`` or a re-export) in every locale, with its gzip ETag."""
+    out = []
+    for loc in LOCALES:
+        url = f"{path}?locale={loc}&limit=20"
+        status, headers, body = _get(base + url, {"Accept-Encoding": "gzip"})
+        assert status == 200, (status, url, body[:200])
+        out.append((url, headers["etag"]))
+    return out
+
+
+def measure_exports(srv: Server, args: argparse.Namespace) -> list[str]:
+    """Each re-export format next to ``/v1/feed`` on the same server (micro-cache off): the first
+    pages of the 13 locales in turn, then a reader's pattern (random locale, 80% revalidations)."""
+    feed = first_pages(srv.base, "/v1/feed")
+    plain = wrk("/v1/feed first pages in turn", srv.base, feed, args, in_turn=True)
+    polled = wrk("/v1/feed, 80% revalidations", srv.base, feed, args, revalidate=READER_REVALIDATE)
+    lines = []
+    for fmt in EXPORT_FORMATS:
+        pages = first_pages(srv.base, f"/v1/feed.{fmt}")
+        for pattern, run, ref in (
+            ("first pages of the 13 locales in turn", wrk(f"{fmt} first pages in turn", srv.base, pages, args, in_turn=True), plain),
+            ("80% revalidations", wrk(f"{fmt}, 80% revalidations", srv.base, pages, args, revalidate=READER_REVALIDATE), polled),
+        ):  # fmt: skip
+            lines.append(
+                f"| {fmt} | {pattern} | {run.rps:,.0f} | {ref.rps:,.0f} | {run.rps / ref.rps:.2f} | "
+                f"{run.p99_ms:.1f} | {run.bad} |"
+            )
+    return lines
+
+
+def measure(
+    database_url: str, label: str, stories: int, args: argparse.Namespace
+) -> tuple[list[str], list[str]]:
+    """Every run of one database; markdown rows, ratios to the ceiling measured on the same server
+    (and the re-export rows, ratios to ``/v1/feed``)."""
     lines = []
     with server(database_url, 0) as srv:
         mix = targets(srv.base, args.pages, args.filter_pages)
@@ -396,6 +437,7 @@ def measure(database_url: str, label: str, stories: int, args: argparse.Namespac
             wrk(f"a filter matching nothing ({EMPTY_FILTER})", srv.base, empty, args),
         ]
         rss = srv.peak_rss_mb()
+        exports = [f"| **{label}, {stories:,} stories** | | | | | | |", *measure_exports(srv, args)]
     with server(database_url, None) as srv:
         cached = wrk(
             f"mixed traffic, micro-cache on ({args.cache_s:g} s)", srv.base, mix, args, revalidate=0.3
@@ -410,7 +452,7 @@ def measure(database_url: str, label: str, stories: int, args: argparse.Namespac
         f"| {cached.name} | {cached.rps:,.0f} | {cached.rps / cached_ceiling.rps:.2f} | {cached.p99_ms:.1f} | {cached.bad} |"
     )
     lines.append(f"| peak RSS of the API process under the micro-cache-off runs | {rss:.0f} MB | | | |")
-    return lines
+    return lines, exports
 
 
 def app_check(database_url: str) -> None:
@@ -447,6 +489,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|",
     ]
     notes = []
+    export_lines = [
+        "",
+        "### Re-export (RSS, Atom, JSON Feed) next to `/v1/feed`, same server, micro-cache off",
+        "",
+        "| format | pattern | req/s | `/v1/feed` req/s | × `/v1/feed` | p99 ms | failed |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     with tempfile.TemporaryDirectory(prefix="babelwire-bench-api-") as tmp:
         plan = []
         if args.only in (None, "sqlite"):
@@ -471,11 +520,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 notes.append(
                     f"{label}: every story's entries (13 locales) written in {took:.1f} s for {stories:,} stories."
                 )
-                lines += measure(url, label, stories, args)
+                table, exports = measure(url, label, stories, args)
+                lines += table
+                export_lines += exports
         finally:
             if pg is not None:
                 pg.stop()
+    load1, load5, load15 = os.getloadavg()
+    lines += export_lines
     lines += [
+        "",
+        f"Load average when the runs ended: {load1:.2f} {load5:.2f} {load15:.2f} (2 cores; other work ran beside "
+        "the bench, so absolute req/s swing: the ratios, measured on one server in one run, are what count).",
         "",
         "The ceiling is `/bench/ceiling`: the pre-built bytes of the first English page, through the same "
         "middleware, routing, ETag and gzip handling as `/v1/feed`, never answered by the micro-cache. "
@@ -483,7 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"each of {', '.join(POPULAR_FILTERS)}), `limit=20`, `Accept-Encoding: gzip`, 30% with "
         "`If-None-Match` (→ 304). Targets (issue 17): mixed ≥ 0.6× ceiling with p99 < 50 ms; first pages of "
         "all locales with the micro-cache off ≥ 0.3×; a filter matching nothing within 2× the p99 of an "
-        "unfiltered page.",
+        "unfiltered page. Re-export rows (issue 12): each format's first pages and a reader's pattern "
+        "(a random locale's first page, 80% with `If-None-Match`) against `/v1/feed` under the same pattern, "
+        "target ≥ 0.7×, p99 < 50 ms.",
         *(f"- {n}" for n in notes),
     ]
     print("\n".join(lines))

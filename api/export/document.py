@@ -137,11 +137,15 @@ def build_document(
     formats: Sequence[str],
     hub: str | None,
     updated_at: Mapping[int, datetime],
+    updated: datetime | None = None,
 ) -> FeedDocument:
     """``page`` (a ``FeedPage`` body) for one request: ``filters`` are the query parameters that
-    shape the page (tickers, outlet, limit, cursor), kept in the self and next links."""
+    shape the page (tickers, outlet, limit, cursor), kept in the self and next links. ``updated``,
+    when given, is the feed's ``updated`` (for a head whose entries are rendered apart)."""
     entries = tuple(build_entry(e, locale, e["disclaimer"]) for e in page["items"])
     changed = [updated_at[e.story_id] for e in entries if e.story_id in updated_at]
+    if updated is not None:
+        changed.append(updated)
     next_cursor = page["next_cursor"]
     shape = {k: filters.get(k) for k in ("tickers", "outlet", "untranslated", "limit")}
     feed_key = "&".join(

@@ -57,7 +57,15 @@ def _item(e: ExportEntry) -> dict[str, Any]:
     return item
 
 
+TAIL = b"]}"
+
+
 def render(doc: FeedDocument) -> bytes:
+    return b"".join((render_head(doc), b",".join(render_entry(e) for e in doc.entries), TAIL))
+
+
+def render_head(doc: FeedDocument) -> bytes:
+    """The feed object up to the opening of ``items`` (its last member)."""
     feed: dict[str, Any] = {
         "version": VERSION,
         "title": doc.title,
@@ -70,5 +78,9 @@ def render(doc: FeedDocument) -> bytes:
     feed |= {"language": doc.locale, "authors": [{"name": "babelwire"}]}
     if doc.hub:
         feed["hubs"] = [{"type": "WebSub", "url": doc.hub}]
-    feed["items"] = [_item(e) for e in doc.entries]
-    return pydantic_core.to_json(feed)
+    return pydantic_core.to_json(feed)[:-1] + b',"items":['
+
+
+def render_entry(e: ExportEntry) -> bytes:
+    """One item: it depends on the entry alone, so it can be kept and reused."""
+    return pydantic_core.to_json(_item(e))

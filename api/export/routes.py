@@ -11,7 +11,10 @@ answers the feed routes' GETs with the same code, ahead of FastAPI's parameter m
 """
 
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -24,8 +27,15 @@ from aggregator.websub import FORMATS
 from api.caching import Rendered, ResponseCache, cached_response, raw_key
 from api.errors import Problem, error_response, error_responses
 from api.export import atom, jsonfeed, opml, rss
-from api.export.document import EMPTY_FEED_UPDATED, FeedDocument, build_document, esc
-from api.feed import FeedQuery, FeedReader, FeedRows
+from api.export.document import (
+    EMPTY_FEED_UPDATED,
+    ExportEntry,
+    FeedDocument,
+    build_document,
+    build_entry,
+    esc,
+)
+from api.feed import FeedQuery, FeedReader, FeedRows, PageEntry
 from api.hotpath import HotHandler
 from api.params import MAX_TICKERS, export_limit, export_untranslated, feed_query
 
@@ -34,6 +44,53 @@ WRITERS: Mapping[str, tuple[Callable[[FeedDocument], bytes], str]] = {
     "atom": (atom.render, atom.MEDIA_TYPE),
     "json": (jsonfeed.render, jsonfeed.MEDIA_TYPE),
 }
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A format written in three parts: the head, each entry (``sep`` between them), the tail."""
+
+    head: Callable[[FeedDocument], bytes]
+    entry: Callable[[ExportEntry], bytes]
+    tail: bytes
+    sep: bytes = b""
+
+
+PARTS: Mapping[str, Writer] = {
+    "rss": Writer(rss.render_head, rss.render_entry, rss.TAIL),
+    "atom": Writer(atom.render_head, atom.render_entry, atom.TAIL),
+    "json": Writer(jsonfeed.render_head, jsonfeed.render_entry, jsonfeed.TAIL, b","),
+}
+FRAGMENTS_KEPT = 4096
+
+
+class EntryFragments:
+    """Rendered entries, kept per process by (format, requested locale, stored entry with its
+    disclaimer): what an entry renders to depends on those alone, so a kept fragment is never stale
+    (a changed entry is another key) and a page read again from the database is written from
+    them. Bounded (least recently used out); nothing in it is needed by another process."""
+
+    def __init__(self, size: int = FRAGMENTS_KEPT) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[str, str, bytes], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, fmt: str, locale: str, entry: PageEntry) -> bytes:
+        key = (fmt, locale, entry.json)
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+                return found
+        value = json.loads(entry.json)
+        fragment = PARTS[fmt].entry(build_entry(value, locale, value["disclaimer"]))
+        with self._lock:
+            self._kept[key] = fragment
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+        return fragment
+
+
 SUMMARIES = {
     "rss": "Localized feed as RSS 2.0",
     "atom": "Localized feed as Atom 1.0",
@@ -67,6 +124,7 @@ def install_export_routes(
     handler), which take the query string as the documented routes do."""
     public = f"public, max-age={settings.cache_max_age_s}"
     hub = settings.websub_hub or None
+    fragments = EntryFragments()
 
     def base_of(request: Request) -> str:
         return settings.public_url or str(request.base_url).rstrip("/")
@@ -91,20 +149,24 @@ def install_export_routes(
         rows = reader.feed_rows(query)
         if isinstance(rows, Problem):
             return rows
-        write, media_type = WRITERS[fmt]
+        media_type = WRITERS[fmt][1]
+        updated = feed_updated(rows)
 
         def make() -> bytes:
-            page = {"items": [json.loads(e.json) for e in rows.entries], "next_cursor": rows.next_cursor}
-            doc = build_document(
-                page,
+            """``WRITERS[fmt]`` of the whole document, byte for byte, from kept entry fragments."""
+            head = build_document(
+                {"items": [], "next_cursor": rows.next_cursor},
                 base=base,
                 locale=query.locale,
                 filters=filters,
                 formats=FORMATS,
                 hub=hub,
-                updated_at={e.story_id: as_utc(e.updated_at) for e in rows.entries},
+                updated_at={},
+                updated=updated,
             )
-            return write(doc)
+            parts = PARTS[fmt]
+            entries = parts.sep.join(fragments.get(fmt, query.locale, e) for e in rows.entries)
+            return b"".join((parts.head(head), entries, parts.tail))
 
         data = b"\0".join(
             (
@@ -116,7 +178,7 @@ def install_export_routes(
                 *(e.updated_at.isoformat().encode() for e in rows.entries),
             )
         )
-        return Rendered.later(make, data, media_type, feed_updated(rows) if rows.entries else None)
+        return Rendered.later(make, data, media_type, updated if rows.entries else None)
 
     async def respond(
         request: Request, fmt: str, params: Mapping[str, str | None], accept_language: str | None
