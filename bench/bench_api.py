@@ -298,6 +298,9 @@ class Run:
     rps: float
     p99_ms: float
     bad: int
+    cpu_ms: float = float("nan")
+    """CPU time the server process spent per request (user + system): steadier than req/s when
+    other work shares the machine."""
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -321,8 +324,13 @@ end
 """
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk(
-    name: str, base: str, targets: Sequence[tuple[str, str]], args: argparse.Namespace, *,
+    name: str, srv: Server, targets: Sequence[tuple[str, str]], args: argparse.Namespace, *,
     revalidate: float = 0.0, in_turn: bool = False,
 ) -> Run:  # fmt: skip
     """wrk over ``targets`` (path, gzip ETag): a random one per request (or each in turn), gzip on
@@ -335,17 +343,21 @@ def wrk(
         env = {**os.environ, "BENCH_URLS": str(urls), "BENCH_REVALIDATE": str(revalidate),
                "BENCH_IN_TURN": "1" if in_turn else "0"}  # fmt: skip
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-               "--timeout", "5s", "-s", str(script), base]  # fmt: skip
+               "--timeout", "5s", "-s", str(script), srv.base]  # fmt: skip
         subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True, env=env)  # warm-up
+        cpu = _cpu_s(srv.pid)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+        cpu = _cpu_s(srv.pid) - cpu
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
     failed = (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0)
-    log(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed")
-    return Run(name, rps, p99, failed)
+    done = re.search(r"(\d+) requests in", out)
+    cpu_ms = cpu * 1000 / int(done.group(1)) if done and int(done.group(1)) else float("nan")
+    log(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed, server CPU {cpu_ms:.2f} ms/request")
+    return Run(name, rps, p99, failed, cpu_ms)
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -400,18 +412,18 @@ def measure_exports(srv: Server, args: argparse.Namespace) -> list[str]:
     """Each re-export format next to ``/v1/feed`` on the same server (micro-cache off): the first
     pages of the 13 locales in turn, then a reader's pattern (random locale, 80% revalidations)."""
     feed = first_pages(srv.base, "/v1/feed")
-    plain = wrk("/v1/feed first pages in turn", srv.base, feed, args, in_turn=True)
-    polled = wrk("/v1/feed, 80% revalidations", srv.base, feed, args, revalidate=READER_REVALIDATE)
+    plain = wrk("/v1/feed first pages in turn", srv, feed, args, in_turn=True)
+    polled = wrk("/v1/feed, 80% revalidations", srv, feed, args, revalidate=READER_REVALIDATE)
     lines = []
     for fmt in EXPORT_FORMATS:
         pages = first_pages(srv.base, f"/v1/feed.{fmt}")
         for pattern, run, ref in (
-            ("first pages of the 13 locales in turn", wrk(f"{fmt} first pages in turn", srv.base, pages, args, in_turn=True), plain),
-            ("80% revalidations", wrk(f"{fmt}, 80% revalidations", srv.base, pages, args, revalidate=READER_REVALIDATE), polled),
+            ("first pages of the 13 locales in turn", wrk(f"{fmt} first pages in turn", srv, pages, args, in_turn=True), plain),
+            ("80% revalidations", wrk(f"{fmt}, 80% revalidations", srv, pages, args, revalidate=READER_REVALIDATE), polled),
         ):  # fmt: skip
             lines.append(
                 f"| {fmt} | {pattern} | {run.rps:,.0f} | {ref.rps:,.0f} | {run.rps / ref.rps:.2f} | "
-                f"{run.p99_ms:.1f} | {run.bad} |"
+                f"{run.p99_ms:.1f} | {run.cpu_ms:.2f} | {ref.cpu_ms / run.cpu_ms:.2f} | {run.bad} |"
             )
     return lines
 
@@ -428,30 +440,30 @@ def measure(
         unfiltered = [("/v1/feed?locale=en&limit=20", "")]
         empty = [(f"/v1/feed?locale=en&limit=20&{EMPTY_FILTER}", "")]
         assert json.loads(_get(srv.base + empty[0][0])[2])["items"] == []
-        ceiling = wrk("ceiling", srv.base, [("/bench/ceiling", "")], args)
+        ceiling = wrk("ceiling", srv, [("/bench/ceiling", "")], args)
         runs = [
             ceiling,
-            wrk(f"mixed traffic, {len(mix)} URLs, 30% revalidations", srv.base, mix, args, revalidate=0.3),
-            wrk("first pages of the 13 locales in turn", srv.base, first_pages, args, in_turn=True),
-            wrk("unfiltered first page (en)", srv.base, unfiltered, args),
-            wrk(f"a filter matching nothing ({EMPTY_FILTER})", srv.base, empty, args),
+            wrk(f"mixed traffic, {len(mix)} URLs, 30% revalidations", srv, mix, args, revalidate=0.3),
+            wrk("first pages of the 13 locales in turn", srv, first_pages, args, in_turn=True),
+            wrk("unfiltered first page (en)", srv, unfiltered, args),
+            wrk(f"a filter matching nothing ({EMPTY_FILTER})", srv, empty, args),
         ]
         rss = srv.peak_rss_mb()
-        exports = [f"| **{label}, {stories:,} stories** | | | | | | |", *measure_exports(srv, args)]
+        exports = [f"| **{label}, {stories:,} stories** | | | | | | | | |", *measure_exports(srv, args)]
     with server(database_url, None) as srv:
-        cached = wrk(
-            f"mixed traffic, micro-cache on ({args.cache_s:g} s)", srv.base, mix, args, revalidate=0.3
-        )
-        cached_ceiling = wrk("ceiling (micro-cache on server)", srv.base, [("/bench/ceiling", "")], args)
-    lines.append(f"| **{label}, {stories:,} stories** | | | | |")
+        cached = wrk(f"mixed traffic, micro-cache on ({args.cache_s:g} s)", srv, mix, args, revalidate=0.3)
+        cached_ceiling = wrk("ceiling (micro-cache on server)", srv, [("/bench/ceiling", "")], args)
+    lines.append(f"| **{label}, {stories:,} stories** | | | | | | |")
     for r in runs:
         lines.append(
-            f"| {r.name} (micro-cache off) | {r.rps:,.0f} | {r.rps / ceiling.rps:.2f} | {r.p99_ms:.1f} | {r.bad} |"
+            f"| {r.name} (micro-cache off) | {r.rps:,.0f} | {r.rps / ceiling.rps:.2f} | {r.p99_ms:.1f} | "
+            f"{r.cpu_ms:.2f} | {ceiling.cpu_ms / r.cpu_ms:.2f} | {r.bad} |"
         )
     lines.append(
-        f"| {cached.name} | {cached.rps:,.0f} | {cached.rps / cached_ceiling.rps:.2f} | {cached.p99_ms:.1f} | {cached.bad} |"
+        f"| {cached.name} | {cached.rps:,.0f} | {cached.rps / cached_ceiling.rps:.2f} | {cached.p99_ms:.1f} | "
+        f"{cached.cpu_ms:.2f} | {cached_ceiling.cpu_ms / cached.cpu_ms:.2f} | {cached.bad} |"
     )
-    lines.append(f"| peak RSS of the API process under the micro-cache-off runs | {rss:.0f} MB | | | |")
+    lines.append(f"| peak RSS of the API process under the micro-cache-off runs | {rss:.0f} MB | | | | | |")
     return lines, exports
 
 
@@ -485,16 +497,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"### API: one `serve` process (uvicorn, httptools), wrk -t{args.threads} -c{args.connections} "
         f"-d{args.duration}s, gzip on every request",
         "",
-        "| run | req/s | × ceiling | p99 ms | failed |",
-        "|---|---:|---:|---:|---:|",
+        "| run | req/s | × ceiling | p99 ms | server CPU ms/req | × ceiling (CPU) | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     export_lines = [
         "",
         "### Re-export (RSS, Atom, JSON Feed) next to `/v1/feed`, same server, micro-cache off",
         "",
-        "| format | pattern | req/s | `/v1/feed` req/s | × `/v1/feed` | p99 ms | failed |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| format | pattern | req/s | `/v1/feed` req/s | × `/v1/feed` | p99 ms | server CPU ms/req "
+        "| × `/v1/feed` (CPU) | failed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory(prefix="babelwire-bench-api-") as tmp:
         plan = []
@@ -531,7 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [
         "",
         f"Load average when the runs ended: {load1:.2f} {load5:.2f} {load15:.2f} (2 cores; other work ran beside "
-        "the bench, so absolute req/s swing: the ratios, measured on one server in one run, are what count).",
+        "the bench, so absolute req/s swing: the ratios, measured on one server in one run, are what count). "
+        "Server CPU ms/req is the API process's user + system time over a run divided by its requests; "
+        "its ratio (ceiling's CPU per request / the run's) is the speed ratio with the machine's other "
+        "load taken out.",
         "",
         "The ceiling is `/bench/ceiling`: the pre-built bytes of the first English page, through the same "
         "middleware, routing, ETag and gzip handling as `/v1/feed`, never answered by the micro-cache. "
