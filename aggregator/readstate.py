@@ -74,9 +74,11 @@ def set_flags(
     return done
 
 
-def mark_read_from(conn: sa.Connection, key_id: int, story_ids: sa.Select[Any]) -> None:
-    """Mark read every story ``story_ids`` (a one-column select, with a WHERE) selects: one
-    INSERT … SELECT … ON CONFLICT, whatever the number of stories."""
+def mark_read_from(
+    conn: sa.Connection, key_id: int, story_ids: sa.Select[Any], params: Mapping[str, Any] | None = None
+) -> None:
+    """Mark read every story ``story_ids`` (a one-column select, with a WHERE; ``params`` its
+    binds) selects: one INSERT … SELECT … ON CONFLICT, whatever the number of stories."""
     now = utcnow()
     sub = story_ids.subquery("marked")
     source = sa.select(
@@ -90,7 +92,8 @@ def mark_read_from(conn: sa.Connection, key_id: int, story_ids: sa.Select[Any]) 
     conn.execute(
         insert.on_conflict_do_update(
             index_elements=[STATE.c.key_id, STATE.c.story_id], set_={"read": True, "updated_at": now}
-        )
+        ),
+        dict(params or {}),
     )
 
 

@@ -14,7 +14,7 @@ then the disclaimer for the key's locale.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +75,7 @@ def categories(item: Item) -> list[str]:
 
 
 def item_json(item: Item) -> Json:
+    """The item as plain values; ``categories`` last (:func:`item_fragment` relies on it)."""
     published_s = int(item.published.timestamp())
     origin = item.origin
     return {
@@ -88,21 +89,46 @@ def item_json(item: Item) -> Json:
         "canonical": [{"href": item.url}],
         "alternate": [{"href": item.url, "type": "text/html"}],
         "summary": {"direction": "rtl" if item.locale in _RTL else "ltr", "content": item.content},
-        "categories": categories(item),
         "origin": {
             "streamId": f"feed/{origin.number}" if origin else "",
             "title": origin.name if origin else item.author,
             "htmlUrl": (origin.homepage or "") if origin else "",
         },
         "enclosure": [],
+        "categories": categories(item),
     }
 
 
-def contents_body(stream_id: str, items: Sequence[Item], updated: int, continuation: str | None) -> bytes:
-    body: Json = {"id": stream_id, "updated": updated, "items": [item_json(i) for i in items]}
-    if continuation is not None:
-        body["continuation"] = continuation
-    return pydantic_core.to_json(body)
+def item_fragment(item: Item) -> bytes:
+    """The item's JSON without the key's flags and its closing ``]}``: rendered once, the flags are
+    appended per request (:func:`with_flags`)."""
+    unflagged = replace(item, read=False, starred=False)
+    return pydantic_core.to_json(item_json(unflagged))[:-2]
+
+
+_READ = b',"' + READ.encode() + b'"'
+_STARRED = b',"' + STARRED.encode() + b'"'
+
+
+def with_flags(fragment: bytes, read: bool, starred: bool) -> bytes:
+    return b"".join((fragment, _READ if read else b"", _STARRED if starred else b"", b"]}"))
+
+
+def contents_body(stream_id: str, items: Sequence[bytes], updated: int, continuation: str | None) -> bytes:
+    """``{"id", "updated", "items", "continuation"?}`` from encoded items (:func:`with_flags`)."""
+    return b"".join(
+        (
+            b'{"id":',
+            pydantic_core.to_json(stream_id),
+            b',"updated":',
+            str(int(updated)).encode(),
+            b',"items":[',
+            b",".join(items),
+            b"]",
+            b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b"",
+            b"}",
+        )
+    )
 
 
 def _atom_time(moment: datetime) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aggregator.readstate import feed_numbers, mark_read_from, set_flags
 from aggregator.settings import Settings
 from api.caching import Rendered, cached_response
+from api.dbapi import compiled_for
 from api.errors import Problem, error_response
 from api.export.texts import TITLE
 from api.feed import FeedReader
@@ -43,10 +45,13 @@ from api.greader.streams import (
     feed_outlet,
     marked_select,
     micros,
+    moment,
     outlets,
+    page_shape,
+    page_statement,
     parse_continuation,
     read_rows,
-    stream_select,
+    stream_params,
     tickers,
     unread_counts,
 )
@@ -56,6 +61,8 @@ PREFIX = "/greader"
 API = PREFIX + "/reader/api/0"
 MAX_BODY = 2_000_000
 OUTLETS_TTL_S = 5.0
+RENDERED_ITEMS = 50_000
+"""Items kept rendered per process (about 2 KB each), oldest dropped first."""
 BAD_TOKEN = {"Google-Bad-Token": "true", "X-Reader-Google-Bad-Token": "true", "Cache-Control": "no-store"}
 PRIVATE = "private, no-cache"
 _SLASHES = re.compile(r"/{2,}")
@@ -181,6 +188,10 @@ class GreaderService:
     tokens: Tokens
     public_url: str
     _outlets: tuple[float, dict[str, Outlet]] | None = None
+    _rendered: dict[tuple[str, int], tuple[tuple[Any, ...], render.Item, bytes]] = field(default_factory=dict)
+    """(locale, story) → what an item was rendered from and the item: the entry body, disclaimer,
+    feed and base it depends on are compared on every use, so a changed entry renders anew."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def outlets(self, *, fresh: bool = False) -> dict[str, Outlet]:
         """outlet id → subscription (numbers given on first sight), kept a few seconds."""
@@ -199,30 +210,30 @@ class GreaderService:
         numbers = {o.id: o.number for o in self.outlets().values()}
         return feed_outlet(numbers, int(stream.value or 0))
 
-    def page(self, who: Reader, query: StreamQuery) -> tuple[list[tuple[int, datetime]], str | None]:
+    def page(self, who: Reader, query: StreamQuery) -> tuple[Sequence[Any], str | None]:
+        """(story id, raw publication) of one page, and the continuation when more follow."""
         outlet = self.feed_outlet(query.stream)
+        statement = compiled_for(page_statement(*page_shape(query)), self.reader.engine.dialect)
         with self.reader.engine.connect() as conn:
-            rows = [
-                (sid, pub) for sid, pub in conn.execute(stream_select(query, who.key_id, who.locale, outlet))
-            ]
+            rows = statement.rows(conn, stream_params(query, who.key_id, who.locale, outlet))
         more = len(rows) > query.n
         rows = rows[: query.n]
-        continuation = Position(micros(rows[-1][1]), rows[-1][0]).token() if more and rows else None
+        continuation = Position(micros(moment(rows[-1][1])), rows[-1][0]).token() if more and rows else None
         return rows, continuation
 
     def ids_body(self, who: Reader, query: StreamQuery) -> bytes:
         rows, continuation = self.page(who, query)
-        body: dict[str, Any] = {
-            "itemRefs": [
-                {"id": str(sid), "directStreamIds": [], "timestampUsec": str(micros(pub))}
-                for sid, pub in rows
-            ]
-        }
+        body: dict[str, Any] = {"itemRefs": [{"id": str(sid)} for sid, _ in rows]}
         if continuation is not None:
             body["continuation"] = continuation
         return pydantic_core.to_json(body)
 
-    def items(self, who: Reader, story_ids: list[int], base: str) -> list[render.Item]:
+    def items(
+        self, who: Reader, story_ids: list[int], base: str
+    ) -> list[tuple[render.Item, bool, bool, bytes]]:
+        """The stories among ``story_ids`` that have an entry in the key's locale, in that order:
+        each as an item (without the key's flags), the key's read and starred flags, and its
+        encoded JSON with them."""
         if not story_ids:
             return []
         by_outlet = self.outlets()
@@ -233,25 +244,39 @@ class GreaderService:
             disclaimers = self.reader.current_disclaimers(conn)
         memo: dict[str, Any] = {}
         out = []
+        rendered = self._rendered
         for sid in story_ids:
             row = rows.get(sid)
             if row is None:
                 continue
             if row.policy not in memo:
                 memo[row.policy] = self.reader.disclaimer(row.policy, who.locale, disclaimers)
-            out.append(
-                render.build_item(row, who.locale, memo[row.policy], render.origin_of(row, by_outlet), base)
-            )
+            disclaimer, origin = memo[row.policy], render.origin_of(row, by_outlet)
+            made = (row.body, disclaimer, origin, row.stored_at, base)
+            cached = rendered.get((who.locale, sid))
+            if cached is not None and cached[0] == made:
+                _, item, fragment = cached
+            else:
+                item = render.build_item(row, who.locale, disclaimer, origin, base)
+                fragment = render.item_fragment(item)
+                with self._lock:
+                    rendered[(who.locale, sid)] = (made, item, fragment)
+                    while len(rendered) > RENDERED_ITEMS:
+                        del rendered[next(iter(rendered))]
+            out.append((item, row.read, row.starred, render.with_flags(fragment, row.read, row.starred)))
         return out
 
     def stream_body(self, who: Reader, query: StreamQuery, base: str) -> bytes:
         rows, continuation = self.page(who, query)
         items = self.items(who, [sid for sid, _ in rows], base)
-        return render.contents_body(query.stream.id, items, int(time.time()), continuation)
+        return render.contents_body(query.stream.id, [f for *_, f in items], int(time.time()), continuation)
 
     def atom_body(self, who: Reader, query: StreamQuery, base: str) -> bytes:
         rows, _ = self.page(who, query)
-        items = self.items(who, [sid for sid, _ in rows], base)
+        items = [
+            replace(item, read=read, starred=starred)
+            for item, read, starred, _ in self.items(who, [sid for sid, _ in rows], base)
+        ]
         title, home = TITLE.get(who.locale, "babelwire"), f"{base}/v1/feed?locale={who.locale}"
         if query.stream.kind == "feed":
             outlet = next((o for o in self.outlets().values() if o.number == query.stream.value), None)
@@ -314,9 +339,17 @@ class GreaderService:
             set_flags(conn, who.key_id, story_ids, read=read, starred=starred)
 
     def mark_all(self, who: Reader, stream: Stream, before: datetime | None) -> None:
-        outlet = self.feed_outlet(stream)
+        params: dict[str, Any] = {
+            "locale": who.locale,
+            "key_id": who.key_id,
+            "outlet": self.feed_outlet(stream) or "",
+        }
+        if stream.kind == "label":
+            params["ticker"] = str(stream.value)
+        if before is not None:
+            params["ts"] = before
         with self.engine.begin() as conn:
-            mark_read_from(conn, who.key_id, marked_select(stream, who.key_id, who.locale, outlet, before))
+            mark_read_from(conn, who.key_id, marked_select(stream.kind, before is not None), params)
 
 
 def install_greader(
@@ -430,7 +463,7 @@ def install_greader(
         if len(ids) > MAX_CONTENTS:
             return error_response(Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call"))
         items = await run_in_threadpool(service.items, who, ids, base_of(request))
-        body = render.contents_body(READING_LIST, items, int(time.time()), None)
+        body = render.contents_body(READING_LIST, [f for *_, f in items], int(time.time()), None)
         return json_page(request, body)
 
     async def contents(request: Request, params: Params, who: Reader, stream_text: str | None) -> Response:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from aggregator.entries import IN_CHAIN, as_utc
 from aggregator.models import UTCDateTime
 from aggregator.readstate import STATE
+from api.dbapi import compiled_for
 from api.feed_statements import ENTRY, OUTLET, STORY, TICKER
 from api.greader.ids import Stream
 
@@ -95,79 +97,124 @@ def _flag(state: Any, name: str) -> Any:
     return state.c.read if name == "read" else state.c.starred
 
 
-def members(
-    stream: Stream, key_id: int, locale: str, outlet: str | None
-) -> tuple[Any, list[sa.ColumnElement[bool]], Any, Any]:
-    """(FROM clause, conditions, published column, story id column) of the entries in ``stream``;
-    ``outlet`` is the outlet of a feed stream (None: no such feed, nothing in it)."""
+def _bind(name: str, type_: Any = None) -> Any:
+    return sa.bindparam(name, type_=type_ if type_ is not None else sa.String())
+
+
+def members(kind: str) -> tuple[Any, list[sa.ColumnElement[bool]], Any, Any]:
+    """(FROM clause, conditions, published column, story id column) of the entries in a stream of
+    ``kind``; bind ``locale``, ``key_id`` and, by kind, ``ticker`` or ``outlet`` (a feed's outlet,
+    "" for no such feed)."""
     entry = ENTRY.alias("e")
+    locale = _bind("locale")
     where: list[sa.ColumnElement[bool]] = [
-        entry.c.locale == sa.literal(locale, sa.String()),
+        entry.c.locale == locale,
         entry.c.reach == sa.literal_column(str(IN_CHAIN), sa.Integer),
     ]
     published, story_id = entry.c.published_at, entry.c.story_id
     source: Any = entry
-    if stream.kind == "label":
+    if kind == "label":
         ticker = TICKER.alias("t")
         source = ticker.join(entry, sa.and_(entry.c.locale == locale, entry.c.story_id == ticker.c.story_id))
-        where.append(ticker.c.ticker == str(stream.value))
+        where.append(ticker.c.ticker == _bind("ticker"))
         published, story_id = ticker.c.published_at, ticker.c.story_id
-    elif stream.kind in ("read", "starred"):
+    elif kind in ("read", "starred"):
         state = STATE.alias("s")
         source = state.join(entry, sa.and_(entry.c.locale == locale, entry.c.story_id == state.c.story_id))
-        where += [state.c.key_id == key_id, _flag(state, stream.kind) == sa.true()]
-    elif stream.kind == "feed":
-        where.append(entry.c.outlet_id == outlet if outlet is not None else sa.false())
-    elif stream.kind == "empty":
+        where += [state.c.key_id == _bind("key_id", sa.Integer()), _flag(state, kind) == sa.true()]
+    elif kind == "feed":
+        where.append(entry.c.outlet_id == _bind("outlet"))
+    elif kind == "empty":
         where.append(sa.false())
     return source, where, published, story_id
 
 
-def stream_select(query: StreamQuery, key_id: int, locale: str, outlet: str | None) -> sa.Select[Any]:
-    """Story id and publication of one page (``n + 1`` rows, to tell whether more follow)."""
-    source, where, published, story_id = members(query.stream, key_id, locale, outlet)
+def stream_params(query: StreamQuery, key_id: int, locale: str, outlet: str | None) -> dict[str, Any]:
+    """The values :func:`page_statement` binds for ``query``."""
+    params: dict[str, Any] = {"locale": locale, "key_id": key_id, "outlet": outlet or ""}
+    if query.stream.kind == "label":
+        params["ticker"] = str(query.stream.value)
+    if query.newer_than is not None:
+        params["ot"] = query.newer_than
+    if query.older_than is not None:
+        params["nt"] = query.older_than
+    if query.after is not None:
+        params["after_ts"] = from_micros(query.after.published_us)
+        params["after_id"] = query.after.story_id
+    return params
+
+
+def page_shape(query: StreamQuery) -> tuple[Any, ...]:
+    return (
+        query.stream.kind,
+        query.exclude,
+        query.include,
+        query.newer_than is not None,
+        query.older_than is not None,
+        query.after is not None,
+        query.oldest_first,
+        query.n,
+    )
+
+
+@lru_cache(maxsize=256)
+def page_statement(
+    kind: str,
+    exclude: frozenset[str],
+    include: frozenset[str],
+    newer: bool,
+    older: bool,
+    after: bool,
+    oldest_first: bool,
+    n: int,
+) -> sa.Select[Any]:
+    """Story id and publication (raw: SQLite's text, PostgreSQL's datetime) of one page, ``n + 1``
+    rows to tell whether more follow; built once per request shape (``page_shape``)."""
+    source, where, published, story_id = members(kind)
+    key_id = _bind("key_id", sa.Integer())
     for name in ("read", "starred"):
         flagged = STATE.alias(f"x_{name}")
         exists = sa.exists().where(
             flagged.c.key_id == key_id, flagged.c.story_id == story_id, _flag(flagged, name) == sa.true()
         )
-        if name in query.exclude and query.stream.kind != name:
-            where.append(~exists)
-        if name in query.include and query.stream.kind != name:
+        if name in exclude:
+            where.append(sa.false() if kind == name else ~exists)
+        if name in include and kind != name:
             where.append(exists)
-    if query.newer_than is not None or query.older_than is not None:
+    if newer or older:
         story = STORY.alias("st")
         source = source.join(story, story.c.id == story_id)
-        if query.newer_than is not None:
-            where.append(_stored(story) >= query.newer_than)
-        if query.older_than is not None:
-            where.append(_stored(story) < query.older_than)
-    if query.after is not None:
-        after = sa.tuple_(
-            sa.literal(from_micros(query.after.published_us), UTCDateTime()),
-            sa.literal(query.after.story_id, sa.Integer()),
-        )
+        if newer:
+            where.append(_stored(story) >= _bind("ot", UTCDateTime()))
+        if older:
+            where.append(_stored(story) < _bind("nt", UTCDateTime()))
+    if after:
+        position = sa.tuple_(_bind("after_ts", UTCDateTime()), _bind("after_id", sa.Integer()))
         key = sa.tuple_(published, story_id)
-        where.append(key > after if query.oldest_first else key < after)
-    order = (published.asc(), story_id.asc()) if query.oldest_first else (published.desc(), story_id.desc())
+        where.append(key > position if oldest_first else key < position)
+    order = (published.asc(), story_id.asc()) if oldest_first else (published.desc(), story_id.desc())
     return (
-        sa.select(story_id.label("story_id"), published.label("published_at"))
+        sa.select(story_id.label("story_id"), sa.type_coerce(published, sa.String()).label("published_at"))
         .select_from(source)
         .where(*where)
         .order_by(*order)
-        .limit(query.n + 1)
+        .limit(sa.literal_column(str(int(n) + 1), sa.Integer))
     )
 
 
-def marked_select(
-    stream: Stream, key_id: int, locale: str, outlet: str | None, before: datetime | None
-) -> sa.Select[Any]:
-    """The story ids ``mark-all-as-read`` marks: the stream's, stored at or before ``before``."""
-    source, where, _, story_id = members(stream, key_id, locale, outlet)
-    if before is not None:
+def moment(value: Any) -> datetime:
+    """A stored naive-UTC time as the driver gives it (SQLite: text) → aware UTC."""
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def marked_select(kind: str, before: bool) -> sa.Select[Any]:
+    """The story ids ``mark-all-as-read`` marks in a stream of ``kind`` (binds as
+    :func:`page_statement`), with ``before``: only those stored at or before ``ts``."""
+    source, where, _, story_id = members(kind)
+    if before:
         story = STORY.alias("st")
         source = source.join(story, story.c.id == story_id)
-        where.append(_stored(story) <= before)
+        where.append(_stored(story) <= _bind("ts", UTCDateTime()))
     return sa.select(story_id).select_from(source).where(*where)
 
 
@@ -185,33 +232,49 @@ class Row:
     starred: bool
 
 
-def contents_select(key_id: int, locale: str, story_ids: Sequence[int]) -> sa.Select[Any]:
+CONTENTS_SIZES = (1, 10, 50, 150, 300, MAX_CONTENTS)
+"""``IN`` lists have one of these lengths (padded with 0, no story's id): a few fixed statements."""
+
+
+@lru_cache(maxsize=16)
+def contents_statement(size: int) -> sa.Select[Any]:
+    """The entries of up to ``size`` stories in one locale with a key's flags; bind ``locale``,
+    ``key_id`` and ``id_0``… ``id_<size-1>``."""
     entry, story, state = ENTRY.alias("e"), STORY.alias("st"), STATE.alias("s")
+    key_id = _bind("key_id", sa.Integer())
     return (
         sa.select(
             entry.c.story_id,
             entry.c.body,
             entry.c.policy,
             entry.c.outlet_id,
-            _stored(story),
-            sa.func.coalesce(state.c.read, sa.false()),
-            sa.func.coalesce(state.c.starred, sa.false()),
+            sa.type_coerce(_stored(story), sa.DateTime()),
+            sa.type_coerce(sa.func.coalesce(state.c.read, sa.false()), sa.Boolean()),
+            sa.type_coerce(sa.func.coalesce(state.c.starred, sa.false()), sa.Boolean()),
         )
         .select_from(
             entry.join(story, story.c.id == entry.c.story_id).outerjoin(
                 state, sa.and_(state.c.key_id == key_id, state.c.story_id == entry.c.story_id)
             )
         )
-        .where(entry.c.locale == locale, entry.c.story_id.in_(list(story_ids)))
+        .where(
+            entry.c.locale == _bind("locale"),
+            entry.c.story_id.in_([_bind(f"id_{i}", sa.Integer()) for i in range(size)]),
+        )
     )
 
 
 def read_rows(conn: sa.Connection, key_id: int, locale: str, story_ids: Sequence[int]) -> dict[int, Row]:
     out: dict[int, Row] = {}
-    for sid, body, policy, outlet_id, stored, read, starred in conn.execute(
-        contents_select(key_id, locale, story_ids)
-    ):
-        out[sid] = Row(sid, body, policy, outlet_id, as_utc(stored), bool(read), bool(starred))
+    for i in range(0, len(story_ids), MAX_CONTENTS):
+        chunk = list(story_ids[i : i + MAX_CONTENTS])
+        size = next(s for s in CONTENTS_SIZES if s >= len(chunk))
+        params: dict[str, Any] = {"locale": locale, "key_id": key_id}
+        params.update((f"id_{j}", chunk[j] if j < len(chunk) else 0) for j in range(size))
+        for sid, body, policy, outlet_id, stored, read, starred in compiled_for(
+            contents_statement(size), conn.dialect
+        ).rows(conn, params):
+            out[sid] = Row(sid, body, policy, outlet_id, as_utc(stored), bool(read), bool(starred))
     return out
 
 
