@@ -470,3 +470,19 @@ def test_keys_create_with_a_locale_on_the_command_line(db_url: str, engine: sa.E
     )  # fmt: skip
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "unknown locale" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_admin_api_creates_reader_keys_with_a_locale(world: World) -> None:
+    with Session(world.engine) as s:
+        admin = create_key(s, CLI, "admin", "root")[1]
+        s.commit()
+    auth = {"Authorization": f"Bearer {admin}"}
+    r = world.client.post(
+        "/v1/admin/keys", json={"role": "reader", "name": "carla", "locale": "ja"}, headers=auth
+    )
+    assert r.status_code in (200, 201), r.text
+    assert r.json()["locale"] == "ja"
+    world.keys["carla"] = (r.json()["key"], "ja")
+    assert world.client.get(f"{API}/user-info", headers=world.login("carla")).json()["userName"] == "carla"
+    bad = world.client.post("/v1/admin/keys", json={"role": "reader", "locale": "klingon"}, headers=auth)
+    assert bad.status_code == 400 and "unknown locale" in bad.json()["error"]["message"]
