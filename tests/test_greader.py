@@ -486,3 +486,62 @@ def test_admin_api_creates_reader_keys_with_a_locale(world: World) -> None:
     assert world.client.get(f"{API}/user-info", headers=world.login("carla")).json()["userName"] == "carla"
     bad = world.client.post("/v1/admin/keys", json={"role": "reader", "locale": "klingon"}, headers=auth)
     assert bad.status_code == 400 and "unknown locale" in bad.json()["error"]["message"]
+
+
+def test_migration_fills_served_outlets_and_store_times(db_url: str) -> None:
+    """A database with entries written before 0030_greader: the migration names each entry's served
+    outlet (from the stored entry) and each story's store time (its members' first fetch)."""
+    from alembic import command
+
+    from aggregator.db import make_engine
+    from aggregator.migrate import alembic_config, upgrade
+
+    engine = make_engine(Settings(database_url=db_url))
+    try:
+        cfg = alembic_config(db_url)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0010_editorial")
+        fetched = datetime(2026, 5, 1, 8, 0)
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO outlet (id, name, disclaimer_policy) VALUES ('gate', 'Gate', 'none')")
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO source (id, url, outlet_id, locale, enabled, next_check_at, interval_s,"
+                    " error_count, created_at) VALUES (1, 'https://g.example/f', 'gate', 'en', true, :t, 900, 0, :t)"
+                ),
+                {"t": fetched},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO story (id, first_published_at, updated_at, hidden, pinned)"
+                    " VALUES (7, :p, :p, false, false), (8, :p, :p, false, false)"
+                ),
+                {"p": datetime(2026, 4, 1)},
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO item (id, source_id, story_id, identity, title, summary_html, content_html, text,"
+                    " published_at, fetched_at, updated_at, locale, tickers, links, content_hash, tombstone,"
+                    " summary_text) VALUES (1, 1, 7, 'a', 't', '', '', '', :p, :f, :f, 'en', '[]', '{}', 'h',"
+                    " false, '')"
+                ),
+                {"p": datetime(2026, 4, 1), "f": fetched},
+            )
+            body = '{"id":7,"title":"t","outlet":{"id":"gate","name":"Gate"},"pinned":false,"related":[]'
+            conn.execute(
+                sa.text(
+                    "INSERT INTO storyentry (locale, story_id, published_at, reach, policy, body)"
+                    " VALUES ('en', 7, :p, 0, 'none', :b)"
+                ),
+                {"p": datetime(2026, 4, 1), "b": body},
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT outlet_id FROM storyentry")).scalar() == "gate"
+            stored = dict(conn.execute(sa.text("SELECT id, stored_at FROM story")).all())
+        assert {k: str(v)[:16] for k, v in stored.items()} == {7: "2026-05-01 08:00", 8: "2026-04-01 00:00"}
+    finally:
+        engine.dispose()
