@@ -541,7 +541,9 @@ def test_migration_fills_served_outlets_and_store_times(db_url: str) -> None:
         upgrade(engine)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT outlet_id FROM storyentry")).scalar() == "gate"
-            stored = dict(conn.execute(sa.text("SELECT id, stored_at FROM story")).all())
+            stored: dict[int, Any] = {
+                r[0]: r[1] for r in conn.execute(sa.text("SELECT id, stored_at FROM story"))
+            }
         assert {k: str(v)[:16] for k, v in stored.items()} == {7: "2026-05-01 08:00", 8: "2026-04-01 00:00"}
     finally:
         engine.dispose()
