@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import shutil
@@ -40,6 +41,7 @@ for path in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(path))
 
 import bench_api  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 
 API = "/greader/reader/api/0"
 READING_LIST = "user/-/state/com.google/reading-list"
@@ -189,6 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sqlite-stories", type=int, default=100_000)
     parser.add_argument("--pg-stories", type=int, default=100_000)
     parser.add_argument("--postgres", action="store_true", help="also run on a throwaway PostgreSQL")
+    parser.add_argument(
+        "--sqlite-db",
+        type=Path,
+        default=os.environ.get("BENCH_GREADER_SQLITE_DB") or None,
+        help="a SQLite file this bench prepared before (corpus loaded, entries written): measure it as it "
+        "is (default: $BENCH_GREADER_SQLITE_DB; writing 100k stories' entries takes many minutes)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=int, default=10)
@@ -216,7 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     notes = []
     with tempfile.TemporaryDirectory(prefix="babelwire-bench-greader-") as tmp:
-        plan = [("SQLite", f"sqlite:///{tmp}/bench.sqlite", args.sqlite_stories)]
+        prepared = args.sqlite_db is not None
+        plan = [("SQLite", f"sqlite:///{args.sqlite_db or Path(tmp) / 'bench.sqlite'}", args.sqlite_stories)]
         pg = None
         try:
             if args.postgres:
@@ -226,6 +236,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pg.start()
                 plan.append(("PostgreSQL", pg.create_database(), args.pg_stories))
             for label, url, stories in plan:
+                if prepared and label == "SQLite":
+                    engine = make_engine(load_settings(database_url=url))
+                    with engine.connect() as conn:
+                        stories = int(conn.execute(sa.text("SELECT count(*) FROM story")).scalar() or 0)
+                    engine.dispose()
+                    log(f"{label}: measuring the prepared {args.sqlite_db} ({stories:,} stories)")
+                    notes.append(
+                        f"{label}: a database prepared by an earlier run of this bench ({stories:,} stories)."
+                    )
+                    lines += measure(url, label, stories, reader_key(url), args)
+                    continue
                 engine = make_engine(load_settings(database_url=url))
                 upgrade(engine)
                 engine.dispose()
