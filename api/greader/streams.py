@@ -32,6 +32,8 @@ from api.greader.ids import Stream
 
 MAX_N = 10_000
 """Most refs (``n``) one page gives (Read You asks for 10,000)."""
+PAGE_SIZES = (20, 50, 100, 250, 500, 1_000, 2_500, 5_000, MAX_N)
+"""A page statement fetches one of these (plus one) rows, the page keeps ``n``: few statements."""
 MAX_CONTENTS = 1_000
 """Most items one ``stream/items/contents`` call returns (NetNewsWire asks 150 at a time)."""
 _CONTINUATION = re.compile(r"(-?[0-9]{1,19})_([0-9]{1,19})")
@@ -153,7 +155,7 @@ def page_shape(query: StreamQuery) -> tuple[Any, ...]:
         query.older_than is not None,
         query.after is not None,
         query.oldest_first,
-        query.n,
+        next(size for size in PAGE_SIZES if size >= query.n),
     )
 
 
