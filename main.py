@@ -7,7 +7,7 @@ python main.py poll --once [--all]
 python main.py sources add URL --outlet O --locale L | add --catalogue [--outlet O] [--locale L]
 python main.py sources list | import FILE.opml | export
 python main.py stories export --format jsonl
-python main.py keys create --role reader|editor|admin [--name N] | list | revoke ID
+python main.py keys create --role reader|editor|admin [--name N] [--locale L] | list | revoke ID
 python main.py eval export-labels DIR
 """
 

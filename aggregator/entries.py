@@ -130,6 +130,8 @@ class Row:
     policy: str
     body: str
     pinned_until: datetime | None = None
+    outlet_id: str | None = None
+    """The served member's outlet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +265,7 @@ def _write(conn: sa.Connection, story_ids: Sequence[int], table: Mapping[str, Ch
                     "policy": r.policy,
                     "body": r.body,
                     "pinned_until": r.pinned_until,
+                    "outlet_id": r.outlet_id,
                 }
                 for r in rows
             ]
@@ -498,6 +501,7 @@ def render_story(
                 members[choice.member_index].policy,
                 body,
                 pin.until_in(locale) if pin else None,
+                members[choice.member_index].outlet_id,
             )
         )
     return rows

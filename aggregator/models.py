@@ -90,6 +90,9 @@ class Story(SQLModel, table=True):
     """The locale whose feed the pin tops (None: every locale)."""
     titles: dict[str, str] | None = Field(default_factory=dict, sa_type=sa.JSON, nullable=True)
     """Editors' titles per served locale, used instead of the member's own title."""
+    stored_at: datetime | None = _ts(nullable=True, default_factory=utcnow)
+    """When babelwire stored the story (the Google Reader API's ``ot``/``nt`` filter on it); None
+    on rows written without it (bulk loads): read as ``first_published_at``."""
 
 
 class Item(SQLModel, table=True):
@@ -213,6 +216,8 @@ class ApiKey(SQLModel, table=True):
     """The key's first characters, to tell keys apart in lists."""
     created_at: datetime = _ts(default_factory=utcnow)
     revoked_at: datetime | None = _ts(nullable=True, default=None)
+    locale: str = Field(default="en", max_length=8, sa_column_kwargs={"server_default": "en"})
+    """The reader's locale: what the Google Reader API (``/greader``) serves this key."""
 
 
 class AuditLog(SQLModel, table=True):
@@ -261,6 +266,7 @@ class StoryEntry(SQLModel, table=True):
         sa.Index("ix_storyentry_page", "locale", "reach", "published_at", "story_id"),
         sa.Index("ix_storyentry_all", "locale", "published_at", "story_id"),
         sa.Index("ix_storyentry_pinned", "locale", "pinned_until"),
+        sa.Index("ix_storyentry_outlet", "locale", "outlet_id", "reach", "published_at", "story_id"),
     )
 
     locale: str = Field(primary_key=True, max_length=8)
@@ -273,6 +279,8 @@ class StoryEntry(SQLModel, table=True):
     pinned_until: datetime | None = _ts(nullable=True, default=None)
     """An editor's pin of the story on top of this locale's first page holds until then
     (``aggregator.entries.PIN_FOREVER``: until unpinned); None: not pinned here."""
+    outlet_id: str | None = Field(default=None, max_length=64)
+    """The served member's outlet: the Google Reader API's feed (``feed/<n>``) listing the entry."""
 
 
 class StoryTicker(SQLModel, table=True):
@@ -293,3 +301,22 @@ class StoryOutlet(SQLModel, table=True):
     story_id: int = Field(primary_key=True)
     outlet_id: str = Field(primary_key=True, max_length=64)
     published_at: datetime = _ts()
+
+
+class GreaderFeed(SQLModel, table=True):
+    """The number of an outlet in the Google Reader API (``feed/<id>``): small, given on first
+    listing, never changed."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    outlet_id: str = Field(foreign_key="outlet.id", unique=True, max_length=64)
+
+
+class GreaderState(SQLModel, table=True):
+    """One API key's read and starred flags on one story (Google Reader API); no row: unread, not
+    starred."""
+
+    key_id: int = Field(foreign_key="apikey.id", primary_key=True)
+    story_id: int = Field(primary_key=True)
+    read: bool = False
+    starred: bool = False
+    updated_at: datetime = _ts(default_factory=utcnow)

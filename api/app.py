@@ -39,6 +39,7 @@ from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.export.routes import install_export_routes
 from api.feed import FeedQuery, FeedReader
+from api.greader.routes import install_greader
 from api.hotpath import install_hot_routes
 from api.locales import Chain, parse_fallbacks
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -46,6 +47,8 @@ from api.params import MAX_TICKERS, feed_query, hot_limit, resolve_locale
 from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
 
 log = logging.getLogger(__name__)
+GREADER_SECRET = "greader_secret"
+"""``appstate`` key of the secret the Google Reader API's tokens are signed with."""
 CEILING_LOCALE = "en"
 """``/bench/ceiling`` answers the bytes of this locale's first feed page, built once per process."""
 
@@ -368,6 +371,13 @@ def create_app(
         return cached_response(request, Rendered.of_json(page), "no-cache")
 
     export_handlers = install_export_routes(app, settings=settings, reader=reader, cache=cache)
+    install_greader(
+        app,
+        settings=settings,
+        engine=engine,
+        reader=reader,
+        secret=lambda: shared_secret(engine, GREADER_SECRET),
+    )
 
     @app.get("/healthz", tags=["ops"], summary="The process is up", response_model=Health)
     async def healthz() -> Health:

@@ -40,6 +40,7 @@ from api.feed_statements import (
     MEMBER_ROW,
     OUTLET_ROW,
     PINNED_ROW,
+    disclaimer_statement,
     feed_statement,
     story_statement,
 )
@@ -138,6 +139,22 @@ class FeedReader:
             if seed is not None:
                 return {"text": seed, "version": SEED_VERSION, "locale": loc} if seed.strip() else None
         return None
+
+    def disclaimer(
+        self, policy: str, locale: str, rows: Mapping[tuple[str, str], tuple[str, str]]
+    ) -> Json | None:
+        """The disclaimer an entry of ``policy`` carries for a reader of ``locale`` (as on a page);
+        ``rows`` from :meth:`current_disclaimers`."""
+        return self._disclaimer(policy, locale, rows)
+
+    def current_disclaimers(self, conn: sa.Connection) -> dict[tuple[str, str], tuple[str, str]]:
+        """(policy, locale) → (text, version) of the editors' newest disclaimers."""
+        return {
+            (policy, locale): (body or "", str(version))
+            for _, _, _, policy, body, locale, version, *_ in compiled_for(
+                disclaimer_statement(), conn.dialect
+            ).rows(conn, {})
+        }
 
     def _disclaimer_bytes(
         self,

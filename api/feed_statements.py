@@ -249,6 +249,12 @@ def feed_statement(
 
 
 @lru_cache(maxsize=1)
+def disclaimer_statement() -> sa.Select[Any]:
+    """The newest version of every disclaimer (``DISCLAIMER_ROW`` rows, as a page has them)."""
+    return _disclaimers()
+
+
+@lru_cache(maxsize=1)
 def story_statement() -> sa.CompoundSelect[Any]:
     """One story's entry in one locale (with its pin's end), its live members and the disclaimers;
     bind ``story_id`` and ``locale``. No entry row: the story is missing, hidden or has no live member."""

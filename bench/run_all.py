@@ -4,7 +4,7 @@ Each benchmark is its own script under ``bench/`` that prints a markdown section
 (progress on stderr, passed through). They run sequentially, never side by side, since every
 figure is a ratio against a baseline measured in the same run and a neighbour would skew it.
 
-    .venv/bin/python bench/run_all.py [--only ingest|dedupe|api ...] [--quick] [--output FILE]
+    .venv/bin/python bench/run_all.py [--only ingest|dedupe|api|greader ...] [--quick] [--output FILE]
 
 A script that is missing is reported as such; a script that fails stops nothing else, but
 ``run_all`` then exits 1, names it, and leaves that section of ``BENCHMARKS.md`` as it was.
@@ -63,6 +63,13 @@ BENCHMARKS = (
         "API: mixed app traffic vs a pre-built-bytes route (wrk; SQLite 10k, PostgreSQL 100k stories)",
         full=(),
         quick=("--sqlite-stories", "2000", "--pg-stories", "5000", "--duration", "3"),
+    ),
+    Benchmark(
+        "greader",
+        "bench_greader.py",
+        "Google Reader API: items/contents (150 ids) and items/ids (1,000 refs) next to /v1/feed (wrk; SQLite 100k stories)",
+        full=(),
+        quick=("--sqlite-stories", "3000", "--duration", "3"),
     ),
     Benchmark(
         "eval",

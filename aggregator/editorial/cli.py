@@ -23,7 +23,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     create = keys.add_parser("create", help="create a key and print it once (last line of stdout)")
     create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--name", default=None, help="who holds it (shown in the audit log)")
+    create.add_argument(
+        "--name", default=None, help="who holds it (shown in the audit log; the Google Reader login)"
+    )
+    create.add_argument(
+        "--locale", default="en", help="the reader's locale, what /greader serves this key (default en)"
+    )
     keys.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys.add_parser("revoke", help="revoke a key at once")
     revoke.add_argument("id", type=int)
@@ -74,15 +79,15 @@ def _keys(engine: sa.Engine, args: argparse.Namespace) -> int:
 
     with session_scope(engine) as session:
         if args.action == "create":
-            row, key = keys.create_key(session, CLI, args.role, args.name)
-            print(f"created key {row.id} ({row.name}, {row.role}); it is shown only once:")
+            row, key = keys.create_key(session, CLI, args.role, args.name, args.locale)
+            print(f"created key {row.id} ({row.name}, {row.role}, {row.locale}); it is shown only once:")
             print(key)
         elif args.action == "list":
             rows = keys.list_keys(session)
             for k in rows:
                 state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}Z" if k.revoked_at else "active"
                 print(
-                    f"{k.id}\t{k.name}\t{k.role}\t{k.prefix}…\tcreated {k.created_at:%Y-%m-%d %H:%M}Z\t{state}"
+                    f"{k.id}\t{k.name}\t{k.role}\t{k.locale}\t{k.prefix}…\tcreated {k.created_at:%Y-%m-%d %H:%M}Z\t{state}"
                 )
             print(f"{len(rows)} keys", file=sys.stderr)
         elif args.action == "revoke":

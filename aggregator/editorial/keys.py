@@ -15,6 +15,7 @@ from aggregator.editorial import ROLES, Actor
 from aggregator.editorial.audit import record
 from aggregator.models import ApiKey, utcnow
 from core.errors import ConflictError, EditorialError, NotFoundError
+from core.locales import REGISTRY
 
 PREFIX = "bw_"
 MAX_KEY_CHARS = 200
@@ -24,15 +25,21 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def create_key(session: Session, actor: Actor, role: str, name: str | None = None) -> tuple[ApiKey, str]:
-    """A new key of ``role``; returns its row and the key itself (never stored)."""
+def create_key(
+    session: Session, actor: Actor, role: str, name: str | None = None, locale: str = "en"
+) -> tuple[ApiKey, str]:
+    """A new key of ``role`` whose reader locale (the Google Reader API's) is ``locale``; returns
+    its row and the key itself (never stored)."""
     if role not in ROLES:
         raise EditorialError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+    code = REGISTRY.parse(locale)
+    if code is None:
+        raise EditorialError(f"unknown locale {locale[:20]!r} (one of {' '.join(REGISTRY.codes)})")
     name = (name or "").strip() or f"{role}-key"
     if len(name) > 100:
         raise EditorialError("key name must be at most 100 characters")
     key = PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(name=name, role=role, key_hash=key_hash(key), prefix=key[:10])
+    row = ApiKey(name=name, role=role, key_hash=key_hash(key), prefix=key[:10], locale=code)
     session.add(row)
     session.flush()
     record(session, actor, "key.create", f"key:{row.id}", None, describe(row))
@@ -45,6 +52,7 @@ def describe(row: ApiKey) -> dict[str, object]:
         "name": row.name,
         "role": row.role,
         "prefix": row.prefix,
+        "locale": row.locale,
         "created_at": row.created_at.isoformat(),
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
     }

@@ -177,7 +177,7 @@ def admin_router(engine: sa.Engine, on_change: Callable[[], None]) -> APIRouter:
     @router.post("/keys", summary="Create a key; the response is the only time it is shown", status_code=201)
     async def create_key(actor: admin, body: KeyBody) -> dict[str, Any]:
         def create(s: Any) -> dict[str, Any]:
-            row, key = api_keys.create_key(s, actor, body.role, body.name)
+            row, key = api_keys.create_key(s, actor, body.role, body.name, body.locale)
             return {**api_keys.describe(row), "key": key}
 
         return await write(create)

@@ -50,6 +50,11 @@ class KeyBody(Body):
     name: str | None = Field(
         default=None, max_length=100, description="Who holds it (shown in the audit log)."
     )
+    locale: str = Field(
+        default="en",
+        max_length=20,
+        description="The reader's locale: what the Google Reader API (`/greader`) serves.",
+    )
 
 
 class SourceBody(Body):

@@ -1,0 +1,174 @@
+"""Stories as Google Reader items: JSON (``stream/contents``, ``stream/items/contents``) and Atom
+(``/reader/atom``, newsboat 2.21's feedhq mode).
+
+An item carries every field some client requires (``../shared/research/greader.md`` §3): the long
+id; ``published`` as an integer (newsboat ≥2.24 drops an item with a string); ``canonical`` and
+``alternate`` links (Fluent Reader reads ``canonical[0].href`` unguarded); ``summary`` (required by
+NetNewsWire); ``categories`` with the states as ``user/-/state/com.google/…`` (the only form
+newsboat matches); ``origin.streamId`` equal to a subscription id; ``enclosure`` empty (newsboat
+and the ``google-reader`` client disagree on its keys). The content is the one the re-export
+gives (``api.export.document.content_html``): the served summary, the credit to the original,
+then the disclaimer for the key's locale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import pydantic_core
+
+from api.export.document import content_html, esc, parse_time
+from api.greader.ids import FRESH, LABEL_PREFIX, READ, READING_LIST, STARRED, long_id
+from api.greader.streams import Outlet, Row, micros
+from core.locales import REGISTRY
+
+Json = dict[str, Any]
+_RTL = frozenset(loc.code for loc in REGISTRY if loc.script == "arabic")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One story ready to write in either format."""
+
+    story_id: int
+    title: str
+    url: str
+    author: str
+    content: str
+    published: datetime
+    stored: datetime
+    locale: str
+    tickers: tuple[str, ...]
+    read: bool
+    starred: bool
+    origin: Outlet | None
+
+
+def build_item(row: Row, locale: str, disclaimer: Json | None, origin: Outlet | None, base: str) -> Item:
+    entry = pydantic_core.from_json(row.body + "}")
+    return Item(
+        story_id=row.story_id,
+        title=entry["title"],
+        url=entry["url"] or entry["original"]["url"] or f"{base}/v1/stories/{row.story_id}?locale={locale}",
+        author=entry["outlet"]["name"],
+        content=content_html(entry, locale, disclaimer),
+        published=parse_time(entry["published_at"]),
+        stored=row.stored_at,
+        locale=entry["locale_served"],
+        tickers=tuple(entry["tickers"]),
+        read=row.read,
+        starred=row.starred,
+        origin=origin,
+    )
+
+
+def categories(item: Item) -> list[str]:
+    out = [READING_LIST, *(LABEL_PREFIX + t for t in item.tickers)]
+    if item.read:
+        out.append(READ)
+    if item.starred:
+        out.append(STARRED)
+    return out
+
+
+def item_json(item: Item) -> Json:
+    """The item as plain values; ``categories`` last (:func:`item_fragment` relies on it)."""
+    published_s = int(item.published.timestamp())
+    origin = item.origin
+    return {
+        "id": long_id(item.story_id),
+        "crawlTimeMsec": str(micros(item.stored) // 1000),
+        "timestampUsec": str(micros(item.published)),
+        "published": published_s,
+        "updated": published_s,
+        "title": item.title,
+        "author": item.author,
+        "canonical": [{"href": item.url}],
+        "alternate": [{"href": item.url, "type": "text/html"}],
+        "summary": {"direction": "rtl" if item.locale in _RTL else "ltr", "content": item.content},
+        "origin": {
+            "streamId": f"feed/{origin.number}" if origin else "",
+            "title": origin.name if origin else item.author,
+            "htmlUrl": (origin.homepage or "") if origin else "",
+        },
+        "enclosure": [],
+        "categories": categories(item),
+    }
+
+
+def item_fragment(item: Item) -> bytes:
+    """The item's JSON without the key's flags and its closing ``]}``: rendered once, the flags are
+    appended per request (:func:`with_flags`)."""
+    unflagged = replace(item, read=False, starred=False)
+    return pydantic_core.to_json(item_json(unflagged))[:-2]
+
+
+_READ = b',"' + READ.encode() + b'"'
+_STARRED = b',"' + STARRED.encode() + b'"'
+
+
+def with_flags(fragment: bytes, read: bool, starred: bool) -> bytes:
+    return b"".join((fragment, _READ if read else b"", _STARRED if starred else b"", b"]}"))
+
+
+def contents_body(stream_id: str, items: Sequence[bytes], updated: int, continuation: str | None) -> bytes:
+    """``{"id", "updated", "items", "continuation"?}`` from encoded items (:func:`with_flags`)."""
+    return b"".join(
+        (
+            b'{"id":',
+            pydantic_core.to_json(stream_id),
+            b',"updated":',
+            str(int(updated)).encode(),
+            b',"items":[',
+            b",".join(items),
+            b"]",
+            b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b"",
+            b"}",
+        )
+    )
+
+
+def _atom_time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atom_body(
+    stream_id: str, title: str, home: str, items: Sequence[Item], updated: datetime, locale: str
+) -> bytes:
+    """Atom 1.0 as newsboat 2.21 reads it: ``<id>`` the long item id (the guid it sends back),
+    read state as ``<category scheme="http://www.google.com/reader/" label="read|fresh">``."""
+    lang = esc(locale)
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        f'<feed xmlns="http://www.w3.org/2005/Atom" xmlns:gr="http://www.google.com/schemas/reader/atom/" '
+        f'xml:lang="{lang}">',
+        f"<id>tag:google.com,2005:reader/{esc(stream_id)}</id><title>{esc(title)}</title>",
+        f'<link rel="alternate" href="{esc(home)}"/><updated>{_atom_time(updated)}</updated>',
+    ]
+    for item in items:
+        state = "read" if item.read else "fresh"
+        labels = "".join(
+            f'<category term="{esc(c)}" scheme="http://www.google.com/reader/" label="{esc(c.rsplit("/", 1)[1])}"/>'
+            for c in categories(item)
+            if c not in (READ,)
+        )
+        parts.append(
+            f'<entry xml:lang="{esc(item.locale)}" gr:crawl-timestamp-msec="{micros(item.stored) // 1000}">'
+            f"<id>{long_id(item.story_id)}</id>"
+            f'<title type="html">{esc(item.title)}</title>'
+            f"<published>{_atom_time(item.published)}</published><updated>{_atom_time(item.published)}</updated>"
+            f'<link rel="alternate" href="{esc(item.url)}" type="text/html"/>'
+            f'<content type="html">{esc(item.content)}</content>'
+            f"<author><name>{esc(item.author)}</name></author>"
+            f'<category term="{READ if item.read else FRESH}" scheme="http://www.google.com/reader/" '
+            f'label="{state}"/>{labels}</entry>'
+        )
+    parts.append("</feed>\n")
+    return "".join(parts).encode()
+
+
+def origin_of(row: Row, by_outlet: Mapping[str, Outlet]) -> Outlet | None:
+    return by_outlet.get(row.outlet_id) if row.outlet_id else None

@@ -1,0 +1,531 @@
+"""The HTTP surface of the Google Reader API, mounted at ``/greader`` by ``install_greader``.
+
+Parameters are read by hand from the query string and the form body together (clients put ``i``,
+``T``, ``s`` in either), repeated names kept; ``output`` is ignored (always JSON, as newsboat ≥2.24
+and FeedMe omit it). Writes answer exactly ``OK``. Unknown paths are 404 (never a silent ``[]``),
+``subscription/edit`` and ``quickadd`` 501 (the editorial side manages sources). Duplicate slashes
+in a ``/greader`` path are collapsed first: newsboat concatenates its configured URL and paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pydantic_core
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aggregator.readstate import feed_numbers, mark_read_from, set_flags
+from aggregator.settings import Settings
+from api.caching import Rendered, cached_response
+from api.dbapi import compiled_for
+from api.errors import Problem, error_response
+from api.export.texts import TITLE
+from api.feed import FeedReader
+from api.greader import render
+from api.greader.auth import LoginLimiter, Reader, Tokens
+from api.greader.ids import READING_LIST, Stream, parse_item_id, parse_stream
+from api.greader.streams import (
+    MAX_CONTENTS,
+    MAX_N,
+    Outlet,
+    Position,
+    StreamQuery,
+    feed_outlet,
+    marked_select,
+    micros,
+    moment,
+    outlets,
+    page_shape,
+    page_statement,
+    parse_continuation,
+    read_rows,
+    stream_params,
+    tickers,
+    unread_counts,
+)
+
+log = logging.getLogger("babelwire.greader")
+PREFIX = "/greader"
+API = PREFIX + "/reader/api/0"
+MAX_BODY = 2_000_000
+OUTLETS_TTL_S = 5.0
+RENDERED_ITEMS = 50_000
+"""Items kept rendered per process (about 2 KB each), oldest dropped first."""
+BAD_TOKEN = {"Google-Bad-Token": "true", "X-Reader-Google-Bad-Token": "true", "Cache-Control": "no-store"}
+PRIVATE = "private, no-cache"
+_SLASHES = re.compile(r"/{2,}")
+_SLASHES_RAW = re.compile(rb"/{2,}")
+
+
+class CollapseSlashes:
+    """``/greader//accounts/ClientLogin`` (newsboat with a trailing slash in its URL) routes like
+    ``/greader/accounts/ClientLogin``; other paths are left alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            path = _SLASHES.sub("/", scope["path"])
+            if path.startswith(PREFIX + "/") or path == PREFIX:
+                raw = scope.get("raw_path")
+                scope = dict(scope, path=path, raw_path=_SLASHES_RAW.sub(b"/", raw) if raw else raw)
+        await self.app(scope, receive, send)
+
+
+class Params:
+    """The request's query and form parameters, repeated names kept, in order."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+
+    def get(self, name: str) -> str | None:
+        return next((v for k, v in self.pairs if k == name), None)
+
+    def getall(self, name: str) -> list[str]:
+        return [v for k, v in self.pairs if k == name]
+
+
+async def read_params(request: Request) -> Params | Problem:
+    pairs = list(request.query_params.multi_items())
+    if request.method == "POST":
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return Problem(413, "payload_too_large", f"form body over {MAX_BODY} bytes")
+        if body and "multipart/" not in request.headers.get("content-type", ""):
+            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return Params(pairs)
+
+
+def unauthorized() -> Response:
+    return PlainTextResponse("Unauthorized", status_code=401, headers=BAD_TOKEN)
+
+
+def text(body: str, status: int = 200) -> Response:
+    return Response(body.encode(), status_code=status, media_type="text/plain; charset=utf-8",
+                    headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+def _int(value: str | None, name: str, low: int, high: int, default: int) -> int | Problem:
+    if value is None or value.strip() == "":
+        return default
+    text_value = value.strip()
+    if not re.fullmatch(r"-?[0-9]{1,20}", text_value):
+        return Problem(400, "invalid_parameter", f"{name} must be an integer, got {value[:20]!r}")
+    return min(max(int(text_value), low), high)
+
+
+def _time(value: str | None, name: str) -> datetime | Problem | None:
+    """Unix seconds (16 digits or more: microseconds, as some clients send ``ts``)."""
+    if value is None or value.strip() == "":
+        return None
+    raw = value.strip()
+    if not re.fullmatch(r"[0-9]{1,20}", raw):
+        return Problem(400, "invalid_parameter", f"{name} must be a unix time, got {value[:20]!r}")
+    number = int(raw)
+    seconds = number / 1_000_000 if len(raw) >= 16 else float(number)
+    try:
+        return datetime.fromtimestamp(min(seconds, 253402300799.0), UTC)
+    except (OverflowError, OSError, ValueError):
+        return Problem(400, "invalid_parameter", f"{name} is out of range")
+
+
+def _states(values: list[str]) -> frozenset[str]:
+    out = set()
+    for value in values:
+        stream = parse_stream(value)
+        if stream is not None and stream.kind in ("read", "starred"):
+            out.add(stream.kind)
+    return frozenset(out)
+
+
+def stream_query(params: Params, stream_text: str | None, default_n: int) -> StreamQuery | Problem:
+    stream = parse_stream(stream_text)
+    if stream is None:
+        return Problem(400, "invalid_stream", f"unknown stream {stream_text[:80] if stream_text else ''!r}")
+    n = _int(params.get("n"), "n", 1, MAX_N, default_n)
+    if isinstance(n, Problem):
+        return n
+    after = parse_continuation(params.get("c"))
+    if after is False:
+        return Problem(400, "invalid_continuation", "c is not a continuation this server gave")
+    newer = _time(params.get("ot"), "ot")
+    older = _time(params.get("nt"), "nt")
+    for bad in (newer, older):
+        if isinstance(bad, Problem):
+            return bad
+    assert not isinstance(newer, Problem) and not isinstance(older, Problem)
+    return StreamQuery(
+        stream=stream,
+        n=n,
+        after=after if isinstance(after, Position) else None,
+        oldest_first=(params.get("r") or "").strip() == "o",
+        exclude=_states(params.getall("xt")),
+        include=_states(params.getall("it")),
+        newer_than=newer,
+        older_than=older,
+    )
+
+
+@dataclass
+class GreaderService:
+    """The database work behind the routes (run in the threadpool)."""
+
+    engine: sa.Engine
+    reader: FeedReader
+    tokens: Tokens
+    public_url: str
+    _outlets: tuple[float, dict[str, Outlet]] | None = None
+    _rendered: dict[tuple[str, int], tuple[tuple[Any, ...], render.Item, bytes]] = field(default_factory=dict)
+    """(locale, story) → what an item was rendered from and the item: the entry body, disclaimer,
+    feed and base it depends on are compared on every use, so a changed entry renders anew."""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def outlets(self, *, fresh: bool = False) -> dict[str, Outlet]:
+        """outlet id → subscription (numbers given on first sight), kept a few seconds."""
+        cached = self._outlets
+        if not fresh and cached is not None and time.monotonic() - cached[0] < OUTLETS_TTL_S:
+            return cached[1]
+        numbers = feed_numbers(self.engine)
+        with self.reader.engine.connect() as conn:
+            found = {o.id: o for o in outlets(conn, numbers)}
+        self._outlets = (time.monotonic(), found)
+        return found
+
+    def feed_outlet(self, stream: Stream) -> str | None:
+        if stream.kind != "feed":
+            return None
+        numbers = {o.id: o.number for o in self.outlets().values()}
+        return feed_outlet(numbers, int(stream.value or 0))
+
+    def page(self, who: Reader, query: StreamQuery) -> tuple[Sequence[Any], str | None]:
+        """(story id, raw publication) of one page, and the continuation when more follow."""
+        outlet = self.feed_outlet(query.stream)
+        statement = compiled_for(page_statement(*page_shape(query)), self.reader.engine.dialect)
+        with self.reader.engine.connect() as conn:
+            rows = statement.rows(conn, stream_params(query, who.key_id, who.locale, outlet))
+        more = len(rows) > query.n
+        rows = rows[: query.n]
+        continuation = Position(micros(moment(rows[-1][1])), rows[-1][0]).token() if more and rows else None
+        return rows, continuation
+
+    def ids_body(self, who: Reader, query: StreamQuery) -> bytes:
+        rows, continuation = self.page(who, query)
+        body: dict[str, Any] = {"itemRefs": [{"id": str(sid)} for sid, _ in rows]}
+        if continuation is not None:
+            body["continuation"] = continuation
+        return pydantic_core.to_json(body)
+
+    def items(
+        self, who: Reader, story_ids: list[int], base: str
+    ) -> list[tuple[render.Item, bool, bool, bytes]]:
+        """The stories among ``story_ids`` that have an entry in the key's locale, in that order:
+        each as an item (without the key's flags), the key's read and starred flags, and its
+        encoded JSON with them."""
+        if not story_ids:
+            return []
+        by_outlet = self.outlets()
+        with self.reader.engine.connect() as conn:
+            rows = read_rows(conn, who.key_id, who.locale, story_ids)
+            if any(r.outlet_id and r.outlet_id not in by_outlet for r in rows.values()):
+                by_outlet = self.outlets(fresh=True)
+            disclaimers = self.reader.current_disclaimers(conn)
+        memo: dict[str, Any] = {}
+        out = []
+        rendered = self._rendered
+        for sid in story_ids:
+            row = rows.get(sid)
+            if row is None:
+                continue
+            if row.policy not in memo:
+                memo[row.policy] = self.reader.disclaimer(row.policy, who.locale, disclaimers)
+            disclaimer, origin = memo[row.policy], render.origin_of(row, by_outlet)
+            made = (row.body, disclaimer, origin, row.stored_at, base)
+            cached = rendered.get((who.locale, sid))
+            if cached is not None and cached[0] == made:
+                _, item, fragment = cached
+            else:
+                item = render.build_item(row, who.locale, disclaimer, origin, base)
+                fragment = render.item_fragment(item)
+                with self._lock:
+                    rendered[(who.locale, sid)] = (made, item, fragment)
+                    while len(rendered) > RENDERED_ITEMS:
+                        del rendered[next(iter(rendered))]
+            out.append((item, row.read, row.starred, render.with_flags(fragment, row.read, row.starred)))
+        return out
+
+    def stream_body(self, who: Reader, query: StreamQuery, base: str) -> bytes:
+        rows, continuation = self.page(who, query)
+        items = self.items(who, [sid for sid, _ in rows], base)
+        return render.contents_body(query.stream.id, [f for *_, f in items], int(time.time()), continuation)
+
+    def atom_body(self, who: Reader, query: StreamQuery, base: str) -> bytes:
+        rows, _ = self.page(who, query)
+        items = [
+            replace(item, read=read, starred=starred)
+            for item, read, starred, _ in self.items(who, [sid for sid, _ in rows], base)
+        ]
+        title, home = TITLE.get(who.locale, "babelwire"), f"{base}/v1/feed?locale={who.locale}"
+        if query.stream.kind == "feed":
+            outlet = next((o for o in self.outlets().values() if o.number == query.stream.value), None)
+            if outlet is not None:
+                title, home = outlet.name, outlet.homepage or home
+        updated = max((i.published for i in items), default=datetime(2026, 1, 1, tzinfo=UTC))
+        return render.atom_body(query.stream.id, title, home, items, updated, who.locale)
+
+    def subscriptions_body(self) -> bytes:
+        return pydantic_core.to_json(
+            {
+                "subscriptions": [
+                    {
+                        "id": f"feed/{o.number}",
+                        "title": o.name,
+                        "categories": [],
+                        "url": o.homepage or "",
+                        "htmlUrl": o.homepage or "",
+                        "iconUrl": "",
+                        "sortid": f"{o.number:08X}",
+                        "firstitemmsec": "0",
+                    }
+                    for o in sorted(self.outlets().values(), key=lambda o: o.number)
+                ]
+            }
+        )
+
+    def tags_body(self) -> bytes:
+        with self.reader.engine.connect() as conn:
+            labels = tickers(conn)
+        return pydantic_core.to_json(
+            {
+                "tags": [
+                    {"id": "user/-/state/com.google/starred"},
+                    *({"id": f"user/-/label/{t}", "label": t, "type": "tag"} for t in labels),
+                ]
+            }
+        )
+
+    def unread_body(self, who: Reader) -> bytes:
+        by_outlet = self.outlets()
+        with self.reader.engine.connect() as conn:
+            counts = unread_counts(conn, who.key_id, who.locale)
+        rows = []
+        total, newest_all = 0, 0
+        for outlet_id, count, newest in counts:
+            total += count
+            usec = micros(newest)
+            newest_all = max(newest_all, usec)
+            outlet = by_outlet.get(outlet_id or "")
+            if outlet is not None:
+                rows.append(
+                    {"id": f"feed/{outlet.number}", "count": count, "newestItemTimestampUsec": str(usec)}
+                )
+        rows.append({"id": READING_LIST, "count": total, "newestItemTimestampUsec": str(newest_all)})
+        return pydantic_core.to_json({"max": total, "unreadcounts": rows})
+
+    def edit(self, who: Reader, story_ids: list[int], read: bool | None, starred: bool | None) -> None:
+        with self.engine.begin() as conn:
+            set_flags(conn, who.key_id, story_ids, read=read, starred=starred)
+
+    def mark_all(self, who: Reader, stream: Stream, before: datetime | None) -> None:
+        params: dict[str, Any] = {
+            "locale": who.locale,
+            "key_id": who.key_id,
+            "outlet": self.feed_outlet(stream) or "",
+        }
+        if stream.kind == "label":
+            params["ticker"] = str(stream.value)
+        if before is not None:
+            params["ts"] = before
+        with self.engine.begin() as conn:
+            mark_read_from(conn, who.key_id, marked_select(stream.kind, before is not None), params)
+
+
+def install_greader(
+    app: FastAPI, *, settings: Settings, engine: sa.Engine, reader: FeedReader, secret: Callable[[], str]
+) -> None:
+    """Add the ``/greader`` routes and the slash-collapsing middleware to ``app``."""
+    service = GreaderService(engine, reader, Tokens(engine, secret), settings.public_url)
+    limiter = LoginLimiter()
+    app.state.greader = service
+    app.state.greader_logins = limiter
+    app.add_middleware(CollapseSlashes)
+
+    def base_of(request: Request) -> str:
+        return settings.public_url or str(request.base_url).rstrip("/")
+
+    Handler = Callable[[Request, Params, Reader], Awaitable[Response]]
+
+    def route(path: str, methods: list[str], *, write: bool = False) -> Callable[[Handler], Handler]:
+        """Register an authenticated handler: the reader from the header (or, on writes, from ``T``)."""
+
+        def register(handler: Handler) -> Handler:
+            async def endpoint(request: Request) -> Response:
+                params = await read_params(request)
+                if isinstance(params, Problem):
+                    return error_response(params)
+                header = request.headers.get("authorization")
+                who = await run_in_threadpool(service.tokens.from_header, header)
+                if who is None and write and not header:
+                    who = await run_in_threadpool(
+                        service.tokens.from_write_token, (params.get("T") or "").strip()
+                    )
+                if who is None:
+                    return unauthorized()
+                return await handler(request, params, who)
+
+            app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
+            return handler
+
+        return register
+
+    async def client_login(request: Request) -> Response:
+        params = await read_params(request)
+        if isinstance(params, Problem):
+            return error_response(params)
+        address = request.client.host if request.client else "unknown"
+        wait = limiter.retry_after(address)
+        if wait is not None:
+            log.warning("greader login refused for %s: too many failed attempts", address)
+            return PlainTextResponse(
+                "Error=TooManyAttempts\n",
+                status_code=429,
+                headers={"Retry-After": str(wait), "Cache-Control": "no-store"},
+            )
+        who = await run_in_threadpool(
+            service.tokens.login, params.get("Email") or "", params.get("Passwd") or ""
+        )
+        if who is None:
+            limiter.failed(address)
+            return PlainTextResponse("Error=BadAuthentication\n", status_code=401, headers=BAD_TOKEN)
+        token = service.tokens.auth_token(who)
+        if (params.get("output") or "").strip() == "json":
+            return Response(pydantic_core.to_json({"SID": token, "LSID": token, "Auth": token}),
+                            media_type="application/json", headers={"Cache-Control": "no-store"})  # fmt: skip
+        return text(f"SID={token}\nLSID={token}\nAuth={token}\n")
+
+    app.add_api_route(
+        PREFIX + "/accounts/ClientLogin", client_login, methods=["GET", "POST"], include_in_schema=False
+    )
+
+    @route(API + "/token", ["GET", "POST"])
+    async def token(request: Request, params: Params, who: Reader) -> Response:
+        return text(service.tokens.write_token(who))
+
+    @route(API + "/user-info", ["GET"])
+    async def user_info(request: Request, params: Params, who: Reader) -> Response:
+        body = {"userId": str(who.key_id), "userName": who.name, "userProfileId": str(who.key_id),
+                "userEmail": who.name, "isBloggerUser": False, "signupTimeSec": 0, "isMultiLoginEnabled": False}  # fmt: skip
+        return Response(
+            pydantic_core.to_json(body), media_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+
+    def json_page(request: Request, body: bytes) -> Response:
+        return cached_response(request, Rendered.of(body), PRIVATE)
+
+    @route(API + "/subscription/list", ["GET"])
+    async def subscription_list(request: Request, params: Params, who: Reader) -> Response:
+        return json_page(request, await run_in_threadpool(service.subscriptions_body))
+
+    @route(API + "/tag/list", ["GET"])
+    async def tag_list(request: Request, params: Params, who: Reader) -> Response:
+        return json_page(request, await run_in_threadpool(service.tags_body))
+
+    @route(API + "/unread-count", ["GET"])
+    async def unread_count(request: Request, params: Params, who: Reader) -> Response:
+        return json_page(request, await run_in_threadpool(service.unread_body, who))
+
+    @route(API + "/stream/items/ids", ["GET", "POST"])
+    async def items_ids(request: Request, params: Params, who: Reader) -> Response:
+        query = stream_query(params, params.get("s"), 20)
+        if isinstance(query, Problem):
+            return error_response(query)
+        return json_page(request, await run_in_threadpool(service.ids_body, who, query))
+
+    @route(API + "/stream/items/contents", ["GET", "POST"])
+    async def items_contents(request: Request, params: Params, who: Reader) -> Response:
+        ids: list[int] = []
+        for value in params.getall("i"):
+            sid = parse_item_id(value)
+            if sid is not None and sid not in ids:
+                ids.append(sid)
+        if len(ids) > MAX_CONTENTS:
+            return error_response(Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call"))
+        items = await run_in_threadpool(service.items, who, ids, base_of(request))
+        body = render.contents_body(READING_LIST, [f for *_, f in items], int(time.time()), None)
+        return json_page(request, body)
+
+    async def contents(request: Request, params: Params, who: Reader, stream_text: str | None) -> Response:
+        query = stream_query(params, stream_text, 20)
+        if isinstance(query, Problem):
+            return error_response(query)
+        return json_page(request, await run_in_threadpool(service.stream_body, who, query, base_of(request)))
+
+    @route(API + "/stream/contents", ["GET", "POST"])
+    async def stream_contents(request: Request, params: Params, who: Reader) -> Response:
+        return await contents(request, params, who, params.get("s"))
+
+    @route(API + "/stream/contents/{stream:path}", ["GET", "POST"])
+    async def stream_contents_of(request: Request, params: Params, who: Reader) -> Response:
+        return await contents(request, params, who, request.path_params["stream"])
+
+    async def atom(request: Request, params: Params, who: Reader, stream_text: str | None) -> Response:
+        query = stream_query(params, stream_text, 20)
+        if isinstance(query, Problem):
+            return error_response(query)
+        body = await run_in_threadpool(service.atom_body, who, query, base_of(request))
+        return cached_response(request, Rendered.of(body, "application/atom+xml; charset=utf-8"), PRIVATE)
+
+    @route(PREFIX + "/reader/atom", ["GET"])
+    async def atom_reading_list(request: Request, params: Params, who: Reader) -> Response:
+        return await atom(request, params, who, None)
+
+    @route(PREFIX + "/reader/atom/{stream:path}", ["GET"])
+    async def atom_stream(request: Request, params: Params, who: Reader) -> Response:
+        return await atom(request, params, who, request.path_params["stream"])
+
+    @route(API + "/edit-tag", ["POST"], write=True)
+    async def edit_tag(request: Request, params: Params, who: Reader) -> Response:
+        read: bool | None = None
+        starred: bool | None = None
+        for value in params.getall("a"):
+            kind = (parse_stream(value) or Stream("")).kind
+            read = True if kind == "read" else read
+            starred = True if kind == "starred" else starred
+            if kind == "empty" and value.strip().endswith("/kept-unread"):
+                read = False
+        for value in params.getall("r"):
+            kind = (parse_stream(value) or Stream("")).kind
+            read = False if kind == "read" else read
+            starred = False if kind == "starred" else starred
+        ids = [sid for v in params.getall("i") if (sid := parse_item_id(v)) is not None]
+        await run_in_threadpool(service.edit, who, ids, read, starred)
+        return text("OK")
+
+    @route(API + "/mark-all-as-read", ["POST"], write=True)
+    async def mark_all_as_read(request: Request, params: Params, who: Reader) -> Response:
+        stream = parse_stream(params.get("s"))
+        if stream is None:
+            return error_response(Problem(400, "invalid_stream", "unknown stream in s"))
+        before = _time(params.get("ts"), "ts")
+        if isinstance(before, Problem):
+            return error_response(before)
+        await run_in_threadpool(service.mark_all, who, stream, before)
+        return text("OK")
+
+    async def not_implemented(request: Request) -> Response:
+        return text("Not implemented: sources are managed by editors (/v1/admin/sources)", 501)
+
+    for path in ("/subscription/edit", "/subscription/quickadd", "/quickadd"):
+        app.add_api_route(API + path, not_implemented, methods=["GET", "POST"], include_in_schema=False)

@@ -1,0 +1,328 @@
+"""The SQL of a Google Reader stream over the precomputed feed entries (``aggregator.entries``).
+
+A key's reading list is its locale's default feed: the ``storyentry`` rows of that locale with a
+version in its chain (``reach`` IN_CHAIN), each story once, newest published first — the rows
+``/v1/feed`` pages through, on the same index. A feed (``feed/<n>``) is the entries whose *served*
+member is from that outlet (``storyentry.outlet_id``), so a story sits in exactly one feed and its
+``origin`` is that feed; a label is a ticker (``storyticker``); ``starred``/``read`` are the key's
+flags (``greaderstate``). ``ot``/``nt`` filter on when babelwire stored the story
+(``story.stored_at``), not on its publication, so items read elsewhere are never hidden from a sync.
+
+Continuation is a keyset (published µs and story id of the last item), sent as a string and left
+out on the last page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from aggregator.entries import IN_CHAIN, as_utc
+from aggregator.models import UTCDateTime
+from aggregator.readstate import STATE
+from api.dbapi import compiled_for
+from api.feed_statements import ENTRY, OUTLET, STORY, TICKER
+from api.greader.ids import Stream
+
+MAX_N = 10_000
+"""Most refs (``n``) one page gives (Read You asks for 10,000)."""
+PAGE_SIZES = (20, 50, 100, 250, 500, 1_000, 2_500, 5_000, MAX_N)
+"""A page statement fetches one of these (plus one) rows, the page keeps ``n``: few statements."""
+MAX_CONTENTS = 1_000
+"""Most items one ``stream/items/contents`` call returns (NetNewsWire asks 150 at a time)."""
+_CONTINUATION = re.compile(r"(-?[0-9]{1,19})_([0-9]{1,19})")
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page ended: the last item's publication (µs since the epoch) and story id."""
+
+    published_us: int
+    story_id: int
+
+    def token(self) -> str:
+        return f"{self.published_us}_{self.story_id}"
+
+
+def parse_continuation(value: str | None) -> Position | bool | None:
+    """A position; None for no continuation (absent, empty, ``null``); False when malformed."""
+    text = (value or "").strip()
+    if text in ("", "null", "undefined"):
+        return None
+    found = _CONTINUATION.fullmatch(text)
+    if found is None:
+        return False
+    return Position(int(found.group(1)), int(found.group(2)))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    return (as_utc(moment) - _EPOCH) // _MICRO
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICRO
+
+
+@dataclass(frozen=True)
+class StreamQuery:
+    """A validated stream request."""
+
+    stream: Stream
+    n: int = 20
+    after: Position | None = None
+    oldest_first: bool = False
+    exclude: frozenset[str] = frozenset()
+    """States (read, starred) whose items are left out (``xt``)."""
+    include: frozenset[str] = frozenset()
+    """States (read, starred) the items must have (``it``)."""
+    newer_than: datetime | None = None
+    """``ot``: stored at or after."""
+    older_than: datetime | None = None
+    """``nt``: stored before."""
+
+
+def _stored(story: Any) -> Any:
+    return sa.func.coalesce(story.c.stored_at, story.c.first_published_at, type_=UTCDateTime())
+
+
+def _flag(state: Any, name: str) -> Any:
+    return state.c.read if name == "read" else state.c.starred
+
+
+def _bind(name: str, type_: Any = None) -> Any:
+    return sa.bindparam(name, type_=type_ if type_ is not None else sa.String())
+
+
+def members(kind: str) -> tuple[Any, list[sa.ColumnElement[bool]], Any, Any]:
+    """(FROM clause, conditions, published column, story id column) of the entries in a stream of
+    ``kind``; bind ``locale``, ``key_id`` and, by kind, ``ticker`` or ``outlet`` (a feed's outlet,
+    "" for no such feed)."""
+    entry = ENTRY.alias("e")
+    locale = _bind("locale")
+    where: list[sa.ColumnElement[bool]] = [
+        entry.c.locale == locale,
+        entry.c.reach == sa.literal_column(str(IN_CHAIN), sa.Integer),
+    ]
+    published, story_id = entry.c.published_at, entry.c.story_id
+    source: Any = entry
+    if kind == "label":
+        ticker = TICKER.alias("t")
+        source = ticker.join(entry, sa.and_(entry.c.locale == locale, entry.c.story_id == ticker.c.story_id))
+        where.append(ticker.c.ticker == _bind("ticker"))
+        published, story_id = ticker.c.published_at, ticker.c.story_id
+    elif kind in ("read", "starred"):
+        state = STATE.alias("s")
+        source = state.join(entry, sa.and_(entry.c.locale == locale, entry.c.story_id == state.c.story_id))
+        where += [state.c.key_id == _bind("key_id", sa.Integer()), _flag(state, kind) == sa.true()]
+    elif kind == "feed":
+        where.append(entry.c.outlet_id == _bind("outlet"))
+    elif kind == "empty":
+        where.append(sa.false())
+    return source, where, published, story_id
+
+
+def stream_params(query: StreamQuery, key_id: int, locale: str, outlet: str | None) -> dict[str, Any]:
+    """The values :func:`page_statement` binds for ``query``."""
+    params: dict[str, Any] = {"locale": locale, "key_id": key_id, "outlet": outlet or ""}
+    if query.stream.kind == "label":
+        params["ticker"] = str(query.stream.value)
+    if query.newer_than is not None:
+        params["ot"] = query.newer_than
+    if query.older_than is not None:
+        params["nt"] = query.older_than
+    if query.after is not None:
+        params["after_ts"] = from_micros(query.after.published_us)
+        params["after_id"] = query.after.story_id
+    return params
+
+
+def page_shape(query: StreamQuery) -> tuple[Any, ...]:
+    return (
+        query.stream.kind,
+        query.exclude,
+        query.include,
+        query.newer_than is not None,
+        query.older_than is not None,
+        query.after is not None,
+        query.oldest_first,
+        next(size for size in PAGE_SIZES if size >= query.n),
+    )
+
+
+@lru_cache(maxsize=256)
+def page_statement(
+    kind: str,
+    exclude: frozenset[str],
+    include: frozenset[str],
+    newer: bool,
+    older: bool,
+    after: bool,
+    oldest_first: bool,
+    n: int,
+) -> sa.Select[Any]:
+    """Story id and publication (raw: SQLite's text, PostgreSQL's datetime) of one page, ``n + 1``
+    rows to tell whether more follow; built once per request shape (``page_shape``)."""
+    source, where, published, story_id = members(kind)
+    key_id = _bind("key_id", sa.Integer())
+    for name in ("read", "starred"):
+        flagged = STATE.alias(f"x_{name}")
+        exists = sa.exists().where(
+            flagged.c.key_id == key_id, flagged.c.story_id == story_id, _flag(flagged, name) == sa.true()
+        )
+        if name in exclude:
+            where.append(sa.false() if kind == name else ~exists)
+        if name in include and kind != name:
+            where.append(exists)
+    if newer or older:
+        story = STORY.alias("st")
+        source = source.join(story, story.c.id == story_id)
+        if newer:
+            where.append(_stored(story) >= _bind("ot", UTCDateTime()))
+        if older:
+            where.append(_stored(story) < _bind("nt", UTCDateTime()))
+    if after:
+        position = sa.tuple_(_bind("after_ts", UTCDateTime()), _bind("after_id", sa.Integer()))
+        key = sa.tuple_(published, story_id)
+        where.append(key > position if oldest_first else key < position)
+    order = (published.asc(), story_id.asc()) if oldest_first else (published.desc(), story_id.desc())
+    return (
+        sa.select(story_id.label("story_id"), sa.type_coerce(published, sa.String()).label("published_at"))
+        .select_from(source)
+        .where(*where)
+        .order_by(*order)
+        .limit(sa.literal_column(str(int(n) + 1), sa.Integer))
+    )
+
+
+def moment(value: Any) -> datetime:
+    """A stored naive-UTC time as the driver gives it (SQLite: text) → aware UTC."""
+    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+
+
+def marked_select(kind: str, before: bool) -> sa.Select[Any]:
+    """The story ids ``mark-all-as-read`` marks in a stream of ``kind`` (binds as
+    :func:`page_statement`), with ``before``: only those stored at or before ``ts``."""
+    source, where, _, story_id = members(kind)
+    if before:
+        story = STORY.alias("st")
+        source = source.join(story, story.c.id == story_id)
+        where.append(_stored(story) <= _bind("ts", UTCDateTime()))
+    return sa.select(story_id).select_from(source).where(*where)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One item as stored: the entry body (without its closing brace and disclaimer) and the key's
+    flags on it."""
+
+    story_id: int
+    body: str
+    policy: str
+    outlet_id: str | None
+    stored_at: datetime
+    read: bool
+    starred: bool
+
+
+CONTENTS_SIZES = (1, 10, 50, 150, 300, MAX_CONTENTS)
+"""``IN`` lists have one of these lengths (padded with 0, no story's id): a few fixed statements."""
+
+
+@lru_cache(maxsize=16)
+def contents_statement(size: int) -> sa.Select[Any]:
+    """The entries of up to ``size`` stories in one locale with a key's flags; bind ``locale``,
+    ``key_id`` and ``id_0``… ``id_<size-1>``."""
+    entry, story, state = ENTRY.alias("e"), STORY.alias("st"), STATE.alias("s")
+    key_id = _bind("key_id", sa.Integer())
+    return (
+        sa.select(
+            entry.c.story_id,
+            entry.c.body,
+            entry.c.policy,
+            entry.c.outlet_id,
+            sa.type_coerce(_stored(story), sa.DateTime()),
+            sa.type_coerce(sa.func.coalesce(state.c.read, sa.false()), sa.Boolean()),
+            sa.type_coerce(sa.func.coalesce(state.c.starred, sa.false()), sa.Boolean()),
+        )
+        .select_from(
+            entry.join(story, story.c.id == entry.c.story_id).outerjoin(
+                state, sa.and_(state.c.key_id == key_id, state.c.story_id == entry.c.story_id)
+            )
+        )
+        .where(
+            entry.c.locale == _bind("locale"),
+            entry.c.story_id.in_([_bind(f"id_{i}", sa.Integer()) for i in range(size)]),
+        )
+    )
+
+
+def read_rows(conn: sa.Connection, key_id: int, locale: str, story_ids: Sequence[int]) -> dict[int, Row]:
+    out: dict[int, Row] = {}
+    for i in range(0, len(story_ids), MAX_CONTENTS):
+        chunk = list(story_ids[i : i + MAX_CONTENTS])
+        size = next(s for s in CONTENTS_SIZES if s >= len(chunk))
+        params: dict[str, Any] = {"locale": locale, "key_id": key_id}
+        params.update((f"id_{j}", chunk[j] if j < len(chunk) else 0) for j in range(size))
+        for sid, body, policy, outlet_id, stored, read, starred in compiled_for(
+            contents_statement(size), conn.dialect
+        ).rows(conn, params):
+            out[sid] = Row(sid, body, policy, outlet_id, as_utc(stored), bool(read), bool(starred))
+    return out
+
+
+@dataclass(frozen=True)
+class Outlet:
+    """An outlet as a subscription."""
+
+    id: str
+    number: int
+    name: str
+    homepage: str | None
+
+
+def outlets(conn: sa.Connection, numbers: Mapping[str, int]) -> list[Outlet]:
+    return [
+        Outlet(oid, numbers[oid], name or oid, homepage)
+        for oid, name, homepage in conn.execute(
+            sa.select(OUTLET.c.id, OUTLET.c.name, OUTLET.c.homepage).order_by(OUTLET.c.name, OUTLET.c.id)
+        )
+        if oid in numbers
+    ]
+
+
+def unread_counts(conn: sa.Connection, key_id: int, locale: str) -> list[tuple[str | None, int, datetime]]:
+    """(served outlet, unread stories, newest publication) of the key's reading list."""
+    entry, state = ENTRY.alias("e"), STATE.alias("s")
+    read = sa.exists().where(
+        state.c.key_id == key_id, state.c.story_id == entry.c.story_id, state.c.read == sa.true()
+    )
+    return [
+        (outlet_id, int(count), as_utc(newest))
+        for outlet_id, count, newest in conn.execute(
+            sa.select(entry.c.outlet_id, sa.func.count(), sa.func.max(entry.c.published_at))
+            .where(
+                entry.c.locale == locale,
+                entry.c.reach == sa.literal_column(str(IN_CHAIN), sa.Integer),
+                ~read,
+            )
+            .group_by(entry.c.outlet_id)
+        )
+    ]
+
+
+def tickers(conn: sa.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(sa.select(TICKER.c.ticker).distinct().order_by(TICKER.c.ticker))]
+
+
+def feed_outlet(numbers: Mapping[str, int], number: int) -> str | None:
+    return next((oid for oid, n in numbers.items() if n == number), None)
