@@ -7,6 +7,7 @@ Same parameters, validation, page, order and cursor as ``/v1/feed`` (``api.param
 error for JSON Feed — never a 422 (``limit`` is checked here for that reason).
 """
 
+import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
@@ -20,12 +21,20 @@ from aggregator.entries import as_utc
 from aggregator.settings import Settings
 from aggregator.websub import FORMATS
 from api.caching import Rendered, ResponseCache, cached_response, raw_key
-from api.errors import Problem, error_response, error_responses
+from api.errors import (
+    DATABASE_UNAVAILABLE,
+    Problem,
+    database_down,
+    error_response,
+    error_responses,
+    problem_headers,
+)
 from api.export import atom, jsonfeed, opml, rss
 from api.export.document import FeedDocument, Json, build_document, esc
 from api.feed import FeedQuery, FeedReader
 from api.params import MAX_TICKERS, feed_query
 
+log = logging.getLogger(__name__)
 STORY = SQLModel.metadata.tables["story"]
 
 UPDATED_AT = sa.select(STORY.c.id, STORY.c.updated_at).where(
@@ -52,7 +61,7 @@ def xml_error(problem: Problem) -> Response:
         body.encode(),
         status_code=problem.status,
         media_type="application/xml; charset=utf-8",
-        headers={"Cache-Control": "no-store"},
+        headers=problem_headers(problem),
     )
 
 
@@ -79,7 +88,15 @@ def install_export_routes(
         build: Callable[[], Rendered | Problem],
         error: Callable[[Problem], Response],
     ) -> Response:
-        value = await cache.get(key, build, lambda v: isinstance(v, Rendered))
+        try:
+            value = await cache.get(key, build, lambda v: isinstance(v, Rendered))
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            # In the format asked for, like any other error of these routes (the app's handler
+            # would answer JSON to a feed reader).
+            log.warning("database unavailable on %s: %s", request.url.path, type(exc).__name__)
+            return error(DATABASE_UNAVAILABLE)
         if isinstance(value, Problem):
             return error(value)
         cache.alias(raw_key(request.scope), key, (public, request.scope.get("route")))
@@ -151,16 +168,21 @@ def install_export_routes(
                             f"limit must be 1-{settings.feed_max_limit}, got {limit[:20]!r}",
                         )
                     )
-            query = feed_query(
-                reader.signer,
-                locale=locale,
-                accept_language=accept_language,
-                cursor=cursor,
-                limit=size,
-                tickers=tickers,
-                outlet=outlet,
-                untranslated=untranslated == "include",
-            )
+            try:  # a cursor is checked with the secret the database keeps (read once)
+                query = feed_query(
+                    reader.signer,
+                    locale=locale,
+                    accept_language=accept_language,
+                    cursor=cursor,
+                    limit=size,
+                    tickers=tickers,
+                    outlet=outlet,
+                    untranslated=untranslated == "include",
+                )
+            except Exception as exc:
+                if not database_down(exc):
+                    raise
+                return error(DATABASE_UNAVAILABLE)
             if isinstance(query, Problem):
                 return error(query)
             base = base_of(request)
