@@ -136,6 +136,8 @@ def cmd_sources(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
                 if not s.enabled
                 else (f"errors={s.error_count} ({s.last_error})" if s.error_count else "ok")
             )
+            if s.skipped_entries:
+                health += f" skipped={s.skipped_entries}"
             print(
                 f"{s.id}\t{s.outlet_id}\t{s.locale}\t{s.url}\tnext={s.next_check_at:%Y-%m-%d %H:%M}Z\t{health}"
             )
