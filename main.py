@@ -136,6 +136,8 @@ def cmd_sources(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
                 if not s.enabled
                 else (f"errors={s.error_count} ({s.last_error})" if s.error_count else "ok")
             )
+            if s.skipped_entries:
+                health += f" skipped={s.skipped_entries}"
             print(
                 f"{s.id}\t{s.outlet_id}\t{s.locale}\t{s.url}\tnext={s.next_check_at:%Y-%m-%d %H:%M}Z\t{health}"
             )
@@ -169,7 +171,22 @@ def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     settings = settings.model_copy(update={"host": host, "port": port})  # WebSub topics name this port
-    return serve(settings, engine, host=host, port=port, demo=args.demo, scheduler=not args.no_scheduler)
+    # The API's own engine bounds each statement, so a request never hangs on a stuck database;
+    # the scheduler's (dedupe runs, long transactions) keeps the unbounded one.
+    api_engine = (
+        engine
+        if settings.is_sqlite
+        else make_engine(settings, statement_timeout_s=settings.db_statement_timeout_s)
+    )
+    return serve(
+        settings,
+        engine,
+        host=host,
+        port=port,
+        demo=args.demo,
+        scheduler=not args.no_scheduler,
+        api_engine=api_engine,
+    )
 
 
 def cmd_worker(settings: Settings, engine: sa.Engine) -> int:

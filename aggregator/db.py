@@ -17,8 +17,13 @@ DEDUPE_LOCK_KEY = 0x62616265_6C646470
 entries take it too."""
 
 
-def make_engine(settings: Settings, **kw: Any) -> sa.Engine:
-    """An engine for the configured database; SQLite gets WAL, foreign keys and a busy timeout."""
+def make_engine(settings: Settings, *, statement_timeout_s: float | None = None, **kw: Any) -> sa.Engine:
+    """An engine for the configured database; SQLite gets WAL, foreign keys and a busy timeout.
+
+    PostgreSQL connections give up after ``db_connect_timeout_s`` when the server does not answer,
+    and, with ``statement_timeout_s`` (the API's engine), cancel a statement running longer: a
+    request fails (503) instead of hanging while the database is down or stuck.
+    """
     if settings.is_sqlite:
         path = settings.sqlite_path()
         if path is not None:
@@ -42,6 +47,10 @@ def make_engine(settings: Settings, **kw: Any) -> sa.Engine:
     # No ping before every checkout (a round trip per request on the read path): a statement that
     # finds its connection dropped invalidates it (``api.dbapi``), and the next checkout reconnects.
     kw.setdefault("pool_pre_ping", False)
+    connect_args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_s}
+    if statement_timeout_s:
+        connect_args["options"] = f"-c statement_timeout={max(1, round(statement_timeout_s * 1000))}"
+    kw["connect_args"] = {**connect_args, **kw.get("connect_args", {})}
     return sa.create_engine(settings.database_url, **kw)
 
 

@@ -19,10 +19,17 @@
 A 304 is not an error: ``not_modified`` is true, there is no body, and parse is skipped.
 
 Redirects are followed here, one hop at a time, so every hop passes the scheme check, the SSRF
-check and the per-host concurrency cap. The SSRF check resolves the host and refuses it when any
-address is private; after connecting it also checks the peer address the socket really reached,
-so a DNS answer that changes between the check and the connect (rebinding) cannot hand an
-internal response to the pipeline.
+check and the per-host concurrency cap.
+
+The SSRF check (unless ``allow_private_feeds``) lives where the socket is opened: the client's
+network backend (:class:`GuardedBackend`) resolves the host **once**, refuses it when any address
+is not public (:func:`is_public_address`: private, loopback, link-local and cloud-metadata ranges,
+also when wrapped in IPv4-mapped, NAT64, 6to4 or Teredo IPv6 forms), and connects to exactly the
+address it checked, so a DNS answer that changes between a check and a connect (rebinding) never
+reaches the socket. Numeric hosts are read as the C library reads them (``2130706433``,
+``0177.0.0.1``, ``0x7f.1``, ``127.1`` are all 127.0.0.1) and never sent to DNS. A client passed
+in (tests' mock transports) is checked before each request instead, and every response's peer
+address is checked again.
 """
 
 from __future__ import annotations
@@ -32,16 +39,18 @@ import contextlib
 import email.utils
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import NamedTuple
 
+import httpcore
 import httpx
 
 from aggregator.settings import Settings
@@ -50,6 +59,8 @@ log = logging.getLogger(__name__)
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """Host and port to the IP addresses a connection could reach; injectable for tests."""
+AddressPolicy = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], bool]
+"""Whether a feed may be fetched from an address (default :func:`is_public_address`)."""
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
@@ -112,11 +123,12 @@ class Fetcher:
         client: httpx.AsyncClient | None = None,
         *,
         resolve: Resolver | None = None,
+        is_public: AddressPolicy | None = None,
     ) -> None:
         self._settings = settings
         self._owns_client = client is None
-        self._client = client if client is not None else build_client(settings)
-        self._resolve: Resolver = resolve if resolve is not None else _getaddrinfo
+        self._guard = AddressGuard(resolve or _getaddrinfo, is_public or is_public_address)
+        self._client = client if client is not None else build_client(settings, self._guard)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
         self._slots = asyncio.Semaphore(settings.fetch_concurrency)
         self._headers = {
@@ -245,14 +257,14 @@ class Fetcher:
         last_modified: str | None,
     ) -> FetchResult | _Redirect:
         guard = not self._settings.allow_private_feeds
-        if guard:
-            await self._refuse_private_target(target)
+        if guard and not self._owns_client:  # an owned client checks where it connects
+            await self._guard.addresses(target.raw_host.decode("ascii"), _port_of(target))
         timeout = self._settings.fetch_timeout_s
         async with self._client.stream(
             "GET", target, headers=headers, follow_redirects=False, timeout=timeout
         ) as response:
             if guard:
-                _refuse_private_peer(response)
+                self._guard.check_peer(response)
             status = response.status_code
             rh = response.headers
             if status in REDIRECT_STATUSES:
@@ -300,29 +312,182 @@ class Fetcher:
         async with slot:
             yield
 
-    async def _refuse_private_target(self, target: httpx.URL) -> None:
-        host = target.raw_host.decode("ascii")
-        port = target.port or (443 if target.scheme == "https" else 80)
+
+def _port_of(url: httpx.URL) -> int:
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+"""RFC 6052's well-known prefix: the last 32 bits are the IPv4 address a NAT64 gateway reaches."""
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """Whether ``ip`` is a globally routable unicast address, and so is any IPv4 address it carries
+    (IPv4-mapped ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d``, 6to4 ``2002:AABB:CCDD::``, Teredo's
+    client). Private, loopback, link-local (cloud metadata 169.254.169.254, fe80::), shared
+    (100.64/10, Alibaba's metadata), unique-local (fd00:ec2::254), multicast, reserved and
+    unspecified addresses are not."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        carried: list[ipaddress.IPv4Address] = []
+        if ip.ipv4_mapped is not None:
+            carried.append(ip.ipv4_mapped)
+        if ip in NAT64:
+            carried.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.sixtofour is not None:
+            carried.append(ip.sixtofour)
+        if ip.teredo is not None:
+            carried.append(ip.teredo[1])
+        if carried:
+            return all(is_public_address(v4) for v4 in carried)
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_loopback)
+
+
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def numeric_host(host: str) -> IPAddress | None:
+    """The address a numeric host names, read as ``inet_aton`` and the URL parsers of browsers read
+    it (one to four parts, each decimal, octal with a leading 0, or hex with 0x; the last part
+    fills the remaining bytes), or an IPv6 literal (with or without brackets); None for a name."""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in bare:
         try:
-            addresses = await self._resolve(host, port)
-        except (socket.gaierror, UnicodeError):
-            raise _Refused(f"DNS lookup failed for {target.host}") from None
-        if not addresses:
-            raise _Refused(f"DNS lookup failed for {target.host}")
-        for address in addresses:
-            _refuse_private_address(address)
+            return ipaddress.IPv6Address(bare.split("%", 1)[0])
+        except ValueError:
+            return None
+    if not _NUMERIC_HOST.fullmatch(bare):
+        return None
+    parts = bare.split(".")
+    if not 1 <= len(parts) <= 4 or not all(_NUMBER.fullmatch(p) for p in parts):
+        return None
+    values = [
+        int(p[2:] or "0", 16) if p[:2] in ("0x", "0X") else int(p, 8 if p.startswith("0") else 10)
+        for p in parts
+    ]
+    *head, last = values
+    if any(v > 255 for v in head) or last >= 256 ** (4 - len(head)):
+        raise _Refused(f"invalid numeric address {host}")
+    number = 0
+    for v in head:
+        number = number * 256 + v
+    return ipaddress.IPv4Address(number * 256 ** (4 - len(head)) + last)
 
 
-def build_client(settings: Settings) -> httpx.AsyncClient:
-    """The shared client: pool sized for fetch_concurrency, redirects left to ``Fetcher``.
+class AddressGuard:
+    """Where a fetch may connect: resolves a host once and refuses it unless every address is public."""
+
+    def __init__(self, resolve: Resolver, is_public: AddressPolicy = is_public_address) -> None:
+        self.resolve = resolve
+        self.is_public = is_public
+
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """The checked addresses of ``host``; raises :class:`_Refused` when it must not be fetched."""
+        literal = numeric_host(host)
+        if literal is not None:
+            found = [literal]
+        else:
+            try:
+                answers = await self.resolve(host, port)
+            except (socket.gaierror, UnicodeError):
+                raise _Refused(f"DNS lookup failed for {host}") from None
+            try:
+                found = [ipaddress.ip_address(a.split("%", 1)[0]) for a in answers]
+            except ValueError:
+                raise _Refused(f"DNS lookup for {host} gave an unparsable address") from None
+        if not found:
+            raise _Refused(f"DNS lookup failed for {host}")
+        for ip in found:
+            self.refuse(ip)
+        return [str(ip) for ip in found]
+
+    def refuse(self, ip: IPAddress) -> None:
+        if not self.is_public(ip):
+            raise _Refused(f"refused private address {_shown(ip)}")
+
+    def check_peer(self, response: httpx.Response) -> None:
+        """Check the address the connection really reached (absent with mock transports)."""
+        stream = response.extensions.get("network_stream")
+        if stream is None:
+            return
+        peer = stream.get_extra_info("server_addr")
+        if isinstance(peer, tuple) and peer:
+            try:
+                ip = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+            except ValueError:
+                raise _Refused(f"refused unparsable address {peer[0]!r}") from None
+            self.refuse(ip)
+
+
+def _shown(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped address is named by the IPv4 address it maps."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend with the SSRF check at connect time: the host is resolved once,
+    every address checked, and the socket opened to a checked address (the next one if it
+    refuses), never to a name another lookup could answer differently. TLS still names the host
+    (SNI and certificate check use the URL's host, not the address)."""
+
+    def __init__(self, guard: AddressGuard) -> None:
+        self._guard = guard
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._guard.addresses(host, port)
+        for n, address in enumerate(addresses):
+            try:
+                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError:
+                if n == len(addresses) - 1:
+                    raise
+        raise AssertionError("unreachable: addresses is never empty")
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise _Refused("refused a Unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def build_client(settings: Settings, guard: AddressGuard | None = None) -> httpx.AsyncClient:
+    """The shared client: pool sized for fetch_concurrency, redirects left to ``Fetcher``; with a
+    ``guard`` and private feeds refused, it connects only where the guard allows (SSRF).
 
     ``trust_env`` is off so proxy variables cannot reroute feeds (or loopback tests) silently,
     and so the peer-address check sees the feed server, not a proxy.
     """
     n = settings.fetch_concurrency
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    if guard is not None and not settings.allow_private_feeds:
+        # httpx takes no network backend; its pool is rebuilt alike, with the guarded one.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=GuardedBackend(guard),
+        )
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(settings.fetch_timeout_s),
-        limits=httpx.Limits(max_connections=n, max_keepalive_connections=n),
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": settings.user_agent},
@@ -332,35 +497,6 @@ def build_client(settings: Settings) -> httpx.AsyncClient:
 async def _getaddrinfo(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(sockaddr[0]) for *_, sockaddr in infos]
-
-
-def _refuse_private_address(address: str) -> None:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        raise _Refused(f"refused unparsable address {address!r}") from None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    ):
-        raise _Refused(f"refused private address {ip}")
-
-
-def _refuse_private_peer(response: httpx.Response) -> None:
-    """Check the address the connection really reached (absent with mock transports)."""
-    stream = response.extensions.get("network_stream")
-    if stream is None:
-        return
-    peer = stream.get_extra_info("server_addr")
-    if isinstance(peer, tuple) and peer:
-        _refuse_private_address(str(peer[0]))
 
 
 def _connect_failure(exc: BaseException, host: str) -> str:

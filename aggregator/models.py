@@ -68,6 +68,8 @@ class Source(SQLModel, table=True):
     last_bozo: str | None = Field(default=None, max_length=2000)
     last_checked_at: datetime | None = _ts(nullable=True, default=None)
     last_status: int | None = None
+    skipped_entries: int = Field(default=0, sa_column_kwargs={"server_default": sa.text("0")})
+    """Malformed entries of this feed skipped so far (the feed's other entries were kept)."""
     lease_owner: str | None = Field(default=None, max_length=100)
     lease_until: datetime | None = _ts(nullable=True, default=None)
     created_at: datetime = _ts(default_factory=utcnow)

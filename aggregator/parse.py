@@ -13,6 +13,10 @@ Every text that leaves this stage is XML-safe (``clean_text``): C0/C1 control ch
 are dropped and lone surrogates (a JSON Feed may escape ``"\ud800"``) become U+FFFD, once, here,
 so that no later stage, database or re-exported feed ever sees them.
 
+One malformed entry costs only itself: an entry that cannot be read (a JSON Feed item that is
+not an object, an ``<item>`` with no id, link, title or body, any entry whose reading fails) is
+left out and counted in ``skipped``; the others are kept.
+
 A bozo feed (broken XML, wrong charset, odd content type) is accepted when entries came out;
 the bozo reason is kept for the source row. ``error`` is set only when the document cannot be
 used at all: empty body, not a feed (an HTML page, a blob), or no entries from a broken feed.
@@ -26,7 +30,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -70,6 +74,9 @@ class ParsedFeed:
     """The reason feedparser flagged the document as broken, when it did."""
     error: str | None
     """Set when the document is unusable; ``entries`` is then empty."""
+    skipped: int = 0
+    """Entries left out because they could not be read (wrong types, nothing in them): the
+    feed's other entries are kept; the count goes on the source row."""
 
 
 _IMG_SRC = re.compile(r"""<img\b[^>]*?\ssrc\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
@@ -207,7 +214,7 @@ def _with_utf8_charset(content_type: str | None) -> str:
 def _from_feedparser(parsed: Any, body: bytes) -> ParsedFeed:
     feed = parsed.get("feed") or {}
     bozo = _bozo_reason(parsed)
-    entries = tuple(e for e in map(_raw_entry, parsed.get("entries") or ()) if _has_content(e))
+    entries, skipped = _readable(_raw_entry, parsed.get("entries") or ())
     title = _clean_str(dict.get(feed, "title"))
     language = _clean_str(dict.get(feed, "language"))
     link = _clean_str(dict.get(feed, "link"))
@@ -217,12 +224,31 @@ def _from_feedparser(parsed: Any, body: bytes) -> ParsedFeed:
             return _unusable(f"not a feed: {kind}", bozo)
         if bozo:
             return _unusable(f"no entries in a broken feed: {bozo}", bozo)
-    return ParsedFeed(entries=entries, title=title, language=language, link=link, bozo=bozo, error=None)
+    return ParsedFeed(
+        entries=entries, title=title, language=language, link=link, bozo=bozo, error=None, skipped=skipped
+    )
 
 
 def _has_content(entry: RawEntry) -> bool:
     """An entry with no id, link, title or body (a truncated ``<item>``) is dropped."""
     return bool(entry.guid or entry.link or entry.title or entry.summary_html or entry.content_html)
+
+
+def _readable(read: Callable[[Any], RawEntry], items: Iterable[Any]) -> tuple[tuple[RawEntry, ...], int]:
+    """``read`` of every item that can be read and has content, and how many could not."""
+    entries: list[RawEntry] = []
+    skipped = 0
+    for item in items:
+        try:
+            entry = read(item)
+        except Exception:  # whatever one entry holds, it costs only itself
+            skipped += 1
+            continue
+        if _has_content(entry):
+            entries.append(entry)
+        else:
+            skipped += 1
+    return tuple(entries), skipped
 
 
 def _bozo_reason(parsed: Any) -> str | None:
@@ -405,7 +431,7 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
     bozo = None
     if not (isinstance(version, str) and "jsonfeed.org" in version):
         bozo = "JSON document without a JSON Feed version"
-    entries = tuple(_json_entry(item) for item in document["items"] if isinstance(item, dict))
+    entries, skipped = _readable(_json_entry, document["items"])
     if not entries and bozo:
         return _unusable(f"not a feed: {bozo}", bozo)
     return ParsedFeed(
@@ -415,10 +441,20 @@ def _parse_json_feed(body: bytes) -> ParsedFeed:
         link=_clean_str(document.get("home_page_url")),
         bozo=bozo,
         error=None,
+        skipped=skipped,
     )
 
 
-def _json_entry(item: Mapping[str, Any]) -> RawEntry:
+def _list(value: object) -> list[Any]:
+    """A JSON array member, or nothing when the feed put another type there."""
+    return value if isinstance(value, list) else []
+
+
+def _json_entry(item: object) -> RawEntry:
+    """One JSON Feed item; optional members of the wrong type are ignored, an item that is not an
+    object raises (and is skipped)."""
+    if not isinstance(item, dict):
+        raise TypeError(f"JSON Feed item is a {type(item).__name__}, not an object")
     item_id = item.get("id")
     guid = (
         _clean_str(str(item_id)) if isinstance(item_id, str | int) and not isinstance(item_id, bool) else None
@@ -430,7 +466,7 @@ def _json_entry(item: Mapping[str, Any]) -> RawEntry:
     summary = item.get("summary")
     image = _clean_str(item.get("image")) or _clean_str(item.get("banner_image"))
     if image is None:
-        for attachment in item.get("attachments") or ():
+        for attachment in _list(item.get("attachments")):
             if isinstance(attachment, dict) and str(attachment.get("mime_type") or "").startswith("image/"):
                 image = _clean_str(attachment.get("url"))
                 if image:
@@ -449,7 +485,7 @@ def _json_entry(item: Mapping[str, Any]) -> RawEntry:
         source_url=_clean_str(item.get("external_url")),
         tags=tuple(
             dict.fromkeys(
-                tag.strip() for tag in item.get("tags") or () if isinstance(tag, str) and tag.strip()
+                tag.strip() for tag in _list(item.get("tags")) if isinstance(tag, str) and tag.strip()
             )
         ),
     )
@@ -471,8 +507,8 @@ def _rfc3339_to_utc(value: object) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date, or one UTC cannot hold (year 1 at +14:00)
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

@@ -289,6 +289,7 @@ class SourceUpdater:
                 bozo=parsed.bozo if parsed else None,
                 title=parsed.title if parsed else None,
                 now=now,
+                skipped=parsed.skipped if parsed else 0,
             )
 
 

@@ -59,6 +59,10 @@ class Ticker:
                 )
         except DedupeBusy as e:  # another worker holds the dedupe lock; the next tick tries again
             log.warning("%s", e)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as e:
+            # The database is down or restarting: the pool reconnects on the next tick; sources
+            # claimed in this round keep their leases until they expire, then are polled again.
+            log.warning("polling round stopped, database unavailable (next tick retries): %s", _first_line(e))
         except Exception:  # the ticker must survive a bad round (e.g. database briefly down)
             log.exception("polling round failed")
         except asyncio.CancelledError:  # stop() gave up waiting; the round's leases expire
@@ -126,3 +130,9 @@ async def run_worker(engine: sa.Engine, settings: Settings) -> None:
         for signum in installed:
             loop.remove_signal_handler(signum)
         await ticker.stop()
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {lines[0] if lines else ''}"[:300]

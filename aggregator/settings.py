@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     max_interval_s: int = Field(default=6 * 3600, ge=60)
     max_backoff_s: int = Field(default=24 * 3600, ge=60)
     lease_s: int = Field(default=300, ge=10)
+    db_connect_timeout_s: int = Field(default=5, ge=1, le=300)
+    """PostgreSQL: how long opening a connection may take before it fails (the database is down)."""
+    db_statement_timeout_s: float = Field(default=30.0, ge=0, le=3600)
+    """PostgreSQL: the longest one statement of the API may run (0: no limit); workers have none."""
     tick_s: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -232,8 +232,10 @@ def record_source_state(
     bozo: str | None,
     title: str | None,
     now: datetime,
+    skipped: int = 0,
 ) -> None:
-    """Write the polling outcome on the source row and release its lease."""
+    """Write the polling outcome on the source row and release its lease; ``skipped`` malformed
+    entries are added to its count."""
     values: dict[str, object] = {
         "next_check_at": plan.at,
         "interval_s": plan.interval_s,
@@ -255,6 +257,8 @@ def record_source_state(
         values["last_error"] = error[:2000]
     if title and not source.title:
         values["title"] = title[:500]
+    if skipped:
+        values["skipped_entries"] = Source.skipped_entries + skipped
     session.execute(sa.update(Source).where(Source.id == source.id).values(**values))  # type: ignore[arg-type]
 
 

@@ -49,9 +49,33 @@ class Problem:
     message: str
 
 
+RETRY_AFTER_S = 5
+"""The ``Retry-After`` of every 503: a database restart takes seconds."""
+DATABASE_UNAVAILABLE = Problem(503, "database_unavailable", "the database is unavailable; retry later")
+
+
+def database_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot answer now — refused or lost connection, a statement
+    past its timeout, a server shutting down or starting up, no pooled connection free in time —
+    rather than a bug in a statement."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return True
+    if isinstance(exc, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+        return True
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+
+
+def problem_headers(problem: Problem) -> dict[str, str]:
+    """Headers every error response carries: never cached; a 503 says when to come back."""
+    headers = {"Cache-Control": "no-store"}
+    if problem.status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    return headers
+
+
 def error_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"code": problem.code, "message": problem.message}}
-    all_headers = {"Cache-Control": "no-store", **(headers or {})}
+    all_headers = {**problem_headers(problem), **(headers or {})}
     return JSONResponse(body, status_code=problem.status, headers=all_headers)
 
 
@@ -99,14 +123,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _catalogue(request: Request, exc: CatalogueError) -> JSONResponse:
         return error_response(Problem(400, "bad_request", str(exc)))
 
-    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    @app.exception_handler(sqlalchemy.exc.DBAPIError)
+    @app.exception_handler(sqlalchemy.exc.TimeoutError)
     async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-        log.error("database unavailable: %s", type(exc).__name__)
-        return error_response(
-            Problem(503, "database_unavailable", "the database is unavailable; retry later")
-        )
+        if not database_down(exc):
+            log.exception("database error on %s %s", request.method, request.url.path)
+            return error_response(Problem(500, "internal_error", "internal server error"))
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, _one_line(exc))
+        return error_response(DATABASE_UNAVAILABLE)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(Problem(500, "internal_error", "internal server error"))
+
+
+def _one_line(exc: BaseException) -> str:
+    """The driver's first line of the error, without SQLAlchemy's statement and link trailer."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0] if text else ''}"[:300]

@@ -44,7 +44,18 @@ def attach_demo_sources(engine: sa.Engine, specs: list[Any]) -> int:
     return add_sources(engine, fresh).added if fresh else 0
 
 
-def serve(settings: Settings, engine: sa.Engine, *, host: str, port: int, demo: bool, scheduler: bool) -> int:
+def serve(
+    settings: Settings,
+    engine: sa.Engine,
+    *,
+    host: str,
+    port: int,
+    demo: bool,
+    scheduler: bool,
+    api_engine: sa.Engine | None = None,
+) -> int:
+    """Run the API (on ``api_engine``, default ``engine``) and, with ``scheduler``, the ticker (on
+    ``engine``) until interrupted."""
     from aggregator.migrate import require_migrated
     from api.app import create_app
 
@@ -58,7 +69,7 @@ def serve(settings: Settings, engine: sa.Engine, *, host: str, port: int, demo: 
         added = attach_demo_sources(engine, demo_server.sources())
         log.info("demo outlets served at %s (%d new sources)", demo_server.base_url, added)
 
-    app = create_app(settings, engine)
+    app = create_app(settings, api_engine or engine)
     inner_lifespan = app.router.lifespan_context
 
     @asynccontextmanager

@@ -4,7 +4,8 @@ Each benchmark is its own script under ``bench/`` that prints a markdown section
 (progress on stderr, passed through). They run sequentially, never side by side, since every
 figure is a ratio against a baseline measured in the same run and a neighbour would skew it.
 
-    .venv/bin/python bench/run_all.py [--only ingest|dedupe|api|greader ...] [--quick] [--output FILE]
+    .venv/bin/python bench/run_all.py [--only ingest|dedupe|api|greader|soak|eval ...] [--quick] [--output FILE]
+                                      [--soak-minutes M]
 
 A script that is missing is reported as such; a script that fails stops nothing else, but
 ``run_all`` then exits 1, names it, and leaves that section of ``BENCHMARKS.md`` as it was.
@@ -72,6 +73,13 @@ BENCHMARKS = (
         quick=("--sqlite-stories", "3000", "--duration", "3"),
     ),
     Benchmark(
+        "soak",
+        "bench_soak.py",
+        "Soak: 1,000 sources, 2 workers + 1 API on PostgreSQL; polling capacity",
+        full=("--minutes", "30"),
+        quick=("--minutes", "3", "--sources", "300"),
+    ),
+    Benchmark(
         "eval",
         "bench_eval.py",
         "Dedupe quality: labelled corpus through the real CLI (B-cubed, false merges, related recall)",
@@ -107,12 +115,15 @@ def supported_args(script: Path, wanted: Sequence[str]) -> list[str]:
     return kept
 
 
-def run_benchmark(bench: Benchmark, quick: bool) -> Outcome:
+def run_benchmark(bench: Benchmark, quick: bool, soak_minutes: float | None = None) -> Outcome:
     script = BENCH / bench.script
     rel = f"bench/{bench.script}"
     if not script.exists():
         return Outcome(bench, [rel], None, 0.0, "")
     args = supported_args(script, bench.quick) if quick else list(bench.full)
+    if bench.name == "soak" and soak_minutes is not None:
+        args = [a for a, b in zip(args, [None, *args[:-1]], strict=True) if "--minutes" not in (a, b)]
+        args += ["--minutes", f"{soak_minutes:g}"]
     command = [sys.executable, str(script), *args]
     print(f"[run_all] {bench.name}: {shlex.join([rel, *args])}", file=sys.stderr, flush=True)
     started = time.perf_counter()
@@ -202,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="smoke run with reduced sizes: of every benchmark, or of the ones named",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="default: BENCHMARKS.md")
+    parser.add_argument(
+        "--soak-minutes", type=float, default=None, help="length of the soak (default 30; quick: 3)"
+    )
     args = parser.parse_args(argv)
 
     chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only]
@@ -213,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = {
         b.name for b in BENCHMARKS if args.quick is not None and (not args.quick or b.name in args.quick)
     }
-    outcomes = [run_benchmark(b, b.name in quick) for b in chosen]
+    outcomes = [run_benchmark(b, b.name in quick, args.soak_minutes) for b in chosen]
 
     failed = [o for o in outcomes if o.code not in (None, 0)]
     sections = {

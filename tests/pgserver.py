@@ -38,6 +38,7 @@ class PostgresServer:
         self.data = self.tmp / "data"
         self.port = free_port()
         self.user: str | None = None
+        self.running = False
         if os.geteuid() == 0:
             self.user = "postgres" if _has_user("postgres") else "nobody"
             os.chmod(self.tmp, 0o777)
@@ -54,6 +55,10 @@ class PostgresServer:
         self._run(
             "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "-N"
         )
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server on its data directory and port (again, after ``stop_server``)."""
         opts = (
             f"-p {self.port} -k {self.tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -61,10 +66,18 @@ class PostgresServer:
         self._run(
             "pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.tmp / "log"), "-w", "-t", "60", "start"
         )
+        self.running = True
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data: ``fast`` ends every session (a restart, a failover),
+        ``immediate`` is a crash."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self.running = False
 
     def stop(self) -> None:
         try:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            if self.running:
+                self.stop_server("immediate")
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -209,7 +209,7 @@ def close(a: float, b: float, tolerance: float) -> bool:
 
 
 def _bucket(value: float) -> tuple[int, int]:
-    if value <= 0:
+    if value <= 0 or not math.isfinite(value):  # a 400-digit "number" is inf as a float
         return 0, 0
     exp = math.floor(math.log10(value))
     mant = round(value / 10 ** (exp - 1))

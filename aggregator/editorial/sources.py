@@ -33,6 +33,7 @@ def describe(src: Source) -> dict[str, Any]:
         "last_status": src.last_status,
         "error_count": src.error_count,
         "last_error": src.last_error,
+        "skipped_entries": src.skipped_entries,
         "next_check_at": src.next_check_at.isoformat(),
     }
 

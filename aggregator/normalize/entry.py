@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,8 @@ from aggregator.normalize.markup import html_to_text, sanitize_html, title_text
 from aggregator.normalize.tickers import extract_tickers
 from aggregator.normalize.urls import canonical_url
 from aggregator.parse import ParsedFeed, RawEntry, parse_feed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def normalize_entry(raw: RawEntry, *, feed_url: str, locale: str, fetched_at: da
         published_at = fetched_at
 
     image = canonical_url(raw.image, base) if raw.image else None
+    if image is not None and len(image) > URL_MAX:
+        image = None
     alternates = []
     for href, hreflang in raw.alternates:
         absolute = canonical_url(href, base)
@@ -138,10 +143,30 @@ def prepare_feed(
     parsed = parse_feed(body, url=url, content_type=content_type)
     # Relative entry links resolve against the site, as readers do (Miniflux does the same).
     site = parsed.link if parsed.link and parsed.link.startswith(("http://", "https://")) else url
-    entries = [
-        normalize_entry(raw, feed_url=site, locale=locale, fetched_at=fetched_at) for raw in parsed.entries
-    ]
-    return replace(parsed, entries=()), entries
+    entries: list[NormalizedEntry] = []
+    skipped = parsed.skipped
+    for raw in parsed.entries:
+        try:
+            entry = normalize_entry(raw, feed_url=site, locale=locale, fetched_at=fetched_at)
+        except Exception as exc:  # one entry costs only itself; the source row counts it
+            log.warning("skipped an entry of %s: %s", url, f"{type(exc).__name__}: {exc}"[:200])
+            skipped += 1
+            continue
+        if not storable(entry):
+            skipped += 1
+            continue
+        entries.append(entry)
+    return replace(parsed, entries=(), skipped=skipped), entries
+
+
+URL_MAX = 2000
+"""The longest guid, link or image URL an item keeps (its columns' size)."""
+
+
+def storable(entry: NormalizedEntry) -> bool:
+    """Whether an item can hold the entry's identity: a guid or link longer than its column is not
+    a real one (an image that long is simply dropped by :func:`normalize_entry`)."""
+    return len(entry.guid or "") <= URL_MAX and len(entry.link or "") <= URL_MAX
 
 
 LEAD_CHARS = 280

@@ -11,6 +11,7 @@ answers the feed routes' GETs with the same code, ahead of FastAPI's parameter m
 """
 
 import json
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -25,7 +26,14 @@ from aggregator.entries import as_utc
 from aggregator.settings import Settings
 from aggregator.websub import FORMATS
 from api.caching import Rendered, ResponseCache, cached_response, raw_key
-from api.errors import Problem, error_response, error_responses
+from api.errors import (
+    DATABASE_UNAVAILABLE,
+    Problem,
+    database_down,
+    error_response,
+    error_responses,
+    problem_headers,
+)
 from api.export import atom, jsonfeed, opml, rss
 from api.export.document import (
     EMPTY_FEED_UPDATED,
@@ -39,6 +47,7 @@ from api.feed import FeedQuery, FeedReader, FeedRows, PageEntry
 from api.hotpath import HotHandler
 from api.params import MAX_TICKERS, export_limit, export_untranslated, feed_query
 
+log = logging.getLogger(__name__)
 WRITERS: Mapping[str, tuple[Callable[[FeedDocument], bytes], str]] = {
     "rss": (rss.render, rss.MEDIA_TYPE),
     "atom": (atom.render, atom.MEDIA_TYPE),
@@ -98,6 +107,13 @@ SUMMARIES = {
 }
 
 
+def database_unavailable(request: Request, error: Callable[[Problem], Response], exc: Exception) -> Response:
+    """A 503 in the format asked for, like any other error of these routes (the app's handler would
+    answer JSON to a feed reader)."""
+    log.warning("database unavailable on %s: %s", request.url.path, type(exc).__name__)
+    return error(DATABASE_UNAVAILABLE)
+
+
 def xml_error(problem: Problem) -> Response:
     body = (
         '<?xml version="1.0" encoding="utf-8"?>\n'
@@ -107,7 +123,7 @@ def xml_error(problem: Problem) -> Response:
         body.encode(),
         status_code=problem.status,
         media_type="application/xml; charset=utf-8",
-        headers={"Cache-Control": "no-store"},
+        headers=problem_headers(problem),
     )
 
 
@@ -135,7 +151,12 @@ def install_export_routes(
         build: Callable[[], Rendered | Problem],
         error: Callable[[Problem], Response],
     ) -> Response:
-        value = await cache.get(key, build, lambda v: isinstance(v, Rendered))
+        try:
+            value = await cache.get(key, build, lambda v: isinstance(v, Rendered))
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            return database_unavailable(request, error, exc)
         if isinstance(value, Problem):
             return error(value)
         cache.alias(raw_key(request.scope), key, (public, request.scope.get("route")))
@@ -192,16 +213,21 @@ def install_export_routes(
         if isinstance(size, Problem):
             return error(size)
         cursor, outlet = params.get("cursor"), params.get("outlet")
-        query = feed_query(
-            reader.signer,
-            locale=params.get("locale"),
-            accept_language=accept_language,
-            cursor=cursor,
-            limit=size,
-            tickers=params.get("tickers"),
-            outlet=outlet,
-            untranslated=untranslated,
-        )
+        try:  # a cursor is checked with the secret the database keeps (read once)
+            query = feed_query(
+                reader.signer,
+                locale=params.get("locale"),
+                accept_language=accept_language,
+                cursor=cursor,
+                limit=size,
+                tickers=params.get("tickers"),
+                outlet=outlet,
+                untranslated=untranslated,
+            )
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            return database_unavailable(request, error, exc)
         if isinstance(query, Problem):
             return error(query)
         base = base_of(request)
@@ -213,9 +239,14 @@ def install_export_routes(
             "cursor": cursor,
         }
         key = ("export", fmt, query, base, filters["limit"])
-        value = await cache.get(
-            key, lambda: build_feed(fmt, query, base, filters), lambda v: isinstance(v, Rendered)
-        )
+        try:
+            value = await cache.get(
+                key, lambda: build_feed(fmt, query, base, filters), lambda v: isinstance(v, Rendered)
+            )
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            return database_unavailable(request, error, exc)
         if isinstance(value, Problem):
             return error(value)
         cache.alias(raw_key(request.scope), key, (public, request.scope.get("route")))

@@ -1,0 +1,241 @@
+"""PostgreSQL restarted under load: a ``worker`` and a ``serve --no-scheduler`` process keep running.
+
+While the server is down the API answers every request with a 503 in the format asked for (JSON
+``{"error": …}``, the re-exported RSS feed's XML ``<error>``), with ``Retry-After``, and never
+hangs; the worker logs one line per failed round. Once the server is back both reconnect by
+themselves: nothing published meanwhile is lost, nothing is stored twice, every item gets its
+story, and neither process ever printed a traceback.
+
+The test runs its own PostgreSQL server (not the session's), since it stops and starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from aggregator.db import make_engine
+from aggregator.migrate import upgrade
+from aggregator.registry import add_sources
+from aggregator.settings import Settings
+from sources.opml import SourceSpec
+from tests.feedserver import FeedServer, RequestHandler
+from tests.livesite import free_port
+from tests.pgserver import PostgresServer
+from tests.processes import Process
+
+pytestmark = pytest.mark.postgres
+
+SOURCES = 12
+RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
+ITEMS_AT_EPOCH = {1: 3, 2: 5, 3: 7}
+"""How many items every feed carries in each phase: before the outage, during it, after it."""
+ROUTES = (
+    "/v1/feed?locale=en&limit={n}",
+    "/v1/feed.rss?locale=en&limit={n}",
+    "/v1/feed.json?locale=en&limit={n}",
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    phase: str
+    route: str
+    status: int | None
+    headers: dict[str, str]
+    body: bytes
+    failure: str | None = None
+
+
+class Outlets:
+    """``SOURCES`` feeds that publish new items when the test moves on to the next epoch."""
+
+    def __init__(self) -> None:
+        self.epoch = 1
+
+    def feed(self, n: int) -> bytes:
+        items = "".join(
+            f"<item><guid>src{n}-item{k}</guid><title>Outlet {n} bulletin {k}: token T{n}X{k} listed</title>"
+            f"<link>https://outlet{n}.example/news/{k}</link>"
+            f"<description>Exchange {n} lists token T{n}X{k} for trading, number {n * 100 + k}.</description>"
+            f"<pubDate>Tue, 01 Dec 2026 10:00:{k:02d} GMT</pubDate></item>"
+            for k in range(ITEMS_AT_EPOCH[self.epoch])
+        )
+        return (
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>outlet {n}</title>{items}</channel></rss>'
+        ).encode()
+
+    def route(self, n: int) -> Callable[[RequestHandler], None]:
+        return lambda h: h.reply(200, self.feed(n), RSS)
+
+
+class Load:
+    """A client thread cycling through the API's feed routes (a new ``limit`` each time, so no cache
+    answers for the database), recording every answer with the phase it was asked in."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.phase = "up"
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        n = 0
+        # A timeout far above any bounded answer: reaching it is a hang, and fails the test.
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            while not self._stop.is_set():
+                n += 1
+                route = ROUTES[n % len(ROUTES)]
+                phase = self.phase
+                try:
+                    r = client.get(route.format(n=1 + n % 50))
+                except httpx.HTTPError as exc:
+                    self.answers.append(Answer(phase, route, None, {}, b"", f"{type(exc).__name__}: {exc}"))
+                    continue
+                self.answers.append(Answer(phase, route, r.status_code, dict(r.headers), r.content))
+                time.sleep(0.02)
+
+    def seen(self, phase: str, route: str, status: int) -> int:
+        return sum(
+            1 for a in list(self.answers) if a.phase == phase and a.route == route and a.status == status
+        )
+
+
+def _wait(condition: Callable[[], Any], what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _scalar(url: str, sql: str) -> Any:
+    engine = make_engine(Settings(database_url=url))
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def own_pg() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) -> None:
+    url = own_pg.create_database()
+    engine = make_engine(Settings(database_url=url))
+    upgrade(engine)
+    outlets = Outlets()
+    port = free_port()
+    env = dict(
+        os.environ,
+        BABELWIRE_DATABASE_URL=url,
+        BABELWIRE_ALLOW_PRIVATE_FEEDS="1",
+        BABELWIRE_TICK_S="0.3",
+        BABELWIRE_MIN_INTERVAL_S="1",
+        BABELWIRE_LEASE_S="10",
+        BABELWIRE_RESPONSE_CACHE_S="0",
+        BABELWIRE_DB_CONNECT_TIMEOUT_S="3",
+        BABELWIRE_DB_STATEMENT_TIMEOUT_S="5",
+    )
+    expected = SOURCES * ITEMS_AT_EPOCH[3]
+    with FeedServer() as site:
+        for n in range(SOURCES):
+            site.routes[f"/outlet/{n}.xml"] = outlets.route(n)
+        add_sources(
+            engine,
+            [
+                SourceSpec(url=site.url(f"/outlet/{n}.xml"), outlet="coindesk", locale="en", title=None)
+                for n in range(SOURCES)
+            ],
+        )
+        engine.dispose()
+        worker = Process(["worker"], env)
+        api = Process(["serve", "--no-scheduler", "--port", str(port)], env)
+        try:
+            api.wait_for(lambda line: "Uvicorn running" in line)
+            with Load(f"http://127.0.0.1:{port}") as load:
+                _wait(
+                    lambda: (
+                        _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL")
+                        == SOURCES * ITEMS_AT_EPOCH[1]
+                    ),
+                    "the first items in stories",
+                )
+                _wait(lambda: all(load.seen("up", r, 200) for r in ROUTES), "the API's first pages")
+
+                own_pg.stop_server("fast")
+                load.phase = "down"
+                outlets.epoch = 2  # outlets publish while the database is down
+                _wait(lambda: all(load.seen("down", r, 503) >= 3 for r in ROUTES), "503s while down", 60)
+                _wait(lambda: "database unavailable" in worker.stderr, "the worker noticing", 60)
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                    ready = client.get("/readyz")
+
+                load.phase = "restarting"  # answers asked from here on may come from either side
+                own_pg.start_server()
+                load.phase = "back"
+                outlets.epoch = 3
+                _wait(lambda: all(load.seen("back", r, 200) for r in ROUTES), "the API serving again")
+                _wait(
+                    lambda: _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL") == expected,
+                    "every item published meanwhile, in a story",
+                )
+            newest = httpx.get(
+                f"http://127.0.0.1:{port}/v1/feed", params={"locale": "en", "limit": 100}
+            ).json()
+        finally:
+            worker_code = worker.stop()
+            api_code = api.stop()
+
+    assert ready.status_code == 503 and ready.headers["retry-after"].isdigit()
+    assert ready.json()["error"]["code"] == "database_unavailable"
+    answers = load.answers
+    assert [a.failure for a in answers if a.failure] == []  # no hang, no dropped connection
+    assert {a.status for a in answers} <= {200, 503}, {a.status for a in answers}
+    for a in answers:
+        if a.status != 503:
+            continue
+        assert a.headers["retry-after"].isdigit() and a.headers["cache-control"] == "no-store"
+        if "rss" in a.route:
+            assert a.headers["content-type"].startswith("application/xml")
+            assert b"<error><code>database_unavailable</code>" in a.body, a.body
+        else:
+            assert a.headers["content-type"] == "application/json"
+            assert httpx.Response(503, content=a.body).json()["error"]["code"] == "database_unavailable"
+    assert [(a.route, a.status, a.body[:200]) for a in answers if a.phase == "down" and a.status != 503] == []
+
+    assert worker_code == 0 and api_code == 0
+    for process in (worker, api):
+        assert "Traceback" not in process.stderr, process.stderr
+    assert _scalar(url, "SELECT count(*) FROM item") == expected
+    assert _scalar(url, "SELECT count(DISTINCT (source_id, guid)) FROM item") == expected
+    assert _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NULL") == 0
+    assert _scalar(url, "SELECT count(*) FROM source WHERE lease_owner IS NOT NULL") == 0
+    titles = {entry["title"] for entry in newest["items"]}
+    assert f"Outlet 0 bulletin {ITEMS_AT_EPOCH[3] - 1}: token T0X6 listed" in titles
