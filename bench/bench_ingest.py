@@ -45,6 +45,7 @@ from ingest_runs import (  # noqa: E402
     Rate,
     bench_env,
     cli_rounds,
+    dedupe_profile_child,
     feedparser_rate,
     import_profile,
     in_process_round,
@@ -68,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["_profile"]:
         profile_child(argv[1])
         return 0
+    if argv[:1] == ["_dedupe_profile"]:
+        dedupe_profile_child(argv[1])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--feeds", type=int, default=200, help="number of feeds (default 200)")
     parser.add_argument("--items", type=int, default=50, help="items per feed (default 50)")
@@ -75,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true", help="also run ours on a throwaway PostgreSQL")
     parser.add_argument("--profile", action="store_true", help="add a per-stage breakdown and cProfile top")
     parser.add_argument("--keep", type=Path, help="write the feeds to this directory and keep them")
+    parser.add_argument(
+        "--record-dedupe-profile",
+        type=Path,
+        metavar="FILE",
+        help="only profile `run_dedupe` end to end and write the note to FILE (how the 'before' was made)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.feeds = min(args.feeds, 26)
@@ -83,12 +93,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     feed_dir = args.keep or tmp / "feeds"
     feed_dir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.record_dedupe_profile:
+            args.record_dedupe_profile.write_text(_dedupe_profile(args, tmp, feed_dir) + "\n")
+            return 0
         return _run(args, tmp, feed_dir)
     except BenchFailure as e:
         print(f"bench_ingest: {e}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dedupe_profile(args: argparse.Namespace, tmp: Path, feed_dir: Path, base_url: str | None = None) -> str:
+    """``run_dedupe`` end to end under cProfile, after a poll round of the bench's feeds."""
+    if base_url is None:
+        write_feeds(feed_dir, args.feeds, args.items)
+        with feed_server(feed_dir) as served:
+            return _dedupe_profile(args, tmp, feed_dir, served)
+    url = f"sqlite:///{tmp / 'dedupe-profile'}.sqlite"
+    prepare_database(url, base_url, args.feeds)
+    log("profiling run_dedupe end to end (cProfile)")
+    run = run_child([sys.executable, str(BENCH_SCRIPT), "_dedupe_profile", url], bench_env(url))
+    if run.code != 0:
+        raise BenchFailure(f"profiled dedupe failed: {run.stderr.strip()[-300:]}")
+    return run.stdout.strip()
 
 
 def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:

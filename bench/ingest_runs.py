@@ -361,3 +361,78 @@ def import_profile(env: dict[str, str], top: int = 8) -> str:
         + ", ".join(f"{name} {s:.2f} s" for s, name in heavy[:top])
         + "."
     )
+
+
+DEDUPE_STAGES = (
+    (
+        "features before the transaction: extract + store missing (run.py prepare_features; absent before)",
+        "aggregator/dedupe/run.py",
+        "prepare_features",
+    ),
+    (
+        "features in the transaction: decode stored / extract missing (run.py _features)",
+        "aggregator/dedupe/run.py",
+        "_features",
+    ),
+    ("clustering (Clusterer.seed + add)", "aggregator/dedupe/cluster.py", ("seed", "add")),
+    ("canonicals (run.py _set_canonicals)", "aggregator/dedupe/run.py", "_set_canonicals"),
+    ("feed entries (entries.py refresh_story_entries)", "aggregator/entries.py", "refresh_story_entries"),
+    ("empty stories + feed changes (run.py _finish)", "aggregator/dedupe/run.py", "_finish"),
+    ("load new items + context (run.py queries)", "sqlalchemy/engine/result.py", ("all",)),
+)
+
+
+def dedupe_profile_child(database_url: str, top: int = 12) -> None:
+    """In a fresh process: a poll round (not profiled), then ``run_dedupe`` end to end under
+    cProfile (every stage: loading, features, clustering, writing stories and decisions, canonicals,
+    feed entries, commit); prints a markdown note with the stage table and the hottest functions."""
+    from aggregator.db import make_engine
+    from aggregator.dedupe.run import run_dedupe
+    from aggregator.poll import poll_round
+    from aggregator.settings import load_settings
+
+    settings = load_settings(database_url=database_url, allow_private_feeds=True)
+    engine = make_engine(settings)
+    inserted = asyncio.run(poll_round(engine, settings)).inserted
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    report = run_dedupe(engine)
+    profiler.disable()
+    wall = time.perf_counter() - started
+    engine.dispose()
+    stats = pstats.Stats(profiler)
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
+
+    def cumulative(path: str, names: str | tuple[str, ...]) -> float:
+        wanted = (names,) if isinstance(names, str) else names
+        return sum(v[3] for (file, _line, func), v in table.items() if file.endswith(path) and func in wanted)
+
+    seconds = {label: cumulative(path, names) for label, path, names in DEDUPE_STAGES}
+    # Nested stages counted once: the row loading of the ones above is theirs, not the load's.
+    lines = [
+        f"`run_dedupe` end to end under cProfile on {inserted:,} freshly polled items (cold features): "
+        f"{wall:.1f} s, {report.items:,} items → {report.new_stories:,} stories "
+        "(the profiler slows Python code, so read the shares; stages may overlap where one calls another).",
+        "",
+        "| stage | seconds | share |",
+        "|---|---:|---:|",
+    ]
+    for label, value in seconds.items():
+        lines.append(f"| {label} | {value:.2f} | {100 * value / wall:.0f}% |")
+    commit = cumulative("sqlalchemy/orm/session.py", "commit")
+    flush = cumulative("sqlalchemy/orm/session.py", "flush")
+    lines.append(f"| ORM flushes (session.flush, wherever) | {flush:.2f} | {100 * flush / wall:.0f}% |")
+    lines.append(f"| commit | {commit:.2f} | {100 * commit / wall:.0f}% |")
+    listing = io.StringIO()
+    pstats.Stats(profiler, stream=listing).sort_stats("tottime").print_stats(top)
+    paths = sysconfig.get_paths()
+    hottest = [
+        line.replace(paths["purelib"] + "/", "")
+        .replace(paths["stdlib"] + "/", "")
+        .replace(str(ROOT) + "/", "")
+        for line in listing.getvalue().splitlines()
+        if re.match(r"\s*[\d/]+\s+\d", line) or "ncalls" in line
+    ]
+    lines += ["", f"Hottest {top} functions by own time:", "", "```", *hottest, "```"]
+    print("\n".join(lines))
