@@ -51,10 +51,16 @@ from ingest_runs import (  # noqa: E402
     in_process_round,
     prepare_database,
     profile_child,
+    reader_child,
+    reader_rounds,
     round_child,
     run_child,
 )
 from ingest_server import feed_server  # noqa: E402
+
+BEFORE_PROFILE = Path(__file__).with_name("ingest_dedupe_before.md")
+BEFORE_COMMIT = "0d0c858"
+BEFORE_COMMAND = "bench/bench_ingest.py --record-dedupe-profile bench/ingest_dedupe_before.md"
 
 
 def log(message: str) -> None:
@@ -68,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if argv[:1] == ["_profile"]:
         profile_child(argv[1])
+        return 0
+    if argv[:1] == ["_reader"]:
+        reader_child(argv[1], int(argv[2]), argv[3])
         return 0
     if argv[:1] == ["_dedupe_profile"]:
         dedupe_profile_child(argv[1])
@@ -139,6 +148,13 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
     cli: dict[str, CliResult] = {}
     profile = ""
     with feed_server(feed_dir) as base_url:
+        log("reader (the peer), workers=1 and workers=4, first update and second (all 304)")
+        readers = reader_rounds(tmp, base_url, args.feeds)
+        for r in readers:
+            if r.first.items != expected or r.broken:
+                notes.append(
+                    f"reader workers={r.workers}: {r.first.items} of {expected} entries, {r.broken} feeds broken"
+                )
         databases = [("SQLite", lambda name: f"sqlite:///{tmp / name}.sqlite")]
         pg = None
         if args.postgres:
@@ -208,6 +224,14 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
                 )
                 profile += "\n\n" + run.stdout.strip()
                 profile += "\n\n" + import_profile(bench_env(f"sqlite:///{tmp / 'cli'}.sqlite"))
+                before = BEFORE_PROFILE.read_text().strip() if BEFORE_PROFILE.exists() else "(not recorded)"
+                profile += (
+                    "\n\n##### `run_dedupe` end to end, before this branch's changes\n\n"
+                    f"Recorded with `{BEFORE_COMMAND}` at commit {BEFORE_COMMIT} (kept in "
+                    f"`bench/{BEFORE_PROFILE.name}`):\n\n{before}"
+                    "\n\n##### `run_dedupe` end to end, now\n\n"
+                    + _dedupe_profile(args, tmp, feed_dir, base_url)
+                )
         finally:
             if pg is not None:
                 pg.stop()
@@ -219,6 +243,7 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
             total_bytes=total_bytes,
             fp_default=fp_default,
             fp_fast=fp_fast,
+            readers=readers,
             ours=ours,
             cli=cli,
             start_s=start.seconds,

@@ -436,3 +436,58 @@ def dedupe_profile_child(database_url: str, top: int = 12) -> None:
     ]
     lines += ["", f"Hottest {top} functions by own time:", "", "```", *hottest, "```"]
     print("\n".join(lines))
+
+
+# --- the peer: reader ----------------------------------------------------------------------------
+
+
+def reader_child(db_path: str, workers: int, feeds_file: str) -> None:
+    """In a fresh process: ``reader`` (the peer) adds the feeds on first use, then one
+    ``update_feeds(workers=…, scheduled=False)`` (every feed, due or not, like our ``--all``); prints
+    JSON with the entries it holds after."""
+    from reader import make_reader
+
+    urls = Path(feeds_file).read_text().split()
+    r = make_reader(db_path)
+    try:
+        known = {f.url for f in r.get_feeds()}
+        for url in urls:
+            if url not in known:
+                r.add_feed(url)
+        r.update_feeds(workers=workers, scheduled=False)
+        entries = r.get_entry_counts().total
+        broken = sum(1 for f in r.get_feeds() if f.last_exception)
+    finally:
+        r.close()
+    print(json.dumps({"entries": entries, "broken": broken}))
+
+
+@dataclass
+class ReaderResult:
+    workers: int
+    first: Rate
+    second: Run
+    broken: int
+
+
+def reader_rounds(tmp: Path, base_url: str, feeds: int) -> list[ReaderResult]:
+    """``reader`` on the bench's feeds with workers=1 and workers=4, each on a fresh database: first
+    update (every entry new), then a second update in a new process (every feed answers 304),
+    process start included for both, as for ``main.py poll --once``."""
+    feeds_file = tmp / "reader-feeds.txt"
+    feeds_file.write_text("\n".join(f"{base_url}/feeds/{n}.xml" for n in range(feeds)))
+    out = []
+    for workers in (1, 4):
+        db = str(tmp / f"reader-{workers}.sqlite")
+        cmd = [sys.executable, str(BENCH_SCRIPT), "_reader", db, str(workers), str(feeds_file)]
+        first = run_child(cmd, dict(os.environ))
+        if first.code != 0:
+            tail = (first.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise BenchFailure(f"reader (workers={workers}) failed: {tail}")
+        result = json.loads(first.stdout.strip().splitlines()[-1])
+        second = run_child(cmd, dict(os.environ))
+        if second.code != 0:
+            raise BenchFailure(f"reader's second update (workers={workers}) failed")
+        rate = Rate(result["entries"], first.seconds, first.peak_rss_mb, first.cpu_s)
+        out.append(ReaderResult(workers, rate, second, result["broken"]))
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -16,18 +17,21 @@ R = TypeVar("R")
 
 
 def extract_encoded(
-    extractor: Extractor, docs: Iterable[DedupeDoc], workers: int, chunk: int = 500
+    extractor: Extractor,
+    docs: Iterable[DedupeDoc],
+    workers: int,
+    encode: Callable[[Features], bytes],
+    chunk: int = 500,
 ) -> Iterator[tuple[Features, bytes]]:
-    """Each doc's features and their stored form (``codec.encode``), in order: with ``workers`` > 1
-    both made in worker processes, so the caller (who stores the blobs) does neither."""
+    """Each doc's features and their stored form (``encode``: ``codec.encode``, passed in so this
+    module stays below the codec), in order: with ``workers`` > 1 both made in worker processes,
+    so the caller (who stores the blobs) does neither."""
     if workers <= 1:
-        from aggregator.dedupe.codec import encode
-
         for doc in docs:
             f = extractor.features(doc)
             yield f, encode(f)
         return
-    yield from _in_processes(extractor, docs, workers, chunk, _worker_encoded)
+    yield from _in_processes(extractor, docs, workers, chunk, functools.partial(_worker_encoded, encode))
 
 
 def extract_in_processes(
@@ -72,9 +76,9 @@ def _worker_features(docs: list[DedupeDoc]) -> list[Features]:
     return [_WORKER_EXTRACTOR[0].features(d) for d in docs]
 
 
-def _worker_encoded(docs: list[DedupeDoc]) -> list[tuple[Features, bytes]]:
-    from aggregator.dedupe.codec import encode
-
+def _worker_encoded(
+    encode: Callable[[Features], bytes], docs: list[DedupeDoc]
+) -> list[tuple[Features, bytes]]:
     out = []
     for d in docs:
         f = _WORKER_EXTRACTOR[0].features(d)

@@ -46,7 +46,7 @@ from aggregator.entries import refresh_story_entries, related_neighbors
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 from aggregator.normalize.urls import identity_url as norm_url
 
-POOL_FROM = 2000
+POOL_FROM = 400
 """Above this many items to extract in one run, extraction runs in two worker processes."""
 
 _ITEMS = cast(sa.Table, Item.__table__)  # type: ignore[attr-defined]
@@ -222,7 +222,7 @@ def prepare_features(engine: sa.Engine, ex: Extractor, t: Thresholds) -> dict[in
     if not missing:
         return out
     workers = 2 if len(missing) > POOL_FROM else 1
-    extracted = extract_encoded(ex, (doc for doc, _ in missing), workers)
+    extracted = extract_encoded(ex, (doc for doc, _ in missing), workers, encode)
     pending: list[dict[str, Any]] = []
     for (doc, key), (f, blob) in zip(missing, extracted, strict=True):
         out[doc.id] = (key, f)
