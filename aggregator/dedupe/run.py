@@ -39,7 +39,7 @@ from aggregator.db import session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features
-from aggregator.dedupe.lock import serialize_run
+from aggregator.dedupe.lock import LOCK_KEY, serialize_run
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.dedupe.pool import extract_encoded
 from aggregator.entries import refresh_story_entries, related_neighbors
@@ -199,14 +199,20 @@ def run_dedupe(
     return report
 
 
-def prepare_features(engine: sa.Engine, ex: Extractor, t: Thresholds) -> dict[int, tuple[str, Features]]:
+Prepared = dict[int, tuple[str, Features, bytes]]
+"""Item id → (key, features, stored form) extracted by :func:`prepare_features`."""
+
+
+def prepare_features(engine: sa.Engine, ex: Extractor, t: Thresholds) -> Prepared:
     """Before the clustering transaction, with no lock held: extract the features a run will need and
     does not find stored (items without a story, and stored items around them whose ``dedupe_key``
     no longer matches), store them in transactions of :data:`CHUNK` items each, and return them
-    (item id → (key, features)) for the run, which uses them while the key still matches.
+    (item id → (key, features, blob)) for the run, which uses them while the key still matches.
 
-    Storing is a cache write: a chunk that fails (a concurrent writer holds its rows) is left to
-    the next run, and the run itself still uses what was extracted."""
+    Storing is a cache write that never waits for a story writer: on PostgreSQL a chunk is stored
+    only when the story writers' lock is free at once (writers that update items take it before
+    the item rows, so taking it first keeps the two from deadlocking); a chunk not stored here is
+    stored by the run's own transaction."""
     with engine.connect() as conn:
         new, context = _load(conn, t, blobs=False)
     if not new:
@@ -218,14 +224,14 @@ def prepare_features(engine: sa.Engine, ex: Extractor, t: Thresholds) -> dict[in
         if row.dedupe_key != key:
             missing.append((doc, key))
     del new, context
-    out: dict[int, tuple[str, Features]] = {}
+    out: Prepared = {}
     if not missing:
         return out
     workers = 2 if len(missing) > POOL_FROM else 1
     extracted = extract_encoded(ex, (doc for doc, _ in missing), workers, encode)
     pending: list[dict[str, Any]] = []
     for (doc, key), (f, blob) in zip(missing, extracted, strict=True):
-        out[doc.id] = (key, f)
+        out[doc.id] = (key, f, blob)
         pending.append({"item_id": doc.id, "blob": blob, "key": key})
         if len(pending) >= CHUNK:
             _store_features(engine, pending)
@@ -236,11 +242,15 @@ def prepare_features(engine: sa.Engine, ex: Extractor, t: Thresholds) -> dict[in
 
 
 def _store_features(engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
-    try:
-        with engine.begin() as conn:
-            conn.execute(_STORE_FEATURES, rows)
-    except sa.exc.DBAPIError:  # a cache write: the next run stores them
-        pass
+    with engine.begin() as conn:
+        if (
+            conn.dialect.name == "postgresql"
+            and not conn.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}
+            ).scalar_one()
+        ):
+            return
+        conn.execute(_STORE_FEATURES, rows)
 
 
 def reapply_overrides(session: Session) -> DedupeReport:
@@ -263,7 +273,7 @@ def _cluster(
     overrides: dict[str, EditorialOverride],
     t: Thresholds,
     ex: Extractor,
-    fresh: dict[int, tuple[str, Features]],
+    fresh: Prepared,
     report: DedupeReport,
 ) -> None:
     split_links = {k for k, o in overrides.items() if o.action == "split"}
@@ -389,35 +399,35 @@ _SET_CANONICAL = (
 )
 
 
-def _features(
-    session: Session, ex: Extractor, rows: list[ItemRow], fresh: dict[int, tuple[str, Features]]
-) -> dict[int, Features]:
+def _features(session: Session, ex: Extractor, rows: list[ItemRow], fresh: Prepared) -> dict[int, Features]:
     """Item id → features of every row: the ones :func:`prepare_features` just extracted, or decoded
     from the item's stored features, while the item's key matches; else extracted and stored back
     in this transaction (an item that changed since)."""
     out: dict[int, Features] = {}
     missing: list[tuple[DedupeDoc, str]] = []
+    stored: list[dict[str, Any]] = []
     for item in rows:
         doc = _doc(item, item.outlet)
         key = dedupe_key(ex, doc)
         known = fresh.get(doc.id)
         if known is not None and known[0] == key:
             f: Features | None = known[1]  # the key hashes the doc: the same doc
+            if item.dedupe_key != key:  # not stored before the transaction
+                stored.append({"item_id": doc.id, "blob": known[2], "key": key})
         else:
             f = decode(item.dedupe_features, doc) if item.dedupe_key == key else None
         if f is None:
             missing.append((doc, key))
         else:
             out[doc.id] = f
-    if not missing:
-        return out
-    workers = 2 if len(missing) > POOL_FROM else 1
-    extracted = ex.features_many((doc for doc, _ in missing), workers=workers)
-    stored: list[dict[str, Any]] = []
-    for (doc, key), f in zip(missing, extracted, strict=True):
-        out[doc.id] = f
-        stored.append({"item_id": doc.id, "blob": encode(f), "key": key})
-    session.execute(_STORE_FEATURES, stored)
+    if missing:
+        workers = 2 if len(missing) > POOL_FROM else 1
+        extracted = extract_encoded(ex, (doc for doc, _ in missing), workers, encode)
+        for (doc, key), (f, blob) in zip(missing, extracted, strict=True):
+            out[doc.id] = f
+            stored.append({"item_id": doc.id, "blob": blob, "key": key})
+    if stored:
+        session.execute(_STORE_FEATURES, stored)
     return out
 
 
