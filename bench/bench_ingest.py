@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ingest_api import ApiLatency, api_latency_during_dedupe, dedupe_child, latency_lines  # noqa: E402
 from ingest_feeds import write_feeds  # noqa: E402
 from ingest_report import findings, report  # noqa: E402
 from ingest_runs import (  # noqa: E402
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["_profile"]:
         profile_child(argv[1])
         return 0
+    if argv[:1] == ["_dedupe"]:
+        dedupe_child(argv[1])
+        return 0
     if argv[:1] == ["_reader"]:
         reader_child(argv[1], int(argv[2]), argv[3])
         return 0
@@ -87,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 26 feeds × 50 items")
     parser.add_argument("--postgres", action="store_true", help="also run ours on a throwaway PostgreSQL")
     parser.add_argument("--profile", action="store_true", help="add a per-stage breakdown and cProfile top")
+    parser.add_argument(
+        "--api-latency",
+        action="store_true",
+        help="p99 of /v1/feed idle and while a dedupe round of every item runs beside it (SQLite)",
+    )
     parser.add_argument("--keep", type=Path, help="write the feeds to this directory and keep them")
     parser.add_argument(
         "--record-dedupe-profile",
@@ -147,6 +156,7 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
     details: dict[str, dict[str, Any]] = {}
     cli: dict[str, CliResult] = {}
     profile = ""
+    latency: ApiLatency | None = None
     with feed_server(feed_dir) as base_url:
         log("reader (the peer), workers=1 and workers=4, first update and second (all 304)")
         readers = reader_rounds(tmp, base_url, args.feeds)
@@ -232,6 +242,11 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
                     "\n\n##### `run_dedupe` end to end, now\n\n"
                     + _dedupe_profile(args, tmp, feed_dir, base_url)
                 )
+            if args.api_latency:
+                from tests.livesite import free_port
+
+                log("p99 of /v1/feed idle, then beside a dedupe round of every item")
+                latency = api_latency_during_dedupe(tmp, f"sqlite:///{tmp / 'cli'}.sqlite", free_port())
         finally:
             if pg is not None:
                 pg.stop()
@@ -250,6 +265,8 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
             notes=notes,
         )
     )
+    if latency is not None:
+        print("\n".join(latency_lines(latency)) + "\n")
     if profile:
         print("#### Profile\n\n" + profile)
     return 0

@@ -47,7 +47,7 @@ BENCHMARKS = (
         "ingest",
         "bench_ingest.py",
         "Ingest: end to end vs feedparser parse-only",
-        full=("--postgres", "--profile"),
+        full=("--postgres", "--profile", "--api-latency"),
         quick=("--quick",),
     ),
     Benchmark(
