@@ -25,8 +25,9 @@ Running it again with nothing new changes nothing.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
@@ -183,14 +184,20 @@ def run_dedupe(
 ) -> DedupeReport:
     """Assign every item without a story to one; link related stories; apply editors' overrides."""
     report = DedupeReport()
-    ex = extractor or Extractor(thresholds=thresholds, article_key=_article_key_fn())
+
+    @functools.cache
+    def ex() -> (
+        Extractor
+    ):  # built only when there is something to extract (its first build loads the lexicon)
+        return extractor or Extractor(thresholds=thresholds, article_key=_article_key_fn())
+
     fresh = prepare_features(engine, ex, thresholds)
     with session_scope(engine) as session:
         serialize_run(session)  # one run at a time across processes (DedupeBusy past a bounded wait)
         overrides = _effective_overrides(session)
         new_rows, context = _load(session, thresholds, blobs=True)
         if new_rows:
-            _cluster(session, new_rows, context, overrides, thresholds, ex, fresh, report)
+            _cluster(session, new_rows, context, overrides, thresholds, ex(), fresh, report)
         del new_rows, context, fresh
         report.overrides_applied = _apply_overrides(session, overrides, report)
         neighbors = _finish(session, report)
@@ -203,7 +210,7 @@ Prepared = dict[int, tuple[str, Features, bytes]]
 """Item id → (key, features, stored form) extracted by :func:`prepare_features`."""
 
 
-def prepare_features(engine: sa.Engine, ex: Extractor, t: Thresholds) -> Prepared:
+def prepare_features(engine: sa.Engine, extractor: Callable[[], Extractor], t: Thresholds) -> Prepared:
     """Before the clustering transaction, with no lock held: extract the features a run will need and
     does not find stored (items without a story, and stored items around them whose ``dedupe_key``
     no longer matches), store them in transactions of :data:`CHUNK` items each, and return them
@@ -217,6 +224,7 @@ def prepare_features(engine: sa.Engine, ex: Extractor, t: Thresholds) -> Prepare
         new, context = _load(conn, t, blobs=False)
     if not new:
         return {}
+    ex = extractor()
     missing: list[tuple[DedupeDoc, str]] = []
     for row in (*context, *new):
         doc = _doc(row, row.outlet)
