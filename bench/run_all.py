@@ -48,7 +48,7 @@ BENCHMARKS = (
         "bench_ingest.py",
         "Ingest: end to end vs feedparser parse-only",
         full=("--postgres", "--profile", "--api-latency"),
-        quick=("--quick",),
+        quick=("--quick", "--profile", "--api-latency"),
     ),
     Benchmark(
         "dedupe",
