@@ -22,6 +22,13 @@ $(NATIVE) &: $(NATIVE_SRC) setup.py pyproject.toml $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e .
 	touch $(NATIVE)
 
+# The benchmarks' peers (reader, for the ingest bench): installed by `make bench` only.
+BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.txt requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
+	rm -f $(VENV)/.bench-*; touch $(BENCH_STAMP)
+
 venv: $(STAMP) $(NATIVE)  ## the virtualenv with the requirements and the project (kernels built)
 
 # feedparser's own test feeds, from the source distribution of the pinned feedparser (git-ignored).
@@ -83,7 +90,7 @@ eval: $(STAMP) $(NATIVE)  ## dedupe quality on the labelled corpus, end to end t
 	$(PY) bench/run_all.py --only eval
 	sed -n '/<!-- bench:eval -->/,/<!-- \/bench:eval -->/p' BENCHMARKS.md
 
-bench: $(STAMP) $(NATIVE) postgres wrk  ## speed and memory; writes BENCHMARKS.md
+bench: $(STAMP) $(NATIVE) $(BENCH_STAMP) postgres wrk  ## speed and memory; writes BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 clean:

@@ -163,8 +163,16 @@ def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -
     from app.serve import serve
 
     if not args.no_scheduler:
-        # The scheduler dedupes: without the compiled kernels, stop here with one line, not at startup.
-        import aggregator.dedupe.kernels  # noqa: F401
+        # The scheduler dedupes: without the compiled kernels, stop here with one line, not at
+        # startup. Looked up, not imported: dedupe runs in the scheduler's process, never here.
+        import importlib.util
+
+        for kernel in ("aggregator.dedupe._index", "aggregator.dedupe._pairs"):
+            if importlib.util.find_spec(kernel) is None:
+                raise BabelwireError(
+                    f"dedupe's compiled kernels are not built (no {kernel}): run `make venv` "
+                    "(or `.venv/bin/pip install --no-build-isolation -e .`)"
+                )
 
     if args.demo:
         settings = settings.model_copy(update={"allow_private_feeds": True})

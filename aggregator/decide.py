@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from aggregator.normalize import NormalizedEntry
+if TYPE_CHECKING:  # only a type here: a round of 304s never imports the normalizer
+    from aggregator.normalize import NormalizedEntry
 
 __all__ = ["Decision", "StoredItem", "article_key", "decide", "entry_identity"]
 

@@ -22,6 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -30,8 +31,6 @@ from aggregator.db import session_scope
 from aggregator.decide import decide, entry_identity
 from aggregator.fetch import Fetcher, FetchResult
 from aggregator.models import Source, utcnow
-from aggregator.normalize import NormalizedEntry, prepare_feed
-from aggregator.parse import ParsedFeed
 from aggregator.settings import Settings
 from aggregator.store import (
     backoff_s,
@@ -41,6 +40,10 @@ from aggregator.store import (
     stored_by_article,
     stored_items,
 )
+
+if TYPE_CHECKING:  # the parser and normalizer load on the first body: a round of 304s needs neither
+    from aggregator.normalize import NormalizedEntry
+    from aggregator.parse import ParsedFeed
 
 
 def worker_id() -> str:
@@ -216,6 +219,8 @@ class SourceUpdater:
         """Parse and normalize a fetched body off the event loop."""
         if not fetch.ok or fetch.body is None:
             return None, []
+        from aggregator.normalize import prepare_feed
+
         job = functools.partial(
             prepare_feed,
             fetch.body,

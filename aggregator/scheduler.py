@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from datetime import UTC
 
@@ -105,15 +106,30 @@ class Ticker:
             await asyncio.to_thread(self.parse_pool.shutdown)
 
 
-async def run_worker(engine: sa.Engine, settings: Settings) -> None:
+PARENT_CHECK_S = 1.0
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once the process that started this one is gone (re-parented: no orphan ticks on)."""
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("parent process %d is gone: stopping", parent_pid)
+            stop.set()
+            return
+        await asyncio.sleep(PARENT_CHECK_S)
+
+
+async def run_worker(engine: sa.Engine, settings: Settings, *, parent_pid: int | None = None) -> None:
     """``main.py worker``: tick until SIGINT or SIGTERM (or cancelled), then stop cleanly.
 
     The handlers are installed here, not left to Python's defaults: a process started in the
     background by a shell inherits SIGINT ignored, and SIGTERM (what service managers send)
-    would otherwise end it without releasing anything."""
+    would otherwise end it without releasing anything. ``parent_pid``: ``serve``'s scheduler
+    process also stops when that process is gone."""
     ticker = Ticker(engine, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    watcher = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid is not None else None
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -129,6 +145,8 @@ async def run_worker(engine: sa.Engine, settings: Settings) -> None:
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
+        if watcher is not None:
+            watcher.cancel()
         await ticker.stop()
 
 

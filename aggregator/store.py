@@ -12,17 +12,18 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from aggregator.decide import Decision, StoredItem, article_key
-from aggregator.entries import lock_story_writers, refresh_story_entries
 from aggregator.fetch import FetchResult
 from aggregator.models import FeedChange, Item, Source
-from aggregator.normalize import NormalizedEntry
 from aggregator.settings import Settings
+
+if TYPE_CHECKING:  # a round of 304s stores no entry: the normalizer is not imported for it
+    from aggregator.normalize import NormalizedEntry
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ def store_decisions(
     if new_rows:
         session.execute(sa.insert(_ITEMS), new_rows)
     if updates:
+        from aggregator.entries import lock_story_writers, refresh_story_entries
+
         if any(stories[u["item_id"]] is not None for u in updates):
             lock_story_writers(session)  # before the item rows, see ``lock_story_writers``
         session.execute(_UPDATE_ITEM, updates)

@@ -1,9 +1,17 @@
-"""``main.py serve``: the composition of the API, the ticker in the same event loop, and the demo outlets."""
+"""``main.py serve``: the composition of the API, the scheduler's own process, and the demo outlets.
+
+The process that answers requests never polls, parses or dedupes: the scheduler (the same ticker
+as ``main.py worker``) runs in a child process started with the API's lifespan and stopped with it
+(SIGTERM, a grace period, then SIGKILL), and the child stops by itself when its parent is gone. So
+a dedupe round's CPU, memory and paused garbage collector stay out of the API's way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -74,18 +82,13 @@ def serve(
 
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
-        ticker = None
-        if scheduler:
-            from aggregator.scheduler import Ticker
-
-            ticker = Ticker(engine, settings)
-            ticker.start()
+        child = start_scheduler_process(settings) if scheduler else None
         try:
             async with inner_lifespan(a) as state:
                 yield state
         finally:
-            if ticker is not None:
-                await ticker.stop()
+            if child is not None:
+                await asyncio.to_thread(stop_scheduler_process, child)
 
     app.router.lifespan_context = lifespan
     config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
@@ -97,3 +100,50 @@ def serve(
         if demo_server is not None:
             demo_server.stop()
     return 0
+
+
+SCHEDULER_STOP_S = 25.0
+"""How long ``serve`` waits for its scheduler process after SIGTERM (a round in flight gets 15 s
+to store what it fetched, see ``Ticker.stop``) before it kills it."""
+
+
+def start_scheduler_process(settings: Settings) -> multiprocessing.process.BaseProcess:
+    """The scheduler in a fresh (spawned) child process: nothing of the API's state is copied."""
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(
+        target=_scheduler_main, args=(settings, os.getpid()), name="babelwire-scheduler", daemon=False
+    )
+    child.start()
+    log.info("scheduler started in process %s", child.pid)
+    return child
+
+
+def stop_scheduler_process(
+    child: multiprocessing.process.BaseProcess, grace_s: float = SCHEDULER_STOP_S
+) -> None:
+    """SIGTERM (the worker's clean stop), then SIGKILL if it outlives ``grace_s``; reaped either way."""
+    if child.is_alive():
+        child.terminate()
+    child.join(grace_s)
+    if child.is_alive():
+        log.warning("scheduler process %s did not stop in %gs: killed", child.pid, grace_s)
+        child.kill()
+        child.join()
+
+
+def _scheduler_main(settings: Settings, parent_pid: int) -> None:
+    """The scheduler process: the worker's ticker until SIGTERM/SIGINT or its parent's death."""
+    import contextlib
+
+    from aggregator.db import make_engine
+    from aggregator.scheduler import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    engine = make_engine(settings)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_worker(engine, settings, parent_pid=parent_pid))
+    finally:
+        engine.dispose()

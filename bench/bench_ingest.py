@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from ingest_api import ApiLatency, api_latency_during_dedupe, dedupe_child, latency_lines  # noqa: E402
 from ingest_feeds import write_feeds  # noqa: E402
 from ingest_report import findings, report  # noqa: E402
 from ingest_runs import (  # noqa: E402
@@ -45,15 +46,22 @@ from ingest_runs import (  # noqa: E402
     Rate,
     bench_env,
     cli_rounds,
+    dedupe_profile_child,
     feedparser_rate,
     import_profile,
     in_process_round,
     prepare_database,
     profile_child,
+    reader_child,
+    reader_rounds,
     round_child,
     run_child,
 )
 from ingest_server import feed_server  # noqa: E402
+
+BEFORE_PROFILE = Path(__file__).with_name("ingest_dedupe_before.md")
+BEFORE_COMMIT = "0d0c858"
+BEFORE_COMMAND = "bench/bench_ingest.py --record-dedupe-profile bench/ingest_dedupe_before.md"
 
 
 def log(message: str) -> None:
@@ -68,13 +76,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["_profile"]:
         profile_child(argv[1])
         return 0
+    if argv[:1] == ["_dedupe"]:
+        dedupe_child(argv[1])
+        return 0
+    if argv[:1] == ["_reader"]:
+        reader_child(argv[1], int(argv[2]), argv[3])
+        return 0
+    if argv[:1] == ["_dedupe_profile"]:
+        dedupe_profile_child(argv[1])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--feeds", type=int, default=200, help="number of feeds (default 200)")
     parser.add_argument("--items", type=int, default=50, help="items per feed (default 50)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 26 feeds × 50 items")
     parser.add_argument("--postgres", action="store_true", help="also run ours on a throwaway PostgreSQL")
     parser.add_argument("--profile", action="store_true", help="add a per-stage breakdown and cProfile top")
+    parser.add_argument(
+        "--api-latency",
+        action="store_true",
+        help="p99 of /v1/feed idle and while a dedupe round of every item runs beside it (SQLite)",
+    )
     parser.add_argument("--keep", type=Path, help="write the feeds to this directory and keep them")
+    parser.add_argument(
+        "--record-dedupe-profile",
+        type=Path,
+        metavar="FILE",
+        help="only profile `run_dedupe` end to end and write the note to FILE (how the 'before' was made)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.feeds = min(args.feeds, 26)
@@ -83,12 +111,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     feed_dir = args.keep or tmp / "feeds"
     feed_dir.mkdir(parents=True, exist_ok=True)
     try:
+        if args.record_dedupe_profile:
+            args.record_dedupe_profile.write_text(_dedupe_profile(args, tmp, feed_dir) + "\n")
+            return 0
         return _run(args, tmp, feed_dir)
     except BenchFailure as e:
         print(f"bench_ingest: {e}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dedupe_profile(args: argparse.Namespace, tmp: Path, feed_dir: Path, base_url: str | None = None) -> str:
+    """``run_dedupe`` end to end under cProfile, after a poll round of the bench's feeds."""
+    if base_url is None:
+        write_feeds(feed_dir, args.feeds, args.items)
+        with feed_server(feed_dir) as served:
+            return _dedupe_profile(args, tmp, feed_dir, served)
+    url = f"sqlite:///{tmp / 'dedupe-profile'}.sqlite"
+    prepare_database(url, base_url, args.feeds)
+    log("profiling run_dedupe end to end (cProfile)")
+    run = run_child([sys.executable, str(BENCH_SCRIPT), "_dedupe_profile", url], bench_env(url))
+    if run.code != 0:
+        raise BenchFailure(f"profiled dedupe failed: {run.stderr.strip()[-300:]}")
+    return run.stdout.strip()
 
 
 def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
@@ -110,7 +156,15 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
     details: dict[str, dict[str, Any]] = {}
     cli: dict[str, CliResult] = {}
     profile = ""
+    latency: ApiLatency | None = None
     with feed_server(feed_dir) as base_url:
+        log("reader (the peer), workers=1 and workers=4, first update and second (all 304)")
+        readers = reader_rounds(tmp, base_url, args.feeds)
+        for r in readers:
+            if r.first.items != expected or r.broken:
+                notes.append(
+                    f"reader workers={r.workers}: {r.first.items} of {expected} entries, {r.broken} feeds broken"
+                )
         databases = [("SQLite", lambda name: f"sqlite:///{tmp / name}.sqlite")]
         pg = None
         if args.postgres:
@@ -180,6 +234,19 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
                 )
                 profile += "\n\n" + run.stdout.strip()
                 profile += "\n\n" + import_profile(bench_env(f"sqlite:///{tmp / 'cli'}.sqlite"))
+                before = BEFORE_PROFILE.read_text().strip() if BEFORE_PROFILE.exists() else "(not recorded)"
+                profile += (
+                    "\n\n##### `run_dedupe` end to end, before this branch's changes\n\n"
+                    f"Recorded with `{BEFORE_COMMAND}` at commit {BEFORE_COMMIT} (kept in "
+                    f"`bench/{BEFORE_PROFILE.name}`):\n\n{before}"
+                    "\n\n##### `run_dedupe` end to end, now\n\n"
+                    + _dedupe_profile(args, tmp, feed_dir, base_url)
+                )
+            if args.api_latency:
+                from tests.livesite import free_port
+
+                log("p99 of /v1/feed idle, then beside a dedupe round of every item")
+                latency = api_latency_during_dedupe(tmp, f"sqlite:///{tmp / 'cli'}.sqlite", free_port())
         finally:
             if pg is not None:
                 pg.stop()
@@ -191,12 +258,15 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
             total_bytes=total_bytes,
             fp_default=fp_default,
             fp_fast=fp_fast,
+            readers=readers,
             ours=ours,
             cli=cli,
             start_s=start.seconds,
             notes=notes,
         )
     )
+    if latency is not None:
+        print("\n".join(latency_lines(latency)) + "\n")
     if profile:
         print("#### Profile\n\n" + profile)
     return 0

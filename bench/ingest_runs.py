@@ -361,3 +361,133 @@ def import_profile(env: dict[str, str], top: int = 8) -> str:
         + ", ".join(f"{name} {s:.2f} s" for s, name in heavy[:top])
         + "."
     )
+
+
+DEDUPE_STAGES = (
+    (
+        "features before the transaction: extract + store missing (run.py prepare_features; absent before)",
+        "aggregator/dedupe/run.py",
+        "prepare_features",
+    ),
+    (
+        "features in the transaction: decode stored / extract missing (run.py _features)",
+        "aggregator/dedupe/run.py",
+        "_features",
+    ),
+    ("clustering (Clusterer.seed + add)", "aggregator/dedupe/cluster.py", ("seed", "add")),
+    ("canonicals (run.py _set_canonicals)", "aggregator/dedupe/run.py", "_set_canonicals"),
+    ("feed entries (entries.py refresh_story_entries)", "aggregator/entries.py", "refresh_story_entries"),
+    ("empty stories + feed changes (run.py _finish)", "aggregator/dedupe/run.py", "_finish"),
+    ("load new items + context (run.py queries)", "sqlalchemy/engine/result.py", ("all",)),
+)
+
+
+def dedupe_profile_child(database_url: str, top: int = 12) -> None:
+    """In a fresh process: a poll round (not profiled), then ``run_dedupe`` end to end under
+    cProfile (every stage: loading, features, clustering, writing stories and decisions, canonicals,
+    feed entries, commit); prints a markdown note with the stage table and the hottest functions."""
+    from aggregator.db import make_engine
+    from aggregator.dedupe.run import run_dedupe
+    from aggregator.poll import poll_round
+    from aggregator.settings import load_settings
+
+    settings = load_settings(database_url=database_url, allow_private_feeds=True)
+    engine = make_engine(settings)
+    inserted = asyncio.run(poll_round(engine, settings)).inserted
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    report = run_dedupe(engine)
+    profiler.disable()
+    wall = time.perf_counter() - started
+    engine.dispose()
+    stats = pstats.Stats(profiler)
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
+
+    def cumulative(path: str, names: str | tuple[str, ...]) -> float:
+        wanted = (names,) if isinstance(names, str) else names
+        return sum(v[3] for (file, _line, func), v in table.items() if file.endswith(path) and func in wanted)
+
+    seconds = {label: cumulative(path, names) for label, path, names in DEDUPE_STAGES}
+    # Nested stages counted once: the row loading of the ones above is theirs, not the load's.
+    lines = [
+        f"`run_dedupe` end to end under cProfile on {inserted:,} freshly polled items (cold features): "
+        f"{wall:.1f} s, {report.items:,} items → {report.new_stories:,} stories "
+        "(the profiler slows Python code, so read the shares; stages may overlap where one calls another).",
+        "",
+        "| stage | seconds | share |",
+        "|---|---:|---:|",
+    ]
+    for label, value in seconds.items():
+        lines.append(f"| {label} | {value:.2f} | {100 * value / wall:.0f}% |")
+    commit = cumulative("sqlalchemy/orm/session.py", "commit")
+    flush = cumulative("sqlalchemy/orm/session.py", "flush")
+    lines.append(f"| ORM flushes (session.flush, wherever) | {flush:.2f} | {100 * flush / wall:.0f}% |")
+    lines.append(f"| commit | {commit:.2f} | {100 * commit / wall:.0f}% |")
+    listing = io.StringIO()
+    pstats.Stats(profiler, stream=listing).sort_stats("tottime").print_stats(top)
+    paths = sysconfig.get_paths()
+    hottest = [
+        line.replace(paths["purelib"] + "/", "")
+        .replace(paths["stdlib"] + "/", "")
+        .replace(str(ROOT) + "/", "")
+        for line in listing.getvalue().splitlines()
+        if re.match(r"\s*[\d/]+\s+\d", line) or "ncalls" in line
+    ]
+    lines += ["", f"Hottest {top} functions by own time:", "", "```", *hottest, "```"]
+    print("\n".join(lines))
+
+
+# --- the peer: reader ----------------------------------------------------------------------------
+
+
+def reader_child(db_path: str, workers: int, feeds_file: str) -> None:
+    """In a fresh process: ``reader`` (the peer) adds the feeds on first use, then one
+    ``update_feeds(workers=…, scheduled=False)`` (every feed, due or not, like our ``--all``); prints
+    JSON with the entries it holds after."""
+    from reader import make_reader
+
+    urls = Path(feeds_file).read_text().split()
+    r = make_reader(db_path)
+    try:
+        known = {f.url for f in r.get_feeds()}
+        for url in urls:
+            if url not in known:
+                r.add_feed(url)
+        r.update_feeds(workers=workers, scheduled=False)
+        entries = r.get_entry_counts().total
+        broken = sum(1 for f in r.get_feeds() if f.last_exception)
+    finally:
+        r.close()
+    print(json.dumps({"entries": entries, "broken": broken}))
+
+
+@dataclass
+class ReaderResult:
+    workers: int
+    first: Rate
+    second: Run
+    broken: int
+
+
+def reader_rounds(tmp: Path, base_url: str, feeds: int) -> list[ReaderResult]:
+    """``reader`` on the bench's feeds with workers=1 and workers=4, each on a fresh database: first
+    update (every entry new), then a second update in a new process (every feed answers 304),
+    process start included for both, as for ``main.py poll --once``."""
+    feeds_file = tmp / "reader-feeds.txt"
+    feeds_file.write_text("\n".join(f"{base_url}/feeds/{n}.xml" for n in range(feeds)))
+    out = []
+    for workers in (1, 4):
+        db = str(tmp / f"reader-{workers}.sqlite")
+        cmd = [sys.executable, str(BENCH_SCRIPT), "_reader", db, str(workers), str(feeds_file)]
+        first = run_child(cmd, dict(os.environ))
+        if first.code != 0:
+            tail = (first.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise BenchFailure(f"reader (workers={workers}) failed: {tail}")
+        result = json.loads(first.stdout.strip().splitlines()[-1])
+        second = run_child(cmd, dict(os.environ))
+        if second.code != 0:
+            raise BenchFailure(f"reader's second update (workers={workers}) failed")
+        rate = Rate(result["entries"], first.seconds, first.peak_rss_mb, first.cpu_s)
+        out.append(ReaderResult(workers, rate, second, result["broken"]))
+    return out

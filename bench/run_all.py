@@ -48,8 +48,8 @@ BENCHMARKS = (
         "ingest",
         "bench_ingest.py",
         "Ingest: end to end vs feedparser parse-only",
-        full=("--postgres", "--profile"),
-        quick=("--quick",),
+        full=("--postgres", "--profile", "--api-latency"),
+        quick=("--quick", "--profile", "--api-latency"),
     ),
     Benchmark(
         "dedupe",

@@ -134,8 +134,14 @@ def _callable_name(rule: Any) -> str:
     return f"{module}.{name}"
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes, frozenset, set})
+"""Exact types ``_plain`` returns as they are, checked before the (slower) ABC checks below."""
+
+
 def _plain(value: Any) -> Any:
     """``value`` in the builtin types marshal stores (any Mapping becomes a dict)."""
+    if type(value) in _LEAVES:
+        return value
     if isinstance(value, Mapping):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, tuple):

@@ -1,10 +1,16 @@
 """Dedupe over the database: the I/O edge around the pure clustering in ``cluster``.
 
-One call, one transaction (serialized across processes: ``lock``):
+First, outside the clustering transaction and without any lock: the features of the items
+without a story and of the stored items around them that lack valid ones are extracted (in
+worker processes when there are many) and stored in ``Item.dedupe_features`` in short
+transactions of their own, so the long work holds no write lock. Then one transaction
+(serialized across processes: ``lock``):
 1. load the items without a story, in (published_at, id) order, and the stored items published
-   within the time window around them; their features come from ``Item.dedupe_features`` while
+   within the time window around them (the columns dedupe reads, never the HTML bodies); their
+   features are the ones just extracted, or come from ``Item.dedupe_features`` while
    ``Item.dedupe_key`` still matches, else they are extracted and stored there (``codec``);
-2. seed the clusterer with the stored items, then add the new ones;
+2. seed the clusterer with the stored items, then add the new ones (no write yet: on SQLite the
+   write lock is taken by the first write below and held only while writing);
 3. write stories (canonical = the original: the member others declare as original or name in an
    attribution line, else the earliest), ``Item.story_id``, one ``MergeDecision`` per item,
    ``RelatedStory`` rows (one row per pair, lower story id first) and a ``FeedChange`` per
@@ -13,15 +19,18 @@ One call, one transaction (serialized across processes: ``lock``):
 4. apply every editorial override (split: the item stands alone; merge: the item joins the
    other item's story; then the story attributes: original, hidden, pin, titles), so they
    survive re-runs. ``reapply_overrides`` runs this step alone, for an editor's action.
+Rows are written in batches (one multi-row statement per table and kind), not object by object.
 Running it again with nothing new changes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import defer
@@ -31,16 +40,23 @@ from aggregator.db import session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features
-from aggregator.dedupe.lock import serialize_run
+from aggregator.dedupe.lock import LOCK_KEY, serialize_run
 from aggregator.dedupe.policy import DEFAULT, Thresholds
+from aggregator.dedupe.pool import extract_encoded
 from aggregator.entries import refresh_story_entries, related_neighbors
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 from aggregator.normalize.urls import identity_url as norm_url
 
-POOL_FROM = 2000
+POOL_FROM = 400
 """Above this many items to extract in one run, extraction runs in two worker processes."""
 
 _ITEMS = cast(sa.Table, Item.__table__)  # type: ignore[attr-defined]
+_SOURCES = cast(sa.Table, Source.__table__)  # type: ignore[attr-defined]
+_STORIES = cast(sa.Table, Story.__table__)  # type: ignore[attr-defined]
+_DECISIONS = cast(sa.Table, MergeDecision.__table__)  # type: ignore[attr-defined]
+_RELATED = cast(sa.Table, RelatedStory.__table__)  # type: ignore[attr-defined]
+CHUNK = 500
+"""Ids per ``IN (…)`` list and rows per feature-storing transaction."""
 _STORE_FEATURES = (
     sa.update(_ITEMS)
     .where(_ITEMS.c.id == sa.bindparam("item_id"))
@@ -66,7 +82,68 @@ def _article_key_fn() -> Any:
     return article_key
 
 
-def _doc(item: Item, outlet: str) -> DedupeDoc:
+class ItemRow(NamedTuple):
+    """What dedupe reads of an item (never its HTML bodies), with its source's outlet."""
+
+    id: int
+    story_id: int | None
+    locale: str
+    link: str | None
+    guid: str | None
+    title: str
+    text: str | None
+    published_at: datetime
+    image: str | None
+    links: dict[str, Any] | None
+    tickers: list[str] | None
+    language: str | None
+    dedupe_key: str | None
+    outlet: str
+    dedupe_features: bytes | None = None
+
+
+_ROW_COLUMNS = (
+    *(_ITEMS.c[name] for name in ItemRow._fields[:13]),
+    _SOURCES.c.outlet_id,
+)
+
+
+def _select_rows(*where: Any, blobs: bool) -> sa.Select[Any]:
+    columns = (*_ROW_COLUMNS, _ITEMS.c.dedupe_features) if blobs else _ROW_COLUMNS
+    return (
+        sa.select(*columns)
+        .select_from(_ITEMS.join(_SOURCES, _SOURCES.c.id == _ITEMS.c.source_id))
+        .where(*where)
+        .order_by(_ITEMS.c.published_at, _ITEMS.c.id)
+    )
+
+
+def _load(
+    conn: Session | sa.Connection, t: Thresholds, *, blobs: bool
+) -> tuple[list[ItemRow], list[ItemRow]]:
+    """The items without a story, in (published_at, id) order, and the stored items published within
+    the window around them (the clusterer's context)."""
+    new = [ItemRow(*r) for r in conn.execute(_select_rows(_ITEMS.c.story_id.is_(None), blobs=blobs))]
+    if not new:
+        return [], []
+    window = timedelta(hours=max(t.window_hours, t.related_hours))
+    lo = min(row.published_at for row in new) - window
+    hi = max(row.published_at for row in new) + window
+    context = [
+        ItemRow(*r)
+        for r in conn.execute(
+            _select_rows(
+                _ITEMS.c.story_id.is_not(None),
+                _ITEMS.c.published_at >= lo,
+                _ITEMS.c.published_at <= hi,
+                blobs=blobs,
+            )
+        )
+    ]
+    return new, context
+
+
+def _doc(item: ItemRow | Item, outlet: str) -> DedupeDoc:
     assert item.id is not None
     return DedupeDoc(
         id=item.id,
@@ -107,22 +184,81 @@ def run_dedupe(
 ) -> DedupeReport:
     """Assign every item without a story to one; link related stories; apply editors' overrides."""
     report = DedupeReport()
+
+    @functools.cache
+    def ex() -> (
+        Extractor
+    ):  # built only when there is something to extract (its first build loads the lexicon)
+        return extractor or Extractor(thresholds=thresholds, article_key=_article_key_fn())
+
+    fresh = prepare_features(engine, ex, thresholds)
     with session_scope(engine) as session:
         serialize_run(session)  # one run at a time across processes (DedupeBusy past a bounded wait)
         overrides = _effective_overrides(session)
-        new_rows = session.exec(
-            select(Item, Source.outlet_id)
-            .join(Source, Item.source_id == Source.id)  # type: ignore[arg-type]
-            .where(Item.story_id.is_(None))  # type: ignore[union-attr]
-            .order_by(Item.published_at, Item.id)  # type: ignore[arg-type]
-        ).all()
+        new_rows, context = _load(session, thresholds, blobs=True)
         if new_rows:
-            _cluster(session, new_rows, overrides, thresholds, extractor, report)
+            _cluster(session, new_rows, context, overrides, thresholds, ex(), fresh, report)
+        del new_rows, context, fresh
         report.overrides_applied = _apply_overrides(session, overrides, report)
         neighbors = _finish(session, report)
         _apply_story_overrides(session, report)
         refresh_story_entries(session, report.changed_stories | neighbors)
     return report
+
+
+Prepared = dict[int, tuple[str, Features, bytes]]
+"""Item id → (key, features, stored form) extracted by :func:`prepare_features`."""
+
+
+def prepare_features(engine: sa.Engine, extractor: Callable[[], Extractor], t: Thresholds) -> Prepared:
+    """Before the clustering transaction, with no lock held: extract the features a run will need and
+    does not find stored (items without a story, and stored items around them whose ``dedupe_key``
+    no longer matches), store them in transactions of :data:`CHUNK` items each, and return them
+    (item id → (key, features, blob)) for the run, which uses them while the key still matches.
+
+    Storing is a cache write that never waits for a story writer: on PostgreSQL a chunk is stored
+    only when the story writers' lock is free at once (writers that update items take it before
+    the item rows, so taking it first keeps the two from deadlocking); a chunk not stored here is
+    stored by the run's own transaction."""
+    with engine.connect() as conn:
+        new, context = _load(conn, t, blobs=False)
+    if not new:
+        return {}
+    ex = extractor()
+    missing: list[tuple[DedupeDoc, str]] = []
+    for row in (*context, *new):
+        doc = _doc(row, row.outlet)
+        key = dedupe_key(ex, doc)
+        if row.dedupe_key != key:
+            missing.append((doc, key))
+    del new, context
+    out: Prepared = {}
+    if not missing:
+        return out
+    workers = 2 if len(missing) > POOL_FROM else 1
+    extracted = extract_encoded(ex, (doc for doc, _ in missing), workers, encode)
+    pending: list[dict[str, Any]] = []
+    for (doc, key), (f, blob) in zip(missing, extracted, strict=True):
+        out[doc.id] = (key, f, blob)
+        pending.append({"item_id": doc.id, "blob": blob, "key": key})
+        if len(pending) >= CHUNK:
+            _store_features(engine, pending)
+            pending = []
+    if pending:
+        _store_features(engine, pending)
+    return out
+
+
+def _store_features(engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
+    with engine.begin() as conn:
+        if (
+            conn.dialect.name == "postgresql"
+            and not conn.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}
+            ).scalar_one()
+        ):
+            return
+        conn.execute(_STORE_FEATURES, rows)
 
 
 def reapply_overrides(session: Session) -> DedupeReport:
@@ -140,38 +276,29 @@ def reapply_overrides(session: Session) -> DedupeReport:
 
 def _cluster(
     session: Session,
-    new_rows: Any,
+    new_rows: list[ItemRow],
+    context: list[ItemRow],
     overrides: dict[str, EditorialOverride],
     t: Thresholds,
-    extractor: Extractor | None,
+    ex: Extractor,
+    fresh: Prepared,
     report: DedupeReport,
 ) -> None:
-    ex = extractor or Extractor(thresholds=t, article_key=_article_key_fn())
-    window = timedelta(hours=max(t.window_hours, t.related_hours))
-    lo = min(item.published_at for item, _ in new_rows) - window
-    hi = max(item.published_at for item, _ in new_rows) + window
-    context = session.exec(
-        select(Item, Source.outlet_id)
-        .join(Source, Item.source_id == Source.id)  # type: ignore[arg-type]
-        .where(Item.story_id.is_not(None), Item.published_at >= lo, Item.published_at <= hi)  # type: ignore[union-attr]
-        .order_by(Item.published_at, Item.id)  # type: ignore[arg-type]
-    ).all()
     split_links = {k for k, o in overrides.items() if o.action == "split"}
     clusterer = Clusterer(t)
-    items: dict[int, Item] = {}
+    items: dict[int, ItemRow] = {}
     with collector_paused():
         # Kept apart from the clusterer, which forgets items that fall out of its window. Decoded
         # with the collector paused too: thousands of stored features are many small objects the
         # collector would rescan again and again (100 µs an item instead of 140-250).
-        features = _features(session, ex, [*context, *new_rows])
-        for item, _ in context:
-            assert item.id is not None and item.story_id is not None
+        features = _features(session, ex, [*context, *new_rows], fresh)
+        for item in context:
+            assert item.story_id is not None
             items[item.id] = item
             closed = norm_url(item.link) in split_links
             clusterer.seed(features[item.id], item.story_id, closed=closed)
         assignments: list[Assignment] = []
-        for item, _ in new_rows:
-            assert item.id is not None
+        for item in new_rows:
             items[item.id] = item
             f = features[item.id]
             if norm_url(item.link) in split_links:
@@ -180,22 +307,29 @@ def _cluster(
                 assignments.append(Assignment(item.id, key, "editor", signals={"override": "split"}))
             else:
                 assignments.append(clusterer.add(f))
-    # New stories get rows; every assignment is written with its reason.
-    real: dict[int, int] = {}
+    # New stories get rows (one statement, ids in the order the stories were founded); every
+    # assignment is written with its reason.
+    now = datetime.now(UTC)
+    founded: dict[int, None] = {}
+    founders: list[dict[str, Any]] = []
     for a in assignments:
-        if a.story < 0 and a.story not in real:
-            story = Story(first_published_at=items[a.doc_id].published_at, updated_at=datetime.now(UTC))
-            session.add(story)
-            session.flush()
-            assert story.id is not None
-            real[a.story] = story.id
-            report.new_stories += 1
+        if a.story < 0 and a.story not in founded:
+            founded[a.story] = None
+            story = Story(first_published_at=items[a.doc_id].published_at, updated_at=now)
+            founders.append(story.model_dump(exclude={"id"}))
+    real: dict[int, int] = {}
+    if founders:
+        inserted = session.execute(
+            sa.insert(_STORIES).returning(_STORIES.c.id, sort_by_parameter_order=True), founders
+        )
+        real = dict(zip(founded, inserted.scalars().all(), strict=True))
+        report.new_stories += len(real)
+    placed: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = []
     for a in assignments:
         story_id = real.get(a.story, a.story)
-        item = items[a.doc_id]
-        item.story_id = story_id
-        session.add(item)
-        session.add(
+        placed.append({"item_id": a.doc_id, "story": story_id})
+        decisions.append(
             MergeDecision(
                 item_id=a.doc_id,
                 story_id=story_id,
@@ -204,22 +338,27 @@ def _cluster(
                 score=round(a.score, 4),
                 threshold=a.threshold,
                 signals=a.signals,
-            )
+            ).model_dump(exclude={"id"})
         )
         report.items += 1
         report.merged += a.kind == "merge"
         report.changed_stories.add(story_id)
-    session.flush()
+    session.execute(_PLACE_ITEM, placed)
+    session.execute(sa.insert(_DECISIONS), decisions)
+    del placed, decisions
     # Related links, one row per pair (lower id first).
-    existing = {
-        (r.story_id, r.related_id): r
-        for r in session.exec(
-            select(RelatedStory).where(
-                RelatedStory.story_id.in_(list(report.changed_stories))  # type: ignore[attr-defined]
-                | RelatedStory.related_id.in_(list(report.changed_stories))  # type: ignore[attr-defined]
+    changed = sorted(report.changed_stories)
+    existing: dict[tuple[int, int], tuple[int, float]] = {}
+    for i in range(0, len(changed), CHUNK):
+        chunk = changed[i : i + CHUNK]
+        for row_id, a_id, b_id, score in session.execute(
+            sa.select(_RELATED.c.id, _RELATED.c.story_id, _RELATED.c.related_id, _RELATED.c.score).where(
+                _RELATED.c.story_id.in_(chunk) | _RELATED.c.related_id.in_(chunk)
             )
-        ).all()
-    }
+        ):
+            existing[(a_id, b_id)] = (row_id, score)
+    fresh_links: list[dict[str, Any]] = []
+    stronger: list[dict[str, Any]] = []
     for (ka, kb), link in clusterer.kept_related().items():
         sa_id, sb_id = real.get(ka, ka), real.get(kb, kb)
         if sa_id == sb_id:
@@ -227,76 +366,133 @@ def _cluster(
         lo_id, hi_id = min(sa_id, sb_id), max(sa_id, sb_id)
         row = existing.get((lo_id, hi_id)) or existing.get((hi_id, lo_id))
         if row is None:
-            session.add(
-                RelatedStory(
-                    story_id=lo_id,
-                    related_id=hi_id,
-                    score=link.score,
-                    signals=related_signals(link, features),
-                )
+            fresh_links.append(
+                {
+                    "story_id": lo_id,
+                    "related_id": hi_id,
+                    "score": link.score,
+                    "signals": related_signals(link, features),
+                }
             )
+            existing[(lo_id, hi_id)] = (0, link.score)
             report.related_links += 1
             report.changed_stories.update((lo_id, hi_id))
-        elif link.score > row.score + 1e-9:
-            row.score, row.signals = link.score, related_signals(link, features)
-            session.add(row)
+        elif link.score > row[1] + 1e-9:
+            stronger.append(
+                {"row_id": row[0], "score": link.score, "signals": related_signals(link, features)}
+            )
+    if fresh_links:
+        session.execute(sa.insert(_RELATED), fresh_links)
+    if stronger:
+        session.execute(_STRONGER_LINK, stronger)
     _set_canonicals(session, report.changed_stories, features)
 
 
-def _features(session: Session, ex: Extractor, rows: list[Any]) -> dict[int, Features]:
-    """Item id → features of every (item, outlet) row: decoded from the item's stored features
-    while its ``dedupe_key`` matches, else extracted and stored back in this transaction."""
+_PLACE_ITEM = (
+    sa.update(_ITEMS).where(_ITEMS.c.id == sa.bindparam("item_id")).values(story_id=sa.bindparam("story"))
+)
+_STRONGER_LINK = (
+    sa.update(_RELATED)
+    .where(_RELATED.c.id == sa.bindparam("row_id"))
+    .values(score=sa.bindparam("score"), signals=sa.bindparam("signals"))
+)
+_SET_CANONICAL = (
+    sa.update(_STORIES)
+    .where(_STORIES.c.id == sa.bindparam("sid"))
+    .values(
+        canonical_item_id=sa.bindparam("canonical"),
+        first_published_at=sa.bindparam("first"),
+        updated_at=sa.bindparam("now"),
+    )
+)
+
+
+def _features(session: Session, ex: Extractor, rows: list[ItemRow], fresh: Prepared) -> dict[int, Features]:
+    """Item id → features of every row: the ones :func:`prepare_features` just extracted, or decoded
+    from the item's stored features, while the item's key matches; else extracted and stored back
+    in this transaction (an item that changed since)."""
     out: dict[int, Features] = {}
     missing: list[tuple[DedupeDoc, str]] = []
-    for item, outlet in rows:
-        doc = _doc(item, outlet)
+    stored: list[dict[str, Any]] = []
+    for item in rows:
+        doc = _doc(item, item.outlet)
         key = dedupe_key(ex, doc)
-        f = decode(item.dedupe_features, doc) if item.dedupe_key == key else None
+        known = fresh.get(doc.id)
+        if known is not None and known[0] == key:
+            f: Features | None = known[1]  # the key hashes the doc: the same doc
+            if item.dedupe_key != key:  # not stored before the transaction
+                stored.append({"item_id": doc.id, "blob": known[2], "key": key})
+        else:
+            f = decode(item.dedupe_features, doc) if item.dedupe_key == key else None
         if f is None:
             missing.append((doc, key))
         else:
             out[doc.id] = f
-    if not missing:
-        return out
-    workers = 2 if len(missing) > POOL_FROM else 1
-    extracted = ex.features_many((doc for doc, _ in missing), workers=workers)
-    stored: list[dict[str, Any]] = []
-    for (doc, key), f in zip(missing, extracted, strict=True):
-        out[doc.id] = f
-        stored.append({"item_id": doc.id, "blob": encode(f), "key": key})
-    session.execute(_STORE_FEATURES, stored)
+    if missing:
+        workers = 2 if len(missing) > POOL_FROM else 1
+        extracted = extract_encoded(ex, (doc for doc, _ in missing), workers, encode)
+        for (doc, key), (f, blob) in zip(missing, extracted, strict=True):
+            out[doc.id] = f
+            stored.append({"item_id": doc.id, "blob": blob, "key": key})
+    if stored:
+        session.execute(_STORE_FEATURES, stored)
     return out
 
 
+class Member(NamedTuple):
+    """What picking a story's original reads of a member item."""
+
+    id: int
+    link: str | None
+    links: dict[str, Any] | None
+    published_at: datetime
+
+
+def _chunks(ids: Iterable[int]) -> Iterable[list[int]]:
+    ordered = sorted(ids)
+    for i in range(0, len(ordered), CHUNK):
+        yield ordered[i : i + CHUNK]
+
+
 def _set_canonicals(session: Session, story_ids: set[int], features: dict[int, Features]) -> None:
-    """Canonical item and first publication time of each story in ``story_ids``."""
+    """Canonical item and first publication time of each story in ``story_ids`` (one UPDATE
+    statement; the members' columns that decide it, never whole rows)."""
     if not story_ids:
         return
-    members: dict[int, list[tuple[Item, str]]] = defaultdict(list)
-    for item, outlet in session.exec(
-        select(Item, Source.outlet_id)
-        .join(Source, Item.source_id == Source.id)  # type: ignore[arg-type]
-        .where(Item.story_id.in_(list(story_ids)))  # type: ignore[union-attr]
-        .order_by(Item.published_at, Item.id)  # type: ignore[arg-type]
-        .options(defer(Item.dedupe_features))  # type: ignore[arg-type]
-    ).all():
-        assert item.story_id is not None
-        members[item.story_id].append((item, outlet))
-    for story_id in sorted(story_ids):
-        story = session.get(Story, story_id)
-        found = members.get(story_id)
-        if story is None or not found:
-            continue
-        canonical = original_of(found, features)
-        first = min(i.published_at for i, _ in found)
-        if story.canonical_item_id != canonical or story.first_published_at != first:
-            story.canonical_item_id = canonical
-            story.first_published_at = first
-        story.updated_at = datetime.now(UTC)
-        session.add(story)
+    session.flush()
+    c = _ITEMS.c
+    now = datetime.now(UTC)
+    values: list[dict[str, Any]] = []
+    for chunk in _chunks(story_ids):
+        live = set(session.execute(sa.select(_STORIES.c.id).where(_STORIES.c.id.in_(chunk))).scalars())
+        members: dict[int, list[tuple[Member, str]]] = defaultdict(list)
+        for item_id, story_id, link, links, published_at, outlet in session.execute(
+            sa.select(c.id, c.story_id, c.link, c.links, c.published_at, _SOURCES.c.outlet_id)
+            .select_from(_ITEMS.join(_SOURCES, _SOURCES.c.id == c.source_id))
+            .where(c.story_id.in_(chunk))
+            .order_by(c.published_at, c.id)
+        ):
+            members[story_id].append((Member(item_id, link, links, published_at), outlet))
+        for story_id in chunk:
+            found = members.get(story_id)
+            if story_id not in live or not found:
+                continue
+            canonical = original_of(found, features)
+            first = min(m.published_at for m, _ in found)
+            values.append({"sid": story_id, "canonical": canonical, "first": first, "now": now})
+    if values:
+        session.execute(_SET_CANONICAL, values)
+        _expire_stories(session, {v["sid"] for v in values})
 
 
-def original_of(members: list[tuple[Item, str]], features: dict[int, Features]) -> int:
+def _expire_stories(session: Session, story_ids: set[int]) -> None:
+    """Stories this session holds as objects were rewritten underneath them: reload on next use."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Story) and obj.id in story_ids:
+            session.expire(obj)
+
+
+def original_of(members: Sequence[tuple[Member, str]], features: dict[int, Features]) -> int:
     """The original among a story's items: declared attribution first, else the earliest.
 
     Declared: another member links to it as its original (``links["original"]``/``source``), or
@@ -308,27 +504,25 @@ def original_of(members: list[tuple[Item, str]], features: dict[int, Features]) 
         links = item.links or {}
         for key in ("original", "source"):
             target = by_link.get(norm_url(links.get(key)) if isinstance(links.get(key), str) else None)
-            if target is not None and target.id != item.id and target.id is not None:
+            if target is not None and target.id != item.id:
                 votes[target.id] += 2
     if not votes:
         outlets = {outlet for _, outlet in members}
         for item, outlet in members:
-            f = features.get(item.id or 0)
+            f = features.get(item.id)
             if f is None:
                 continue
             for named in f.outlets_named & outlets:
                 if named == outlet:
                     continue
                 target = next(i for i, o in members if o == named)
-                assert target.id is not None
                 votes[target.id] += 1
     if votes:
         best = max(votes.values())
-        winners = [i for i, _ in members if votes.get(i.id or 0) == best]
-        chosen = min(winners, key=lambda i: (i.published_at, i.id or 0))
+        winners = [i for i, _ in members if votes.get(i.id) == best]
+        chosen = min(winners, key=lambda i: (i.published_at, i.id))
     else:
-        chosen = min((i for i, _ in members), key=lambda i: (i.published_at, i.id or 0))
-    assert chosen.id is not None
+        chosen = min((i for i, _ in members), key=lambda i: (i.published_at, i.id))
     return chosen.id
 
 
