@@ -147,3 +147,57 @@ def test_api_cap_of_related_links_is_dedupes() -> None:
     from aggregator import entries
 
     assert entries.RELATED_PER_STORY == RELATED_PER_STORY == DEFAULT.related_per_story
+
+
+# One outlet's Monday price wrap and its Spanish translation; another outlet's Tuesday wrap in
+# Ukrainian: the same sentences, prices a percent or two apart.
+WRAP_EN = doc(
+    61,
+    "en",
+    "beincrypto",
+    "Bitcoin holds $97,150 as Ether climbs to $3,420",
+    "Bitcoin traded at $97,150 on Monday, while Ether rose to $3,420.\n"
+    "Total crypto market value stood at $3.41 trillion, with $98.7 billion traded in 24 hours.\n"
+    "Solana changed hands at $184.20.",
+)
+WRAP_ES = doc(
+    62,
+    "es",
+    "criptonoticias",
+    "Bitcoin se mantiene en 97.150 dólares y Ether sube a 3.420 dólares",
+    "El bitcoin cotizó a 97.150 dólares el lunes, mientras que Ether subió a 3.420 dólares.\n"
+    "El valor total del mercado cripto fue de 3,41 billones de dólares, con 98.700 millones negociados en 24 horas.\n"
+    "Solana se negoció a 184,20 dólares.",
+    minutes=80,
+)
+WRAP_NEXT_UK = doc(
+    63,
+    "uk",
+    "forklog",
+    "Біткоїн тримається на рівні $96 480, Ether зростає до $3 390",
+    "У вівторок біткоїн торгувався по $96 480, а Ether піднявся до $3 390.\n"
+    "Загальна вартість крипторинку становила $3,38 трлн, обсяг торгів за 24 години — $97,2 млрд.\n"
+    "Solana коштувала $181,60.",
+    minutes=60 * 20,
+)
+
+
+def test_prices_merely_close_are_another_days_wrap() -> None:
+    story = cluster([WRAP_EN, WRAP_ES, WRAP_NEXT_UK])
+    assert story[61] == story[62]
+    assert story[63] != story[61]
+    a, b = EXTRACTOR.features(WRAP_EN), EXTRACTOR.features(WRAP_NEXT_UK)
+    assert veto(compare(a, b, DEFAULT), a, b, DEFAULT) == "figures"
+
+
+def test_a_heavy_figure_on_each_side_that_the_other_lacks_vetoes() -> None:
+    # The Spanish wrap with one total swapped for another: each side has an amount the other lacks.
+    other_total = replace(WRAP_ES, id=64, text=WRAP_ES.text.replace("98.700 millones", "61.200 millones"))
+    a, b = EXTRACTOR.features(WRAP_EN), EXTRACTOR.features(other_total)
+    assert veto(compare(a, b, DEFAULT), a, b, DEFAULT) == "figures"
+    # A translation that drops the total lacks a figure: it does not bring another.
+    dropped = replace(
+        WRAP_ES, id=65, text=WRAP_ES.text.replace(", con 98.700 millones negociados en 24 horas", "")
+    )
+    c = EXTRACTOR.features(dropped)
+    assert veto(compare(a, c, DEFAULT), a, c, DEFAULT) is None

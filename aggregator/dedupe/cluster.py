@@ -48,6 +48,7 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
 from __future__ import annotations
 
 import gc
+from bisect import bisect_left
 import heapq
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -60,6 +61,7 @@ from aggregator.dedupe.blocking import Keys, Related, blocking_keys, keys_for
 from aggregator.dedupe.features import Features
 from aggregator.dedupe.kernels import Index, PairKernel
 from aggregator.dedupe.lexicon import default_lexicon
+from aggregator.dedupe.numbers import close
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.dedupe.similarity import PairScore
 
@@ -428,21 +430,35 @@ def one_way(a: AbstractSet[Any], b: AbstractSet[Any]) -> bool:
     return a <= b or b <= a
 
 
-VetoReason = Literal["recurring", "names"]
+VetoReason = Literal["figures", "names", "recurring"]
 
 
 def veto(p: PairScore, a: Features, b: Features, t: Thresholds) -> VetoReason | None:
     """Why ``a`` and ``b`` must not merge on content even when they score high, or None.
 
+    - ``figures``: each has a heavy figure (weight ``veto_figure_weight`` or more: amounts, prices)
+      that the other lacks, or — nearly the same text (MinHash at ``near_duplicate``) — any figure
+      value: a template filled with other numbers. A translation may round or drop a figure, it
+      does not bring one of its own; and both carrying heavy figures (0.5 or more) without one
+      the very same on both sides (prices a percent apart are another day's prices: a translation
+      keeps at least one figure as it is; on the tune half all of them do);
     - ``recurring``: one outlet's two items ``template_hours`` or more apart (not near-duplicate
       texts): the same outlet's template on another day (daily price wrap, weekly fund flows) —
       an outlet's translations of one article come out within hours;
     - ``names``: each names a heavy lexicon entity (weight ``veto_entity_weight`` or more) of one
-      kind (person, company, exchange, coin, place…) that the other does not: a listing or funding
-      round of another company or token. A translation keeps the names of its original (where
+      kind (person, company, exchange, coin, place…) that the other does not (or, nearly the same
+      text, any entity the other lacks, both ways): a listing or funding round of another company
+      or token. A translation keeps the names of its original (where
       the lexicon misses a form, the other side lacks a name, it does not name another)."""
-    if a.doc.outlet == b.doc.outlet and p.hours >= t.template_hours and p.near_duplicate < t.near_duplicate:
+    if p.near_duplicate >= t.near_duplicate:
+        if not one_way(a.figure_values, b.figure_values):
+            return "figures"
+        if not one_way(a.entities.keys(), b.entities.keys()):
+            return "names"
+    elif a.doc.outlet == b.doc.outlet and p.hours >= t.template_hours:
         return "recurring"
+    if (_unmatched_figure(a, b, t) and _unmatched_figure(b, a, t)) or not _one_figure_exact(a, b):
+        return "figures"
     floor = t.veto_entity_weight
     entities = default_lexicon().entities
     only_a = {
@@ -459,6 +475,44 @@ def veto(p: PairScore, a: Features, b: Features, t: Thresholds) -> VetoReason | 
         if only_a & only_b:
             return "names"
     return None
+
+
+def _unmatched_figure(a: Features, b: Features, t: Thresholds) -> bool:
+    """Whether ``a`` has a figure weighing ``veto_figure_weight`` or more with no ``close`` one in
+    ``b`` (``b``'s values are sorted: bisection)."""
+    tol = t.figure_tolerance
+    values = b.figures_sorted_values
+    for v, w in a.figures:
+        if w < t.veto_figure_weight:
+            continue
+        lo, hi = sorted((v * (1 - tol), v / (1 - tol)))
+        i = bisect_left(values, lo - abs(lo) * 1e-9)
+        while i < len(values) and values[i] <= hi + abs(hi) * 1e-9:
+            if close(values[i], v, tol):
+                break
+            i += 1
+        else:
+            return True
+    return False
+
+
+EXACT = 1e-9
+"""Relative difference under which two figures are the very same number (float parsing aside)."""
+
+
+def _one_figure_exact(a: Features, b: Features) -> bool:
+    """Whether ``a`` and ``b`` share one figure weighing 0.5 or more exactly, or one of them has none:
+    a translation carries at least one of its original's figures as it is (15亿 = 1.5 billion),
+    while another day's wrap has prices and totals that are merely close."""
+    heavy_a = [v for v, w in a.figures if w >= 0.5]
+    if not heavy_a or not any(w >= 0.5 for _, w in b.figures):
+        return True
+    values = b.figures_sorted_values
+    for v in heavy_a:
+        i = bisect_left(values, v - abs(v) * EXACT)
+        if i < len(values) and close(values[i], v, EXACT):
+            return True
+    return False
 
 
 def _link_rank(entry: tuple[int, RelatedLink]) -> tuple[float, int]:

@@ -74,7 +74,10 @@ class Thresholds:
       outlet's translations of one article come out within hours (the corpus: under 7 h), its
       next daily wrap or weekly flow report a day or a week later;
     - each side naming a heavy lexicon entity (``veto_entity_weight`` or more) of one kind that
-      the other lacks vetoes the merge: another exchange's listing, another company's round.
+      the other lacks vetoes the merge: another exchange's listing, another company's round;
+    - each side carrying a heavy figure (``veto_figure_weight`` or more: amounts, prices; within
+      ``figure_tolerance``) that the other lacks vetoes the merge: a translation rounds or drops
+      figures, it brings none of its own (on the tune half, no two versions of one story do).
 
     Related (never merged): a story is linked to another when an item of each, published within
     ``related_hours``, share ``related`` or more anchor weight as the blocking index counts it
@@ -116,6 +119,7 @@ class Thresholds:
     near_duplicate_figures: float = 0.8
     template_hours: float = 18.0
     veto_entity_weight: float = 0.8
+    veto_figure_weight: float = 0.9
     figure_share: float = 0.5
     entity_share: float = 0.2
     order_share: float = 0.3
