@@ -48,8 +48,8 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
 from __future__ import annotations
 
 import gc
-from bisect import bisect_left
 import heapq
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from collections.abc import Set as AbstractSet
