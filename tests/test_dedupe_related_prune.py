@@ -21,9 +21,9 @@ def links(engine: sa.Engine) -> set[tuple[int, int]]:
         return {(r.story_id, r.related_id) for r in rows}
 
 
-def edit(engine: sa.Engine, **override: str) -> None:
+def edit(engine: sa.Engine, action: str, item_link: str, other_link: str | None = None) -> None:
     with Session(engine) as s:
-        s.add(EditorialOverride(actor="ed", **override))
+        s.add(EditorialOverride(actor="ed", action=action, item_link=item_link, other_link=other_link))
         s.commit()
 
 
@@ -36,7 +36,7 @@ def test_related_rows_follow_split_and_merge(engine: sa.Engine) -> None:
     with Session(engine) as s:
         (row,) = s.exec(select(RelatedStory)).all()
         by_id = {i.id: i for i in s.exec(select(Item)).all()}
-        (linking,) = [by_id[i].link for i in row.signals["items"] if by_id[i].story_id == story]
+        (linking,) = [by_id[i].link or "" for i in row.signals["items"] if by_id[i].story_id == story]
     # The editor splits the item that made the link: the link goes with it.
     edit(engine, action="split", item_link=linking)
     run_dedupe(engine)
