@@ -38,6 +38,7 @@ from sqlmodel import Session
 
 from aggregator.appstate import get_state, put_state
 from aggregator.db import DEDUPE_LOCK_KEY
+from aggregator.dedupe.policy import RELATED_PER_STORY  # the cap dedupe keeps, served as is
 from aggregator.models import (
     Item,
     Outlet,
@@ -65,7 +66,6 @@ from core.locales import LOCALES
 
 RENDER_VERSION = "2"
 """Bumped when what an entry holds changes: the API then rewrites every entry at start."""
-RELATED_PER_STORY = 5
 TABLE_KEY = "entries_fallbacks"
 """``appstate`` key: the fallback table (``BABELWIRE_LOCALE_FALLBACKS`` syntax) the entries use."""
 VERSION_KEY = "entries_version"

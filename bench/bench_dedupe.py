@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import resource
 import sys
 import time
@@ -39,55 +40,191 @@ from aggregator.dedupe.features import DedupeDoc, Extractor, Features  # noqa: E
 
 PER_DAY = 700
 DIGIT_BLOCKS = (0x30, 0x0660, 0x06F0, 0x07C0, 0x0966, 0x09E6, 0x0E50, 0xFF10)
+KINDS = ("permuted", "figures", "name", "daily")
+"""How copy ``k`` of a corpus story differs from it (``KINDS[k % 4]``), the way look-alikes occur:
+
+- ``permuted``: every digit permuted (every figure other, the sentences the same);
+- ``figures``: two digit values swapped, so some figures change and the others stay (a price
+  wrap whose percentages moved but whose round numbers did not);
+- ``name``: one company, person or token of the story (a lexicon entity) replaced by another of
+  its kind in every locale, every figure kept (a listing or funding round of another name);
+- ``daily``: the same outlet's next wrap: the same outlet a day (or two, three) later, the day
+  of the month moved on in the text, and two digit values swapped.
+
+Each kind is applied alike to every locale version of the copy (translations of the copy stay
+one story), and outlets get a suffix except in ``daily``."""
 
 
-def expand(base: list[LabelledDoc], n: int) -> tuple[list[DedupeDoc], dict[int, str]]:
-    """``n`` docs made from copies of ``base``, in publication order, and each one's true story.
+def _digit_map(mapping: dict[int, int]) -> dict[int, int]:
+    """``str.translate`` table applying ``mapping`` (digit value → digit value) in every script."""
+    return {block + d: block + e for block in DIGIT_BLOCKS for d, e in mapping.items()}
 
-    Digits are permuted in every script (ASCII, Arabic-Indic, full-width…); a version without any
-    digit is left out, since its copies would be the very same article."""
+
+def _entity_forms() -> tuple[dict[str, tuple[str, list[str]]], dict[str, list[str]]]:
+    """(entity id → (kind, surface forms)), (kind → entity ids with forms in every script), from
+    the lexicon file."""
+    from aggregator.dedupe.lexicon import LEXICON_PATH, script_of
+
+    forms: dict[str, tuple[str, list[str]]] = {}
+    full: dict[str, list[str]] = defaultdict(list)
+    for line in LEXICON_PATH.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        ent, kind, weight, raw = line.split("\t")
+        names = [f.strip().lstrip("=") for f in raw.split("|") if f.strip()]
+        forms[ent] = (kind, names)
+        if float(weight) >= 0.8 and {script_of(f) for f in names} >= {"latin", "cjk", "cyr", "ar"}:
+            full[kind].append(ent)
+    return forms, full
+
+
+def _swap_entity(text: str, old: list[str], new: list[str]) -> str:
+    """Every form of one entity in ``text`` replaced by the first form of another in its script."""
+    from aggregator.dedupe.lexicon import script_of
+
+    first: dict[str, str] = {}
+    for form in new:
+        first.setdefault(script_of(form), form)
+    for form in sorted(old, key=len, reverse=True):
+        script = script_of(form)
+        target = first.get(script)
+        if target is None or not form:
+            continue
+        if script == "latin":
+            text = re.sub(rf"(?<![\w]){re.escape(form)}(?![\w])", target, text)
+        else:
+            text = text.replace(form, target)
+    return text
+
+
+def _shift_day(text: str, day: int, days: int) -> str:
+    """The day of the month ``day`` written as a whole number moved on by ``days`` (mod 28)."""
+    later = (day - 1 + days) % 28 + 1
+    return re.sub(rf"(?<![0-9.,]){day}(?![0-9])", str(later), text) if days else text
+
+
+def expand(base: list[LabelledDoc], n: int) -> tuple[list[DedupeDoc], dict[int, str], dict[int, str]]:
+    """``n`` docs made from look-alike copies of ``base`` (``KINDS``), in publication order, and each
+    one's true story and look-alike kind.
+
+    A version without any digit is left out, since most of its copies would be the very same
+    article. Copies whose texts come out the same as another copy's are one story (syndication)."""
     base = [d for d in base if any(c.isdigit() for c in d.doc.text)]
     copies = -(-n // len(base))
     days = max(1, n // PER_DAY)
     start = min(d.doc.published_at for d in base)
-    # Every event starts at ``start`` (the corpus events lie months apart), then copy k moves on
-    # by k·days/copies: a steady stream of ~PER_DAY items a day.
     event_start: dict[str, datetime] = {}
     for d in base:
         event_start[d.event] = min(event_start.get(d.event, d.doc.published_at), d.doc.published_at)
-    used: dict[str, list[int]] = defaultdict(list)
+    by_story: dict[str, list[LabelledDoc]] = defaultdict(list)
     for d in base:
-        digits_of = {unicodedata.digit(c) for c in d.doc.text if c.isdecimal()}
-        used[d.story] = sorted(set(used[d.story]) | digits_of)
+        by_story[d.story].append(d)
+    forms, full = _entity_forms()
+    extractor = Extractor()
+    # Per story: the heaviest swappable entity every version names, and the digits every version
+    # has (a look-alike changes every version of its story, or it would be partly the same text).
+    named: dict[str, str | None] = {}
+    common_digits: dict[str, list[int]] = {}
+    for story, versions in by_story.items():
+        found = [extractor.features(v.doc).entities for v in versions]
+        ents = found[0]
+        heavy = sorted(
+            (e for e in ents if e in forms and forms[e][0] in full and all(e in other for other in found)),
+            key=lambda e: (-ents[e], e),
+        )
+        named[story] = heavy[0] if heavy else None
+        digit_sets = [{unicodedata.digit(c) for c in v.doc.text if c.isdecimal()} for v in versions]
+        common_digits[story] = sorted(set.intersection(*digit_sets) - {0})
     out: list[DedupeDoc] = []
-    truth: dict[int, str] = {}
+    label: dict[int, tuple[str, int, str]] = {}
+    docs_locale: dict[int, str] = {}
     for k in range(copies):
+        kind = KINDS[k % len(KINDS)]
+        rng = random.Random(k)
         perm = list(range(10))
-        random.Random(k).shuffle(perm)
-        digits = {block + d: block + perm[d] for block in DIGIT_BLOCKS for d in range(10)}
+        rng.shuffle(perm)
+        swap_of = {}
+        for story, digits in sorted(common_digits.items()):
+            first = rng.choice(digits) if digits else rng.randrange(1, 10)
+            second = rng.choice([d for d in range(1, 10) if d != first])
+            swap_of[story] = {first: second, second: first}
+        later = 1 + (k // len(KINDS)) % 3
+        replacement: dict[str, str | None] = {}
+        for story, ent in sorted(named.items()):
+            new = rng.choice([e for e in full[forms[ent][0]] if e != ent]) if ent else None
+            # Only a swap that rewrites every version makes a look-alike (not a partial copy).
+            if (
+                ent
+                and new
+                and all(
+                    _swap_entity(v.doc.text, forms[ent][1], forms[new][1]) != v.doc.text
+                    for v in by_story[story]
+                )
+            ):
+                replacement[story] = new
+            else:
+                replacement[story] = None
         for labelled in base:
-            shift = timedelta(days=(k * days) / copies) - (event_start[labelled.event] - start)
-            doc = labelled.doc
             if len(out) == n:
                 break
+            doc = labelled.doc
+            shift = timedelta(days=(k * days) / copies) - (event_start[labelled.event] - start)
+            title, text, outlet = doc.title, doc.text, f"{doc.outlet}{k % 50}"
+            if kind == "permuted":
+                title, text = (
+                    title.translate(_digit_map(dict(enumerate(perm)))),
+                    text.translate(_digit_map(dict(enumerate(perm)))),
+                )
+            elif kind == "figures":
+                swap = _digit_map(swap_of[labelled.story])
+                title, text = title.translate(swap), text.translate(swap)
+            elif kind == "name":
+                old, new = named[labelled.story], replacement[labelled.story]
+                if old and new:
+                    title = _swap_entity(title, forms[old][1], forms[new][1])
+                    text = _swap_entity(text, forms[old][1], forms[new][1])
+                else:  # no name every version carries: other figures instead
+                    swap = _digit_map(swap_of[labelled.story])
+                    title, text = title.translate(swap), text.translate(swap)
+            else:
+                day = event_start[labelled.event].day
+                swap = _digit_map(swap_of[labelled.story])
+                title, text = _shift_day(title, day, later), _shift_day(text, day, later)
+                title, text = title.translate(swap), text.translate(swap)
+                outlet = doc.outlet
+                shift += timedelta(days=later)
             out.append(
                 replace(
                     doc,
                     id=len(out) + 1,
-                    outlet=f"{doc.outlet}{k % 50}",
+                    outlet=outlet,
                     url=doc.url + f"-{k}",
                     guid=None,
-                    title=doc.title.translate(digits),
-                    text=doc.text.translate(digits),
+                    title=title,
+                    text=text,
                     published_at=doc.published_at + shift,
                     image=f"{doc.image}?copy={k}" if doc.image else None,
                 )
             )
-            # Copies whose digits happen to permute alike are the same texts: one story.
-            same = tuple(perm[x] for x in used[labelled.story])
-            truth[len(out)] = f"{labelled.story}#{same}"
+            label[len(out)] = (labelled.story, k, title + "\n" + text)
+            docs_locale[len(out)] = doc.locale
+    # A copy is the story of its texts: copies of one corpus story that share a version's very text
+    # (a swap that missed a version, a date the version does not give) are one story.
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def root(key: tuple[str, int]) -> tuple[str, int]:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    first_with: dict[tuple[str, str], tuple[str, int]] = {}
+    for doc_id, (story, k, body) in label.items():
+        seen = first_with.setdefault((docs_locale[doc_id], body), (story, k))
+        parent[root((story, k))] = root(seen)
+    truth = {doc_id: "{}#{}".format(*root((story, k))) for doc_id, (story, k, _) in label.items()}
+    kinds = {doc_id: KINDS[k % len(KINDS)] for doc_id, (_, k, _) in label.items()}
     out.sort(key=lambda d: (d.published_at, d.id))
-    return out, truth
+    return out, truth, kinds
 
 
 def quality(story_of: dict[int, int], truth: dict[int, str]) -> dict[str, float]:
@@ -114,7 +251,7 @@ def quality(story_of: dict[int, int], truth: dict[int, str]) -> dict[str, float]
     }
 
 
-def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str, Any]:
+def run(docs: list[DedupeDoc], truth: dict[int, str], kinds: dict[int, str], workers: int) -> dict[str, Any]:
     """Extract every doc's features (``workers`` processes, the cold path), then cluster them
     (the path of every later run, which reads features from ``item.dedupe_features``): wall and
     CPU seconds of each, stories, window size and quality."""
@@ -124,6 +261,7 @@ def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str,
     extract_wall = time.perf_counter() - started
     clusterer = Clusterer()
     merges = wrong = same_text = 0
+    wrong_by_kind: Counter[str] = Counter()
     texts = {d.id: d.text for d in docs}
     started, cpu = time.perf_counter(), time.process_time()
     with collector_paused():  # as ``run_dedupe`` clusters
@@ -134,6 +272,7 @@ def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str,
                 if truth[a.doc_id] != truth[a.matched_doc]:
                     wrong += 1
                     same_text += texts[a.doc_id] == texts[a.matched_doc]
+                    wrong_by_kind[kinds[a.doc_id]] += 1
     wall, main_cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "wall": wall,
@@ -145,6 +284,7 @@ def run(docs: list[DedupeDoc], truth: dict[int, str], workers: int) -> dict[str,
         **quality(clusterer.story_of, truth),
         "wrong_merges": wrong / merges if merges else 0.0,
         "wrong_merges_other_text": (wrong - same_text) / merges if merges else 0.0,
+        "wrong_by_kind": {kind: wrong_by_kind[kind] / merges if merges else 0.0 for kind in KINDS},
         "story_of": clusterer.story_of,
         "features": features,
     }
@@ -192,7 +332,8 @@ def main() -> int:
     head = (
         "| items | clustering s (features cached) | CPU s | items/s | extraction s (cold, "
         f"{a.workers} workers) | stories | related links | items in window "
-        "| peak RSS (MB) | B³ F1 | false merges (pairs) | wrong merge decisions | of them not an identical text |"
+        "| peak RSS (MB) | B³ F1 | false merges (pairs) | wrong merge decisions | of them not an identical text "
+        "| of them by look-alike kind (permuted / figures / name / daily) |"
     )
     if a.split:
         head += " extraction CPU s, one process | clustering CPU s |"
@@ -200,8 +341,8 @@ def main() -> int:
     print("|" + "---:|" * (head.count("|") - 1))
     reference = ""
     for n in a.sizes:
-        docs, truth = expand(base, n)
-        r = run(docs, truth, a.workers)
+        docs, truth, kinds = expand(base, n)
+        r = run(docs, truth, kinds, a.workers)
         if n == min(a.sizes):
             python = python_reference(r["features"], r["story_of"])
             reference = (
@@ -210,11 +351,13 @@ def main() -> int:
                 f"{r['wall']:.1f} s, into the very same stories."
             )
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        by_kind = " / ".join(f"{r['wrong_by_kind'][kind]:.2%}" for kind in KINDS)
         line = (
             f"| {n:,} | **{r['wall']:.1f}** | {r['cpu']:.1f} | {n / r['wall']:,.0f} | {r['extract_wall']:.1f} "
             f"| {r['stories']:,.0f} | {r['links']:,.0f} | {r['window_items']:,.0f} "
             f"| {rss:.0f} | {r['f1']:.3f} | {r['false_merges']:.1%} "
-            f"| {r['wrong_merges']:.1%} | {r['wrong_merges_other_text']:.1%} |"
+            f"| {r['wrong_merges']:.2%} | {r['wrong_merges_other_text']:.2%} "
+            f"| {by_kind} |"
         )
         if a.split:
             extracted, clustered = cluster_only(docs)
@@ -227,10 +370,12 @@ def main() -> int:
         "`run_dedupe` does once an item's features sit in `item.dedupe_features`; *extraction* is the "
         "one-off cold path, in the extraction worker processes. Peak RSS holds every item's features "
         "at once (the bench keeps them all; `run_dedupe` holds those of one run). Quality columns "
-        "compare with the copies' true stories: copies are the corpus texts with their digits "
-        "permuted, so a window holds dozens of look-alikes of every text (a template filled with "
-        "other numbers) and the pair false-merge share is dominated by those; the wrong-decision "
-        "columns count merge decisions."
+        "compare with the copies' true stories: copies are look-alikes of the corpus texts (every "
+        "digit permuted; two digit values swapped, so some figures stay; one company, person or token "
+        "swapped for another in every locale, figures kept; the same outlet's wrap of the next days "
+        "with the day and some figures moved on), so a window holds dozens of look-alikes of every "
+        "text and the pair false-merge share is dominated by those; the wrong-decision columns count "
+        "merge decisions (a newcomer joined a story of another copy) over all merge decisions."
     )
     return 0
 

@@ -7,7 +7,9 @@ Default: end to end through the real CLI — ``../shared/contract/check DIR [--h
 for each corpus directory and feed mode (it serves the corpus as RSS on 127.0.0.1, polls, runs
 dedupe and scores ``stories export``). ``--pure`` skips feeds and database: the corpus is turned
 into ``DedupeDoc``s the way the feeds would publish them, clustered in memory, and scored with
-the contract's ``score.py``. Prints B-cubed P/R/F1, false-merge rate and related recall.
+the contract's ``score.py``. Prints B-cubed P/R/F1, false-merge rate and related recall, and
+related precision (of the related links, the share joining stories of one event; from the
+in-memory clustering, since the contract's check keeps its export to itself).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import importlib.util
 import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -66,9 +69,24 @@ def pure_export(directory: Path, mode: str, thresholds: Thresholds = DEFAULT) ->
     return stories, truth_of(docs)
 
 
+def related_precision(stories: list[dict], truth: dict) -> tuple[float, int]:
+    """(share of related links that join stories of one true event, number of links): each
+    exported story stands for the event most of its members belong to; a link counts once."""
+    event_of_item = {u: truth["stories"][s] for u, s in truth["items"].items()}
+    event: dict[str, str | None] = {}
+    for st in stories:
+        events = Counter(event_of_item.get(m["url"]) for m in st["members"])
+        event[str(st["id"])] = events.most_common(1)[0][0] if events else None
+    links = {frozenset((str(st["id"]), str(r))) for st in stories for r in st.get("related") or []}
+    links = {link for link in links if len(link) == 2}
+    right = sum(len({event.get(x) for x in link}) == 1 for link in links)
+    return (right / len(links) if links else 1.0), len(links)
+
+
 def pure_scores(directory: Path, mode: str, thresholds: Thresholds = DEFAULT) -> dict[str, Any]:
     stories, truth = pure_export(directory, mode, thresholds)
     result: dict[str, Any] = load_score().score(stories, truth)
+    result["related_precision"], result["related_links"] = related_precision(stories, truth)
     return result
 
 
@@ -99,19 +117,24 @@ def main() -> int:
     ap.add_argument("--dirs", nargs="+", default=["eval/tune", "eval/test"])
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     a = ap.parse_args()
-    print("| corpus | mode | path | B³ P | B³ R | B³ F1 | false merges | related recall |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| corpus | mode | path | B³ P | B³ R | B³ F1 | false merges | related recall "
+        "| related precision (links, in memory) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for d in a.dirs:
         directory = (ROOT / d) if not Path(d).is_absolute() else Path(d)
         for mode in a.modes:
-            s = pure_scores(directory, mode) if a.pure else cli_scores(directory, mode)
+            pure = pure_scores(directory, mode)
+            s = pure if a.pure else cli_scores(directory, mode)
             path = "pure" if a.pure else "CLI"
             if isinstance(s, str):
-                print(f"| {d} | {mode} | {path} | failed: {s} |||||")
+                print(f"| {d} | {mode} | {path} | failed: {s} ||||||")
                 continue
             print(
                 f"| {d} | {mode} | {path} | {s['b3_precision']:.3f} | {s['b3_recall']:.3f} | {s['b3_f1']:.3f} "
-                f"| {s['false_merge_rate']:.1%} | {s['related_recall']:.0%} |"
+                f"| {s['false_merge_rate']:.1%} | {s['related_recall']:.0%} "
+                f"| {pure['related_precision']:.1%} ({pure['related_links']}) |"
             )
             for problem in s.get("problems") or []:
                 print(f"|  | {problem} |||||||")

@@ -49,9 +49,9 @@ def corpus_features() -> list[Features]:
 
 @pytest.fixture(scope="module")
 def busy_features() -> list[Features]:
-    """3,000 items of the bench's busy stream: copies of the corpus with other digits, ~700 a day."""
+    """3,000 items of the bench's busy stream: look-alike copies of the corpus (other figures, names, days), ~700 a day."""
     base = [d for c in CORPORA for d in load_corpus(c)]
-    docs, _ = _bench_expand()(base, 3000)
+    docs, _, _ = _bench_expand()(base, 3000)
     return list(Extractor().features_many(docs, workers=2))
 
 

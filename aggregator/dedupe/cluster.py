@@ -32,21 +32,27 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
    - one version per locale per story, unless the newcomer is a near-duplicate of it;
    - complete link: every member with anchors must score ≥ ``complete_link``, so stories do
      not grow by chaining;
-   - a headline-figure clash with any member vetoes the merge.
+   - a headline-figure clash with any member vetoes the merge;
+   - look-alikes (``veto``): same-language near-duplicates must agree on figures and entities one
+     way at least; one outlet's items a day apart merge only as near-duplicates (its next daily
+     wrap); each side naming another entity of one kind (another exchange, company, token) vetoes.
 6. The best candidate story wins (declared identity first, then score; ties go to the older
    story). Stories closed by an editor's split take no newcomers.
 7. Related: two stories are linked (never merged) when an item of one and an item of the other,
    published within ``related_hours``, share ``related`` or more anchor weight, each anchor
    weighted by its rarity in the window — the sum the blocking index already made, so related
-   links cost no pair comparison; each story keeps its ``related_per_story`` strongest.
+   links cost no pair comparison; each story keeps its ``related_per_story`` strongest (the
+   API serves as many: ``policy.RELATED_PER_STORY``).
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, get_args
@@ -54,6 +60,8 @@ from typing import Any, Literal, NamedTuple, get_args
 from aggregator.dedupe.blocking import Keys, Related, blocking_keys, keys_for
 from aggregator.dedupe.features import Features
 from aggregator.dedupe.kernels import Index, PairKernel
+from aggregator.dedupe.lexicon import default_lexicon
+from aggregator.dedupe.numbers import close
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.dedupe.similarity import PairScore
 
@@ -249,18 +257,18 @@ class Clusterer:
         else:
             story = self._story(self.new_story_key())
             self._place(f, story, keys[1])
-            result = Assignment(f.doc.id, story.key, "new", signals=self._nearest(pairs))
+            result = Assignment(f.doc.id, story.key, "new", signals=self._nearest(f, pairs))
         self._relate(f, story.key, related)
         return result
 
-    def _nearest(self, pairs: dict[int, PairScore]) -> dict[str, Any]:
+    def _nearest(self, f: Features, pairs: dict[int, PairScore]) -> dict[str, Any]:
         """For an item that founded a story: its best-scoring candidate and the bar that candidate
         had to reach (the plain content bar when no merge was possible at all), so editors can
         review the non-merges that came closest (``aggregator.editorial.review``)."""
         if not pairs:
             return {}
         doc, p = max(pairs.items(), key=lambda kv: (kv[1].score, -kv[0]))
-        threshold = self._threshold(p)
+        threshold = self._threshold(p, f, self.docs[doc])
         bar = self.t.merge if threshold is None else threshold
         return {"nearest": {"item": doc, "score": round(p.score, 4), "threshold": bar}}
 
@@ -277,20 +285,23 @@ class Clusterer:
                 p = pairs[d] = kernel.finish(p, f, self.docs[d])
                 cand = (0, d, p, 1.0)
             else:
-                threshold = self._threshold(p)
+                other = self.docs[d]
+                threshold = self._threshold(p, f, other)
                 if threshold is None or p.score < threshold:
                     continue
                 if not p.complete:
-                    p = pairs[d] = kernel.finish(p, f, self.docs[d])
-                    threshold = self._threshold(p)
+                    p = pairs[d] = kernel.finish(p, f, other)
+                    threshold = self._threshold(p, f, other)
                     if threshold is None or p.score < threshold:
                         continue
                 # The paragraph layout last, and only where it can still veto: the costliest part.
-                if p.layout is None and self._needs_layout(p):
-                    p = pairs[d] = kernel.with_layout(p, f, self.docs[d])
-                    threshold = self._threshold(p)
+                if p.layout is None and self._needs_layout(p, f, other):
+                    p = pairs[d] = kernel.with_layout(p, f, other)
+                    threshold = self._threshold(p, f, other)
                     if threshold is None or p.score < threshold:
                         continue
+                if veto(p, f, other, t) is not None:
+                    continue
                 cand = (1, d, p, threshold)
             if best is None or (cand[0], -cand[2].score) < (best[0], -best[2].score):
                 best = cand
@@ -303,9 +314,9 @@ class Clusterer:
             p = pairs.get(member.doc.id) or kernel.compare(f, member)
             if p.declared:
                 continue
-            if p.clash:
+            if p.clash or veto(p, f, member, t) is not None:
                 return None
-            near = self.near_duplicate(p)
+            near = self.near_duplicate(p, f, member)
             if member.doc.locale == f.doc.locale and not near:
                 return None
             if near or p.image:
@@ -317,28 +328,33 @@ class Clusterer:
                     return None
         return best
 
-    def _needs_layout(self, p: PairScore) -> bool:
+    def _needs_layout(self, p: PairScore, a: Features, b: Features) -> bool:
         """Whether the paragraph layout decides this pair: on content alone, or with a shared
         image or cite when ``image_layout`` asks for it; never for near-duplicates."""
         t = self.t
-        if self.near_duplicate(p):
+        if self.near_duplicate(p, a, b):
             return False
         if (p.cite or p.image) and p.mass >= t.min_mass_with_image:
             return t.image_layout > 0
         return True
 
-    def near_duplicate(self, p: PairScore) -> bool:
-        """Near-identical text whose figures agree (a template filled with other numbers is not)."""
+    def near_duplicate(self, p: PairScore, a: Features, b: Features) -> bool:
+        """Near-identical text whose figures and names agree (a template filled with other numbers,
+        names or dates is not): coverage of figures at ``near_duplicate_figures``, and no figure
+        value or entity on both sides that the other lacks (``one_way``: one text of one language
+        copies the other exactly, and may only drop or add a passage)."""
         if p.near_duplicate < self.t.near_duplicate:
             return False
-        return p.figures is None or p.figures >= self.t.near_duplicate_figures
+        if p.figures is not None and p.figures < self.t.near_duplicate_figures:
+            return False
+        return one_way(a.figure_values, b.figure_values) and one_way(a.entities.keys(), b.entities.keys())
 
-    def _threshold(self, p: PairScore) -> float | None:
+    def _threshold(self, p: PairScore, a: Features, b: Features) -> float | None:
         """The score this pair must reach to merge, given its strongest non-content signal."""
         t = self.t
         if p.clash:
             return None
-        if self.near_duplicate(p):
+        if self.near_duplicate(p, a, b):
             return 0.0
         if p.cite and p.mass >= t.min_mass_with_image and self._same_layout(p, t.image_layout):
             return t.merge_with_cite
@@ -407,6 +423,96 @@ class Clusterer:
     def related_of(self, story_key: int) -> list[tuple[int, RelatedLink]]:
         """The strongest related links of one story."""
         return self._strongest_by_story().get(story_key, [])
+
+
+def one_way(a: AbstractSet[Any], b: AbstractSet[Any]) -> bool:
+    """At most one of ``a``, ``b`` has what the other lacks: one contains the other."""
+    return a <= b or b <= a
+
+
+VetoReason = Literal["figures", "names", "recurring"]
+
+
+def veto(p: PairScore, a: Features, b: Features, t: Thresholds) -> VetoReason | None:
+    """Why ``a`` and ``b`` must not merge on content even when they score high, or None.
+
+    - ``figures``: each has a heavy figure (weight ``veto_figure_weight`` or more: amounts, prices)
+      that the other lacks, or — nearly the same text (MinHash at ``near_duplicate``) — any figure
+      value: a template filled with other numbers. A translation may round or drop a figure, it
+      does not bring one of its own; and both carrying heavy figures (0.5 or more) without one
+      the very same on both sides (prices a percent apart are another day's prices: a translation
+      keeps at least one figure as it is; on the tune half all of them do);
+    - ``recurring``: one outlet's two items ``template_hours`` or more apart (not near-duplicate
+      texts): the same outlet's template on another day (daily price wrap, weekly fund flows) —
+      an outlet's translations of one article come out within hours;
+    - ``names``: each names a heavy lexicon entity (weight ``veto_entity_weight`` or more) of one
+      kind (person, company, exchange, coin, place…) that the other does not (or, nearly the same
+      text, any entity the other lacks, both ways): a listing or funding round of another company
+      or token. A translation keeps the names of its original (where
+      the lexicon misses a form, the other side lacks a name, it does not name another)."""
+    if p.near_duplicate >= t.near_duplicate:
+        if not one_way(a.figure_values, b.figure_values):
+            return "figures"
+        if not one_way(a.entities.keys(), b.entities.keys()):
+            return "names"
+    elif a.doc.outlet == b.doc.outlet and p.hours >= t.template_hours:
+        return "recurring"
+    if (_unmatched_figure(a, b, t) and _unmatched_figure(b, a, t)) or not _one_figure_exact(a, b):
+        return "figures"
+    floor = t.veto_entity_weight
+    entities = default_lexicon().entities
+    only_a = {
+        entities[k].kind
+        for k, w in a.entities.items()
+        if w >= floor and k not in b.entities and k in entities
+    }
+    if only_a:
+        only_b = {
+            entities[k].kind
+            for k, w in b.entities.items()
+            if w >= floor and k not in a.entities and k in entities
+        }
+        if only_a & only_b:
+            return "names"
+    return None
+
+
+def _unmatched_figure(a: Features, b: Features, t: Thresholds) -> bool:
+    """Whether ``a`` has a figure weighing ``veto_figure_weight`` or more with no ``close`` one in
+    ``b`` (``b``'s values are sorted: bisection)."""
+    tol = t.figure_tolerance
+    values = b.figures_sorted_values
+    for v, w in a.figures:
+        if w < t.veto_figure_weight:
+            continue
+        lo, hi = sorted((v * (1 - tol), v / (1 - tol)))
+        i = bisect_left(values, lo - abs(lo) * 1e-9)
+        while i < len(values) and values[i] <= hi + abs(hi) * 1e-9:
+            if close(values[i], v, tol):
+                break
+            i += 1
+        else:
+            return True
+    return False
+
+
+EXACT = 1e-9
+"""Relative difference under which two figures are the very same number (float parsing aside)."""
+
+
+def _one_figure_exact(a: Features, b: Features) -> bool:
+    """Whether ``a`` and ``b`` share one figure weighing 0.5 or more exactly, or one of them has none:
+    a translation carries at least one of its original's figures as it is (15亿 = 1.5 billion),
+    while another day's wrap has prices and totals that are merely close."""
+    heavy_a = [v for v, w in a.figures if w >= 0.5]
+    if not heavy_a or not any(w >= 0.5 for _, w in b.figures):
+        return True
+    values = b.figures_sorted_values
+    for v in heavy_a:
+        i = bisect_left(values, v - abs(v) * EXACT)
+        if i < len(values) and close(values[i], v, EXACT):
+            return True
+    return False
 
 
 def _link_rank(entry: tuple[int, RelatedLink]) -> tuple[float, int]:

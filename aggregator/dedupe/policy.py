@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+RELATED_PER_STORY = 5
+"""How many related stories one story keeps: dedupe keeps this many links per story and the API
+serves as many per entry (``aggregator.entries``), so no kept link goes unseen and none is
+served that dedupe would have dropped."""
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -60,6 +65,20 @@ class Thresholds:
     the figures disagree (coverage below ``near_duplicate_figures``: the same template filled
     with another day's numbers is another article).
 
+    Look-alikes (``cluster.veto``; crypto news is full of templates filled with other figures,
+    names or dates, and a template shares more text with its look-alike than a translation does):
+    - a same-language near-duplicate needs the same figures and entities one way at least: a
+      figure value or entity on each side that the other lacks is another article (a copy may
+      drop or add a passage, not change a number);
+    - two items of one outlet ``template_hours`` or more apart merge only as near-duplicates: an
+      outlet's translations of one article come out within hours (the corpus: under 7 h), its
+      next daily wrap or weekly flow report a day or a week later;
+    - each side naming a heavy lexicon entity (``veto_entity_weight`` or more) of one kind that
+      the other lacks vetoes the merge: another exchange's listing, another company's round;
+    - each side carrying a heavy figure (``veto_figure_weight`` or more: amounts, prices; within
+      ``figure_tolerance``) that the other lacks vetoes the merge: a translation rounds or drops
+      figures, it brings none of its own (on the tune half, no two versions of one story do).
+
     Related (never merged): a story is linked to another when an item of each, published within
     ``related_hours``, share ``related`` or more anchor weight as the blocking index counts it
     (the newcomer's weight of each shared figure, entity and half of each shared name; anchors
@@ -98,13 +117,16 @@ class Thresholds:
     complete_link: float = 0.45
     near_duplicate: float = 0.55
     near_duplicate_figures: float = 0.8
+    template_hours: float = 18.0
+    veto_entity_weight: float = 0.8
+    veto_figure_weight: float = 0.9
     figure_share: float = 0.5
     entity_share: float = 0.2
     order_share: float = 0.3
     containment: float = 0.75
     related: float = 1.0
     rare_postings: int = 30
-    related_per_story: int = 8
+    related_per_story: int = RELATED_PER_STORY
     max_postings: int = 40
     index_entity_weight: float = 0.3
     max_figure_postings: int = 120

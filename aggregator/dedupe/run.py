@@ -614,6 +614,8 @@ def _finish(session: Session, report: DedupeReport) -> set[int]:
     removed = [story_id for story_id in changed if not counts.get(story_id)]
     # their related stories list them: rewritten below, so found before the links go
     neighbors = related_neighbors(session, removed)
+    if report.overrides_applied:  # only editors move items between stories
+        neighbors |= _prune_related(session, set(changed))
     for story_id in removed:
         for r in session.exec(
             select(RelatedStory).where(
@@ -633,6 +635,60 @@ def _finish(session: Session, report: DedupeReport) -> set[int]:
     for story_id in sorted(live):
         session.add(FeedChange(story_id=story_id, change="upsert"))
     return neighbors
+
+
+def _prune_related(session: Session, story_ids: set[int]) -> set[int]:
+    """Related rows of ``story_ids`` whose two linking items (``signals["items"]``) no longer sit in
+    the two stories they link — an editor moved one: re-pointed at the stories that hold the items
+    now (the stronger row wins), or dropped when both sit in one story or one is gone. Returns
+    every story whose links changed (their entries list them)."""
+    if not story_ids:
+        return set()
+    ids = sorted(story_ids)
+    rows = session.exec(
+        select(RelatedStory).where(
+            RelatedStory.story_id.in_(ids) | RelatedStory.related_id.in_(ids)  # type: ignore[attr-defined]
+        )
+    ).all()
+    linking = sorted({i for r in rows for i in _linking_items(r) or ()})
+    holder: dict[int | None, int | None] = {
+        item_id: story_id
+        for item_id, story_id in session.exec(
+            select(Item.id, Item.story_id).where(Item.id.in_(linking))  # type: ignore[union-attr]
+        ).all()
+    }
+    touched: set[int] = set()
+    for r in rows:
+        items = _linking_items(r)
+        if items is None:
+            continue
+        x, y = (holder.get(i) for i in items)
+        if {x, y} == {r.story_id, r.related_id}:
+            continue
+        touched.update((r.story_id, r.related_id))
+        session.delete(r)
+        session.flush()
+        if x is None or y is None or x == y:
+            continue
+        lo, hi = min(x, y), max(x, y)
+        other = session.exec(
+            select(RelatedStory).where(RelatedStory.story_id == lo, RelatedStory.related_id == hi)
+        ).first()
+        touched.update((lo, hi))
+        if other is None:
+            session.add(RelatedStory(story_id=lo, related_id=hi, score=r.score, signals=r.signals))
+        elif r.score > other.score:
+            other.score, other.signals = r.score, r.signals
+            session.add(other)
+        session.flush()
+    return touched
+
+
+def _linking_items(row: RelatedStory) -> tuple[int, int] | None:
+    items = (row.signals or {}).get("items")
+    if isinstance(items, list) and len(items) == 2 and all(isinstance(i, int) for i in items):
+        return items[0], items[1]
+    return None
 
 
 def _apply_story_overrides(session: Session, report: DedupeReport) -> None:
