@@ -1,7 +1,7 @@
 """faults: a source counts the malformed entries it skipped
 
 Revision ID: 0040_faults
-Revises: 0010_editorial
+Revises: 0030_greader
 Create Date: 2026-12-07
 
 One bad entry costs only itself: parse and normalize skip an entry they cannot read (wrong types in a
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0040_faults"
-down_revision: str | Sequence[str] | None = "0010_editorial"
+down_revision: str | Sequence[str] | None = "0030_greader"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
