@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from aggregator.dedupe.lock import DedupeBusy
 from aggregator.dedupe.run import run_dedupe
 from aggregator.fetch import Fetcher
-from aggregator.poll import ParsePool, poll_round, worker_id
+from aggregator.poll import ParsePool, poll_round, release_leases, worker_id
 from aggregator.settings import Settings
 from aggregator.store import items_without_story
 from aggregator.websub import announce
@@ -42,6 +42,8 @@ class Ticker:
         assert self.fetcher is not None
         self._round = asyncio.current_task()
         try:
+            # Leases a cut-short or cancelled round of this worker left: due again at once.
+            await asyncio.to_thread(release_leases, self.engine, self.owner)
             report = await poll_round(
                 self.engine, self.settings, fetcher=self.fetcher, owner=self.owner, executor=self.parse_pool
             )
@@ -61,8 +63,8 @@ class Ticker:
         except DedupeBusy as e:  # another worker holds the dedupe lock; the next tick tries again
             log.warning("%s", e)
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as e:
-            # The database is down or restarting: the pool reconnects on the next tick; sources
-            # claimed in this round keep their leases until they expire, then are polled again.
+            # The database is down or restarting: the pool reconnects on the next tick, which
+            # first releases the leases this round still holds.
             log.warning("polling round stopped, database unavailable (next tick retries): %s", _first_line(e))
         except Exception:  # the ticker must survive a bad round (e.g. database briefly down)
             log.exception("polling round failed")
@@ -100,6 +102,10 @@ class Ticker:
             for task in pending:
                 task.cancel()
                 await asyncio.wait({task})
+        try:  # what a cancelled round still held goes back now, not when its leases expire
+            await asyncio.to_thread(release_leases, self.engine, self.owner)
+        except sa.exc.SQLAlchemyError as e:  # database down at stop: the leases expire instead
+            log.warning("leases not released at stop (they expire): %s", _first_line(e))
         if self.fetcher is not None:
             await self.fetcher.aclose()
         if self.parse_pool is not None:

@@ -135,3 +135,29 @@ def test_dedupe_waits_for_another_run_then_gives_up_and_leaves_the_items(
     finally:
         engine.dispose()
         pg_server.drop_database(url)
+
+
+def test_a_worker_gives_back_the_leases_a_cut_short_round_left(
+    engine: sa.Engine, settings: Settings, site: FeedServer
+) -> None:
+    """Leases left under a worker's name (a round the database cut short) go back on its next tick
+    and at its stop — only its own: another worker's stay."""
+    from datetime import UTC, datetime
+
+    from aggregator.poll import claim_due_sources, release_leases
+
+    _add(engine, site)
+    now = datetime.now(UTC)
+    mine = claim_due_sources(engine, owner="me", now=now, lease_s=600, limit=5)
+    theirs = claim_due_sources(engine, owner="them", now=now, lease_s=600, limit=3)
+    assert len(mine) == 5 and len(theirs) == 3
+    checks_before = _count(engine, "SELECT count(*) FROM source WHERE next_check_at IS NOT NULL")
+    assert release_leases(engine, "me") == 5
+    assert _count(engine, "SELECT count(*) FROM source WHERE lease_owner = 'me' OR lease_until IS NULL") == 17
+    assert _count(engine, "SELECT count(*) FROM source WHERE lease_owner = 'them'") == 3
+    assert _count(engine, "SELECT count(*) FROM source WHERE next_check_at IS NOT NULL") == checks_before
+
+    ticker = Ticker(engine, settings)
+    ticker.owner = "them"
+    asyncio.run(ticker.stop())  # a stop with no round in flight still gives back what it held
+    assert _count(engine, "SELECT count(*) FROM source WHERE lease_owner IS NOT NULL") == 0

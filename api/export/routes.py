@@ -238,19 +238,12 @@ def install_export_routes(
             "untranslated": "include" if query.untranslated else None,
             "cursor": cursor,
         }
-        key = ("export", fmt, query, base, filters["limit"])
-        try:
-            value = await cache.get(
-                key, lambda: build_feed(fmt, query, base, filters), lambda v: isinstance(v, Rendered)
-            )
-        except Exception as exc:
-            if not database_down(exc):
-                raise
-            return database_unavailable(request, error, exc)
-        if isinstance(value, Problem):
-            return error(value)
-        cache.alias(raw_key(request.scope), key, (public, request.scope.get("route")))
-        return cached_response(request, value, public)
+        return await serve(
+            request,
+            ("export", fmt, query, base, filters["limit"]),
+            lambda: build_feed(fmt, query, base, filters),
+            error,
+        )
 
     def add_feed_route(fmt: str) -> HotHandler:
         async def route(
