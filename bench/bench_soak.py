@@ -28,7 +28,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -41,6 +40,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from ingest_server import child_server  # noqa: E402  (bench/ is on the path: run as a script)
 
 HISTORY = 5
 """Items per feed: the newest ones."""
@@ -164,24 +165,9 @@ def serve_outlets(sources: int, start: float, period_s: float) -> None:
 
 @contextlib.contextmanager
 def outlets(sources: int, start: float, period_s: float) -> Iterator[str]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve-outlets", str(sources), str(start), str(period_s)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = proc.stdout.readline().strip()
-        if not port.isdigit():
-            raise RuntimeError("outlet server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    argv = [sys.executable, __file__, "--serve-outlets", str(sources), str(start), str(period_s)]
+    with child_server(argv, "outlet server") as url:
+        yield url
 
 
 def rss_mb(pid: int) -> float:

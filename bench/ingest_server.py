@@ -42,12 +42,20 @@ def serve(directory: Path) -> None:
 @contextlib.contextmanager
 def feed_server(directory: Path) -> Iterator[str]:
     """The loopback server in a child process; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, __file__, str(directory)], stdout=subprocess.PIPE, text=True)
+    with child_server([sys.executable, __file__, str(directory)], "feed server") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def child_server(argv: list[str], what: str) -> Iterator[str]:
+    """Run ``argv`` (a server that prints its port on its first line and stops on SIGTERM) as a
+    child process; yields its base URL."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         port = proc.stdout.readline().strip()
         if not port.isdigit():
-            raise RuntimeError("feed server did not start")
+            raise RuntimeError(f"{what} did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.send_signal(signal.SIGTERM)
