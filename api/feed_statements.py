@@ -64,6 +64,20 @@ _COLUMNS: dict[str, sa.types.TypeEngine[Any]] = {
 Datetimes are plain ``DateTime`` (naive UTC): ``api.dbapi`` converts SQLite's text."""
 
 
+def _entry_part(kind: int, rows: sa.Subquery) -> sa.Select[Any]:
+    """A page part of stored entries (the page itself, or its pinned stories) with their stories'
+    ``updated_at``."""
+    return _part(
+        kind,
+        rows,
+        story_id=rows.c.story_id,
+        published_at=rows.c.published_at,
+        policy=rows.c.policy,
+        body=rows.c.body,
+        updated_at=_updated_at(rows.c.story_id),
+    )
+
+
 def _part(kind: int, source: Any, **given: Any) -> sa.Select[Any]:
     return sa.select(
         *(
@@ -217,30 +231,12 @@ def feed_statement(
             q = q.where(_keyset(entry.c.published_at, entry.c.story_id))
         page = _limited(q, entry.c.published_at, entry.c.story_id, limit).subquery("pg")
     parts: list[sa.Select[Any]] = [
-        _part(
-            ENTRY_ROW,
-            page,
-            story_id=page.c.story_id,
-            published_at=page.c.published_at,
-            policy=page.c.policy,
-            body=page.c.body,
-            updated_at=_updated_at(page.c.story_id),
-        ),
+        _entry_part(ENTRY_ROW, page),
         _disclaimers(),
     ]
     if not keyset:
         pinned = _pinned(tickers, by_outlet, untranslated).subquery("pinned")
-        parts.append(
-            _part(
-                PINNED_ROW,
-                pinned,
-                story_id=pinned.c.story_id,
-                published_at=pinned.c.published_at,
-                policy=pinned.c.policy,
-                body=pinned.c.body,
-                updated_at=_updated_at(pinned.c.story_id),
-            )
-        )
+        parts.append(_entry_part(PINNED_ROW, pinned))
     if by_outlet:
         parts.append(
             _part(OUTLET_ROW, OUTLET, outlet_id=OUTLET.c.id).where(OUTLET.c.id == sa.bindparam("outlet"))
