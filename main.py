@@ -14,24 +14,22 @@ python main.py eval export-labels DIR
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import faulthandler
-import logging
-import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from aggregator.db import make_engine
-from aggregator.editorial import cli as editorial_cli
-from aggregator.migrate import require_migrated
-from aggregator.settings import Settings, load_settings
 from core.errors import BabelwireError, StorageError
 from core.locales import LOCALES
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from aggregator.settings import Settings
+
+# Each command imports what it needs when it runs: a poll that finds every feed unchanged starts
+# in the time its own imports take (`python -X importtime main.py poll --once`), not the API's,
+# the migrations' or dedupe's.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     stories = sub.add_parser("stories", help="stories").add_subparsers(dest="action", required=True)
     exp = stories.add_parser("export", help="print every story")
     exp.add_argument("--format", choices=["jsonl"], default="jsonl")
+    from aggregator.editorial import cli as editorial_cli
+
     editorial_cli.add_commands(sub)
     return p
 
 
 def cmd_migrate(settings: Settings, engine: sa.Engine) -> int:
+    import sqlalchemy as sa
+
     from aggregator.migrate import head_revision, upgrade
 
     try:
@@ -77,6 +79,10 @@ def cmd_migrate(settings: Settings, engine: sa.Engine) -> int:
 
 
 def cmd_poll(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from aggregator.migrate import require_migrated
     from aggregator.poll import poll_round, print_progress
     from aggregator.store import items_without_story
 
@@ -110,6 +116,8 @@ def cmd_poll(settings: Settings, engine: sa.Engine, args: argparse.Namespace) ->
 
 
 def cmd_sources(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
+    from aggregator.editorial import cli as editorial_cli
+    from aggregator.migrate import require_migrated
     from aggregator.registry import add_sources, list_sources, source_specs
     from sources.opml import SourceSpec, export_opml, parse_opml
 
@@ -150,6 +158,7 @@ def cmd_sources(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
 
 def cmd_stories(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
     from aggregator.export import export_jsonl
+    from aggregator.migrate import require_migrated
 
     require_migrated(engine)
     out = sys.stdout
@@ -160,6 +169,7 @@ def cmd_stories(settings: Settings, engine: sa.Engine, args: argparse.Namespace)
 
 
 def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -> int:
+    from aggregator.db import make_engine
     from app.serve import serve
 
     if not args.no_scheduler:
@@ -198,6 +208,12 @@ def cmd_serve(settings: Settings, engine: sa.Engine, args: argparse.Namespace) -
 
 
 def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
+    import asyncio
+    import contextlib
+    import faulthandler
+    import signal
+
+    from aggregator.migrate import require_migrated
     from aggregator.scheduler import run_worker
 
     require_migrated(engine)
@@ -209,11 +225,18 @@ def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
     args = build_parser().parse_args(argv)
     level = logging.INFO if args.command in ("serve", "worker") else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx", "apscheduler.executors.default"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    import sqlalchemy as sa
+
+    from aggregator.db import make_engine
+    from aggregator.settings import load_settings
+
     try:
         settings = load_settings()
         engine = make_engine(settings)
@@ -233,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(settings, engine, args)
         if args.command == "worker":
             return cmd_worker(settings, engine)
+        from aggregator.editorial import cli as editorial_cli
+
         if args.command in editorial_cli.COMMANDS:
             return editorial_cli.run(engine, args)
     except BabelwireError as e:

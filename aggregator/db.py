@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlmodel import Session
 
-from aggregator.settings import Settings
+if TYPE_CHECKING:  # sqlmodel (and the ORM under it) loads with the first session, not with the engine
+    from sqlmodel import Session
+
+    from aggregator.settings import Settings
 
 DEDUPE_LOCK_KEY = 0x62616265_6C646470
 """pg_advisory_xact_lock key of the dedupe stage ("babeldedup"); writers of every story's feed
@@ -57,6 +59,8 @@ def make_engine(settings: Settings, *, statement_timeout_s: float | None = None,
 @contextmanager
 def session_scope(engine: sa.Engine) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""
+    from sqlmodel import Session
+
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import multiprocessing
 import os
 import socket
@@ -22,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
@@ -37,6 +38,7 @@ from aggregator.store import (
     plan_next_check,
     record_source_state,
     store_decisions,
+    store_features,
     stored_by_article,
     stored_items,
 )
@@ -44,6 +46,9 @@ from aggregator.store import (
 if TYPE_CHECKING:  # the parser and normalizer load on the first body: a round of 304s needs neither
     from aggregator.normalize import NormalizedEntry
     from aggregator.parse import ParsedFeed
+
+
+log = logging.getLogger(__name__)
 
 
 def worker_id() -> str:
@@ -159,13 +164,29 @@ class ParsePool:
         with self._lock:
             if self._processes is None:
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["__main__", "aggregator.normalize"])
+                # The dedupe features of stored items are extracted here too (``extract_features``).
+                context.set_forkserver_preload(
+                    ["__main__", "aggregator.normalize", "aggregator.dedupe.ingest"]
+                )
                 self._processes = ProcessPoolExecutor(self.workers, mp_context=context)
                 self._ready = threading.Event()
                 threading.Thread(
                     target=self._start, args=(self._processes, self._ready), name="parse-pool", daemon=True
                 ).start()
             return self._processes if self._ready.is_set() else None
+
+    def background(self) -> Executor | None:
+        """The process pool for work nobody waits on (dedupe features), started if need be; work
+        submitted before the workers are up waits for them. None with one core."""
+        if self.workers < 2:
+            return None
+        with self._lock:
+            processes = self._processes
+        if processes is None:
+            self.executor_for(self.min_process_bytes)
+            with self._lock:
+                processes = self._processes
+        return processes
 
     def _start(self, processes: ProcessPoolExecutor, ready: threading.Event) -> None:
         """Start every worker (off the event loop: the first start waits for the fork server)."""
@@ -212,6 +233,7 @@ class SourceUpdater:
         self._write_lock: AbstractContextManager[object] = (
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
+        self._extracting: set[asyncio.Task[None]] = set()
 
     async def _prepare(
         self, fetch: FetchResult, source: Source, now: datetime
@@ -257,8 +279,60 @@ class SourceUpdater:
             outcome.error = fetch.error if not fetch.not_modified else None
             if outcome.error is None and parsed is not None and parsed.error:
                 outcome.error = parsed.error
-        await loop.run_in_executor(None, self._store, source, fetch, parsed, entries, outcome, now)
+        written = await loop.run_in_executor(None, self._store, source, fetch, parsed, entries, outcome, now)
+        if written:
+            task = asyncio.create_task(self._extract_features(source, written))
+            self._extracting.add(task)
+            task.add_done_callback(self._extracting.discard)
         return outcome
+
+    async def _extract_features(self, source: Source, written: list[tuple[int, dict[str, Any]]]) -> None:
+        """Extract and store the dedupe features of the items just written, in the parse processes
+        while the round fetches on (``aggregator.dedupe.ingest``): a dedupe run then finds them
+        stored and only clusters. A cache: whatever fails here, the run extracts itself."""
+        executor = self.executor.background() if isinstance(self.executor, ParsePool) else self.executor
+        if executor is None:
+            return
+        items = [
+            {
+                "id": item_id,
+                "locale": source.locale,
+                "outlet": source.outlet_id,
+                **{name: values[name] for name in _DOC_COLUMNS},
+            }
+            for item_id, values in written
+        ]
+        loop = asyncio.get_running_loop()
+        try:
+            rows = await loop.run_in_executor(executor, extract_features, items)
+            await loop.run_in_executor(None, self._store_features, rows)
+        except BrokenProcessPool:
+            if isinstance(self.executor, ParsePool):
+                self.executor.discard(executor)
+        except Exception as e:  # a bug or a database hiccup costs the cache, never the round
+            log.warning(
+                "dedupe features of %d items from %s not stored: %s: %s",
+                len(items),
+                source.url,
+                type(e).__name__,
+                e,
+            )
+
+    def _store_features(self, rows: list[dict[str, Any]]) -> None:
+        with self._write_lock:
+            store_features(self.engine, rows)
+
+    async def cancel_extraction(self) -> None:
+        pending = set(self._extracting)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def drain(self) -> None:
+        """Wait for the feature extraction still running (the end of a round)."""
+        while self._extracting:
+            await asyncio.wait(set(self._extracting))
 
     def _store(
         self,
@@ -268,7 +342,9 @@ class SourceUpdater:
         entries: list[NormalizedEntry],
         outcome: SourceOutcome,
         now: datetime,
-    ) -> None:
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Store the outcome; returns (item id, columns) of the items inserted or updated."""
+        written: list[tuple[int, dict[str, Any]]] = []
         plan = plan_next_check(
             settings=self.settings,
             now=now,
@@ -285,6 +361,7 @@ class SourceUpdater:
                 twins = stored_by_article(session, outcome.source_id, unknown) if unknown else {}
                 report = store_decisions(session, source, decide(entries, stored, twins), now)
                 outcome.inserted, outcome.updated = report.inserted, report.updated
+                written = list(report.written)
             record_source_state(
                 session,
                 source,
@@ -296,6 +373,19 @@ class SourceUpdater:
                 now=now,
                 skipped=parsed.skipped if parsed else 0,
             )
+        return written
+
+
+_DOC_COLUMNS = ("link", "guid", "title", "text", "published_at", "image", "links", "tickers", "language")
+"""The stored item columns dedupe features are extracted from (``aggregator.dedupe.ingest.doc_from``)."""
+
+
+def extract_features(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs in a parse process: the stored features of ``items``. The dedupe package is imported
+    here, never in the round's own process (a round of 304s must not pay for it)."""
+    from aggregator.dedupe.ingest import encoded_features
+
+    return encoded_features(items)
 
 
 Progress = Callable[[SourceOutcome, int, int], None]
@@ -355,8 +445,8 @@ async def poll_round(
     own_pool = executor is None
     executor = executor or ParsePool()
     in_flight: set[asyncio.Task[SourceOutcome]] = set()
+    updater = SourceUpdater(engine, settings, fetcher, executor)
     try:
-        updater = SourceUpdater(engine, settings, fetcher, executor)
         started = utcnow()
         slots = settings.fetch_concurrency
         claimed = 0
@@ -389,6 +479,7 @@ async def poll_round(
                 claimed += len(batch)
                 in_flight.update(asyncio.create_task(run(s)) for s in batch)
             if not in_flight:
+                await updater.drain()
                 break
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -401,6 +492,7 @@ async def poll_round(
             task.cancel()
         if in_flight:
             await asyncio.wait(in_flight)
+        await updater.cancel_extraction()  # stopped mid-round: the next dedupe run extracts them
         if own_pool:
             assert isinstance(executor, ParsePool)
             await asyncio.to_thread(executor.shutdown)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from aggregator.db import DEDUPE_LOCK_KEY
 from aggregator.decide import Decision, StoredItem, article_key
 from aggregator.fetch import FetchResult
 from aggregator.models import FeedChange, Item, Source
@@ -116,6 +117,9 @@ class StoreReport:
     inserted: int = 0
     updated: int = 0
     ignored: int = 0
+    written: tuple[tuple[int, dict[str, Any]], ...] = ()
+    """(item id, the columns set) of every item inserted or updated: what the round extracts
+    dedupe features from."""
 
 
 def _entry_values(entry: NormalizedEntry) -> dict[str, Any]:
@@ -205,14 +209,19 @@ def store_decisions(
         for item_id, values in changed.items()
         if item_id in stories
     ]
+    written: list[tuple[int, dict[str, Any]]] = []
     if new_rows:
-        session.execute(sa.insert(_ITEMS), new_rows)
+        ids = session.execute(
+            sa.insert(_ITEMS).returning(_ITEMS.c.id, sort_by_parameter_order=True), new_rows
+        ).scalars()
+        written.extend(zip(ids, new_rows, strict=True))
     if updates:
         from aggregator.entries import lock_story_writers, refresh_story_entries
 
         if any(stories[u["item_id"]] is not None for u in updates):
             lock_story_writers(session)  # before the item rows, see ``lock_story_writers``
         session.execute(_UPDATE_ITEM, updates)
+        written.extend((u["item_id"], u) for u in updates)
         story_changes = [
             {"story_id": story_id, "change": "upsert", "at": now}
             for story_id in (stories[u["item_id"]] for u in updates)
@@ -222,7 +231,34 @@ def store_decisions(
             session.execute(sa.insert(_FEED_CHANGES), story_changes)
             refresh_story_entries(session, {cast(int, c["story_id"]) for c in story_changes})
     ignored = len(decisions) - len(new_rows) - len(updates)
-    return StoreReport(len(new_rows), len(updates), ignored)
+    return StoreReport(len(new_rows), len(updates), ignored, tuple(written))
+
+
+STORE_FEATURES = (
+    sa.update(_ITEMS)
+    .where(_ITEMS.c.id == sa.bindparam("item_id"))
+    .values(dedupe_features=sa.bindparam("blob"), dedupe_key=sa.bindparam("key"))
+)
+
+
+def store_features(engine: sa.Engine, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Store extracted dedupe features (``item_id``, ``blob``, ``key`` per row) in one transaction
+    of their own: a cache write, so it never waits for a story writer. On PostgreSQL it stores only
+    when the story writers' lock is free at once (writers that update items take it before the item
+    rows, so taking it first keeps the two from deadlocking); returns whether it stored. A row
+    whose item changed meanwhile keeps a key its item no longer matches: the run re-extracts it."""
+    if not rows:
+        return True
+    with engine.begin() as conn:
+        if (
+            conn.dialect.name == "postgresql"
+            and not conn.execute(
+                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DEDUPE_LOCK_KEY}
+            ).scalar_one()
+        ):
+            return False
+        conn.execute(STORE_FEATURES, list(rows))
+    return True
 
 
 def record_source_state(

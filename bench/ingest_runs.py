@@ -152,7 +152,7 @@ class Run:
     stderr: str
 
 
-def run_child(cmd: Sequence[str], env: dict[str, str]) -> Run:
+def run_child(cmd: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> Run:
     """Run ``cmd`` and reap it with ``wait4`` so the peak RSS is this child's alone.
 
     ``RUSAGE_CHILDREN`` is the maximum over every child reaped so far (the earlier runs, the
@@ -160,7 +160,7 @@ def run_child(cmd: Sequence[str], env: dict[str, str]) -> Run:
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=ROOT)
+        proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, env=env, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)

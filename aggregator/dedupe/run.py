@@ -40,12 +40,14 @@ from aggregator.db import session_scope
 from aggregator.dedupe.cluster import Assignment, Clusterer, collector_paused, related_signals
 from aggregator.dedupe.codec import decode, dedupe_key, encode
 from aggregator.dedupe.features import DedupeDoc, Extractor, Features
-from aggregator.dedupe.lock import LOCK_KEY, serialize_run
+from aggregator.dedupe.ingest import article_key_fn, doc_from
+from aggregator.dedupe.lock import serialize_run
 from aggregator.dedupe.policy import DEFAULT, Thresholds
 from aggregator.dedupe.pool import extract_encoded
 from aggregator.entries import refresh_story_entries, related_neighbors
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 from aggregator.normalize.urls import identity_url as norm_url
+from aggregator.store import STORE_FEATURES, store_features
 
 POOL_FROM = 400
 """Above this many items to extract in one run, extraction runs in two worker processes."""
@@ -57,11 +59,6 @@ _DECISIONS = cast(sa.Table, MergeDecision.__table__)  # type: ignore[attr-define
 _RELATED = cast(sa.Table, RelatedStory.__table__)  # type: ignore[attr-defined]
 CHUNK = 500
 """Ids per ``IN (…)`` list and rows per feature-storing transaction."""
-_STORE_FEATURES = (
-    sa.update(_ITEMS)
-    .where(_ITEMS.c.id == sa.bindparam("item_id"))
-    .values(dedupe_features=sa.bindparam("blob"), dedupe_key=sa.bindparam("key"))
-)
 
 
 @dataclass
@@ -74,12 +71,7 @@ class DedupeReport:
     changed_stories: set[int] = field(default_factory=set)
 
 
-def _article_key_fn() -> Any:
-    try:
-        from sources.catalogue import article_key
-    except ImportError:  # catalogue not installed: fall back to the generic /news/detail/<id> rule
-        return None
-    return article_key
+_article_key_fn = article_key_fn
 
 
 class ItemRow(NamedTuple):
@@ -145,18 +137,18 @@ def _load(
 
 def _doc(item: ItemRow | Item, outlet: str) -> DedupeDoc:
     assert item.id is not None
-    return DedupeDoc(
+    return doc_from(
         id=item.id,
         locale=item.locale,
         outlet=outlet,
-        url=item.link or item.guid or f"item:{item.id}",
+        link=item.link,
+        guid=item.guid,
         title=item.title,
-        text=item.text or item.title,
+        text=item.text,
         published_at=item.published_at,
         image=item.image,
-        guid=item.guid,
-        links=item.links or {},
-        tickers=tuple(item.tickers or ()),
+        links=item.links,
+        tickers=item.tickers,
         language=item.language,
     )
 
@@ -242,23 +234,11 @@ def prepare_features(engine: sa.Engine, extractor: Callable[[], Extractor], t: T
         out[doc.id] = (key, f, blob)
         pending.append({"item_id": doc.id, "blob": blob, "key": key})
         if len(pending) >= CHUNK:
-            _store_features(engine, pending)
+            store_features(engine, pending)
             pending = []
     if pending:
-        _store_features(engine, pending)
+        store_features(engine, pending)
     return out
-
-
-def _store_features(engine: sa.Engine, rows: list[dict[str, Any]]) -> None:
-    with engine.begin() as conn:
-        if (
-            conn.dialect.name == "postgresql"
-            and not conn.execute(
-                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": LOCK_KEY}
-            ).scalar_one()
-        ):
-            return
-        conn.execute(_STORE_FEATURES, rows)
 
 
 def reapply_overrides(session: Session) -> DedupeReport:
@@ -435,7 +415,7 @@ def _features(session: Session, ex: Extractor, rows: list[ItemRow], fresh: Prepa
             out[doc.id] = f
             stored.append({"item_id": doc.id, "blob": blob, "key": key})
     if stored:
-        session.execute(_STORE_FEATURES, stored)
+        session.execute(STORE_FEATURES, stored)
     return out
 
 
