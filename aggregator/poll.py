@@ -164,10 +164,9 @@ class ParsePool:
         with self._lock:
             if self._processes is None:
                 context = multiprocessing.get_context("forkserver")
-                # The dedupe features of stored items are extracted here too (``extract_features``).
-                context.set_forkserver_preload(
-                    ["__main__", "aggregator.normalize", "aggregator.dedupe.ingest"]
-                )
+                # Not the dedupe package: a worker imports it with its first ``extract_features``
+                # job, so the pool is ready (and parsing) sooner.
+                context.set_forkserver_preload(["__main__", "aggregator.normalize"])
                 self._processes = ProcessPoolExecutor(self.workers, mp_context=context)
                 self._ready = threading.Event()
                 threading.Thread(

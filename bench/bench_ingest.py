@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from ingest_api import ApiLatency, api_latency_during_dedupe, dedupe_child, latency_lines  # noqa: E402
+from ingest_cli_profile import cli_profile  # noqa: E402
 from ingest_feeds import write_feeds  # noqa: E402
 from ingest_report import findings, report  # noqa: E402
 from ingest_runs import (  # noqa: E402
@@ -61,6 +62,7 @@ from ingest_server import feed_server  # noqa: E402
 
 BEFORE_PROFILE = Path(__file__).with_name("ingest_dedupe_before.md")
 BEFORE_COMMIT = "0d0c858"
+CLI_BEFORE_PROFILE = Path(__file__).with_name("ingest_cli_profile_before.md")
 BEFORE_COMMAND = "bench/bench_ingest.py --record-dedupe-profile bench/ingest_dedupe_before.md"
 
 
@@ -234,6 +236,18 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
                 )
                 profile += "\n\n" + run.stdout.strip()
                 profile += "\n\n" + import_profile(bench_env(f"sqlite:///{tmp / 'cli'}.sqlite"))
+                log("profiling main.py poll --once end to end (cProfile)")
+                url = f"sqlite:///{tmp / 'cli-profile'}.sqlite"
+                prepare_database(url, base_url, args.feeds)
+                before_cli = (
+                    CLI_BEFORE_PROFILE.read_text().strip()
+                    if CLI_BEFORE_PROFILE.exists()
+                    else "(not recorded)"
+                )
+                profile += (
+                    "\n\n##### `poll --once` end to end, before this branch's changes\n\n"
+                    f"{before_cli}\n\n##### `poll --once` end to end, now\n\n" + cli_profile(url)
+                )
                 before = BEFORE_PROFILE.read_text().strip() if BEFORE_PROFILE.exists() else "(not recorded)"
                 profile += (
                     "\n\n##### `run_dedupe` end to end, before this branch's changes\n\n"

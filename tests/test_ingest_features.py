@@ -5,15 +5,18 @@ stored features are the ones it would have extracted."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from aggregator.dedupe.codec import decode, dedupe_key
-from aggregator.dedupe.features import DedupeDoc, Extractor, Features
+from aggregator.dedupe.features import MINHASH_SEED, DedupeDoc, Extractor, Features, affine32_permutations
 from aggregator.dedupe.ingest import article_key_fn
 from aggregator.dedupe.policy import DEFAULT
 from aggregator.dedupe.run import _doc, prepare_features, run_dedupe
@@ -24,7 +27,8 @@ from aggregator.settings import Settings
 from sources.opml import SourceSpec
 from tests.feedserver import FeedServer, Response
 
-FIXTURES = Path(__file__).parent / "fixtures" / "e2e"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "e2e"
 FEEDS = {
     "/coindesk/en.xml": ("coindesk", "en", "coindesk-en.xml", "application/rss+xml"),
     "/gate/pt-PT.xml": ("gate", "pt-PT", "gate-pt-PT.xml", "application/atom+xml"),
@@ -130,3 +134,27 @@ def test_with_one_worker_the_round_leaves_features_to_dedupe(
     run_dedupe(engine, extractor=ex)
     assert ex.extracted == 9
     assert all(item.story_id is not None for item, _ in _items_with_outlets(engine))
+
+
+@pytest.mark.parametrize("num_perm", [DEFAULT.minhash_perm, 64, 256])
+def test_minhash_permutations_are_datasketchs(num_perm: int) -> None:
+    """features.py draws datasketch's affine32 permutations itself (datasketch imports scipy);
+    the MinHash signatures dedupe compares stay datasketch's."""
+    from datasketch import MinHash
+
+    a, b = affine32_permutations(num_perm, seed=MINHASH_SEED)
+    expected = MinHash(num_perm=num_perm, seed=MINHASH_SEED, scheme="affine32").permutations
+    assert np.array_equal(np.asarray(expected[0], dtype=np.uint32), a)
+    assert np.array_equal(np.asarray(expected[1], dtype=np.uint32), b)
+    assert a.dtype == b.dtype == np.uint32
+
+
+def test_extraction_does_not_import_datasketch() -> None:
+    code = (
+        "import sys\n"
+        "from aggregator.dedupe.ingest import default_extractor\n"
+        "default_extractor()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('datasketch', 'scipy')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"

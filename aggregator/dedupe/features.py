@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from datasketch import MinHash
 
 from aggregator.dedupe.blocking import Keys, blocking_keys
 from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fold_chinese
@@ -44,6 +43,20 @@ _WORD = re.compile(r"\w+")
 
 STOPWORDS = REGISTRY.stopwords()
 """Words that are never names in any language (``core/locale_data/words/*.stopwords.txt``)."""
+
+
+MINHASH_SEED = 7
+
+
+def affine32_permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (a, b) of datasketch's ``MinHash(num_perm, seed, scheme="affine32").permutations``,
+    drawn the way it draws them (a numpy ``RandomState(seed)``; ``a`` odd, so a·h + b mod 2³² is a
+    bijection). Made here because importing datasketch imports scipy (seconds, in every process
+    that dedupes or extracts); ``tests/test_ingest_features.py`` checks both agree."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
 
 
 @dataclass(frozen=True)
@@ -168,9 +181,7 @@ class Extractor:
         self.outlet_names = {k.lower().replace(" ", ""): v for k, v in outlet_names.items()}
         self.thresholds = thresholds
         self.article_key = article_key
-        perm = MinHash(num_perm=thresholds.minhash_perm, seed=7, scheme="affine32").permutations
-        self._perm_a = np.asarray(perm[0], dtype=np.uint32)
-        self._perm_b = np.asarray(perm[1], dtype=np.uint32)
+        self._perm_a, self._perm_b = affine32_permutations(thresholds.minhash_perm, seed=MINHASH_SEED)
         self._latin_infos: dict[str, _LatinToken] = {}
         self._cyr_infos: dict[str, tuple[int, str | None]] = {}
         self._ar_infos: dict[str, tuple[int, str | None]] = {}
