@@ -23,9 +23,10 @@ def findings(rate: Rate, detail: dict[str, Any], cli: CliResult, fp_default: Rat
     lines = []
     if rate.cpu_s:
         lines.append(
-            f"- The round is CPU-bound on about one core: {rate.cpu_s:.0f} CPU s in {rate.seconds:.0f} s wall "
-            f"({rate.cpu_s / rate.seconds:.2f} cores busy of {os.cpu_count()}); parse and normalize run in "
-            "threads, so the GIL keeps the Python work on one core."
+            f"- The round took {rate.cpu_s:.0f} CPU s in {rate.seconds:.0f} s wall "
+            f"({rate.cpu_s / rate.seconds:.2f} cores busy of {os.cpu_count()}, its parse processes counted): "
+            "parse, normalize and dedupe features run in one process per core, fetch and store in the round's "
+            "own; on a shared machine the cores it gets are fewer."
         )
         if fp_default.cpu_s:
             lines.append(
