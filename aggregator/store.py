@@ -245,15 +245,16 @@ def store_features(engine: sa.Engine, rows: Sequence[Mapping[str, Any]]) -> bool
     """Store extracted dedupe features (``item_id``, ``blob``, ``key`` per row) in one transaction
     of their own: a cache write, so it never waits for a story writer. On PostgreSQL it stores only
     when the story writers' lock is free at once (writers that update items take it before the item
-    rows, so taking it first keeps the two from deadlocking); returns whether it stored. A row
-    whose item changed meanwhile keeps a key its item no longer matches: the run re-extracts it."""
+    rows, so taking it first keeps the two from deadlocking), in shared mode: feature stores of the
+    round's sources run side by side. Returns whether it stored. A row whose item changed meanwhile
+    keeps a key its item no longer matches: the run re-extracts it."""
     if not rows:
         return True
     with engine.begin() as conn:
         if (
             conn.dialect.name == "postgresql"
             and not conn.execute(
-                sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DEDUPE_LOCK_KEY}
+                sa.text("SELECT pg_try_advisory_xact_lock_shared(:k)"), {"k": DEDUPE_LOCK_KEY}
             ).scalar_one()
         ):
             return False
