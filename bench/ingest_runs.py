@@ -316,6 +316,12 @@ STAGES = (
     ),
     ("decide (aggregator/decide.py decide)", "aggregator/decide.py", "decide"),
     ("store (aggregator/poll.py _store, decide excluded)", "aggregator/poll.py", "_store"),
+    (
+        "dedupe features (aggregator/dedupe/ingest.py encoded_features, in the parse processes)",
+        "aggregator/dedupe/ingest.py",
+        "encoded_features",
+    ),
+    ("storing them (aggregator/store.py store_features)", "aggregator/store.py", "store_features"),
 )
 
 
