@@ -30,11 +30,7 @@ from ingest_runs import bench_env, poll_summary, prepare_database, run_child  # 
 
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("imports (importlib, wherever they happen)", "<frozen importlib._bootstrap>", "_find_and_load"),
-    (
-        "poll round (asyncio.run of poll_round: fetch, store, waiting on the parse processes)",
-        "main.py",
-        "run",
-    ),
+    ("the poll command (main.py cmd_poll: the round, then dedupe)", "main.py", "cmd_poll"),
     ("dedupe (run.py run_dedupe)", "aggregator/dedupe/run.py", "run_dedupe"),
     (
         "— dedupe features before its transaction (run.py prepare_features)",
@@ -85,11 +81,7 @@ def cli_profile(database_url: str, root: Path = ROOT, top: int = 15) -> str:
         "|---|---:|---:|",
     ]
     for label, path, function in STAGES:
-        seconds = (
-            _cumulative(stats, "asyncio/runners.py", "run")
-            if function == "run"
-            else _cumulative(stats, path, function)
-        )
+        seconds = _cumulative(stats, path, function)
         lines.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} |")
     buf = io.StringIO()
     stats.stream = buf  # type: ignore[attr-defined]
