@@ -8,6 +8,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,36 @@ def test_extraction_does_not_import_datasketch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_failing_feature_job_costs_only_the_cache(
+    engine: sa.Engine,
+    settings: Settings,
+    server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Extraction that raises (a bug, a worker lost) leaves the round whole: every item stored, no
+    feed marked failed, and the dedupe run extracts what the round could not."""
+    import aggregator.poll as poll
+
+    calls: list[int] = []
+
+    def broken(items: list[dict[str, object]]) -> list[dict[str, object]]:
+        calls.append(len(items))
+        raise ValueError("extraction bug")
+
+    monkeypatch.setattr(poll, "extract_features", broken)
+    _subscribe(engine, server)
+    with ThreadPoolExecutor(2) as threads:  # runs the job in this process, where the patch applies
+        report = asyncio.run(poll_round(engine, settings, executor=threads))
+    assert calls and sum(calls) == 9
+    assert report.inserted == 9 and report.errors == 0
+    warned = [r.getMessage() for r in caplog.records if r.name == "aggregator.poll"]
+    assert len(warned) == len(calls)
+    assert all("not stored: ValueError: extraction bug" in w and "\n" not in w for w in warned)
+    assert all(item.dedupe_key is None for item, _ in _items_with_outlets(engine))
+    ex = CountingExtractor()
+    run_dedupe(engine, extractor=ex)
+    assert ex.extracted == 9
+    assert all(item.story_id is not None for item, _ in _items_with_outlets(engine))
