@@ -355,6 +355,7 @@ async def poll_round(
     own_pool = executor is None
     executor = executor or ParsePool()
     in_flight: set[asyncio.Task[SourceOutcome]] = set()
+    started_tasks: list[asyncio.Task[SourceOutcome]] = []
     try:
         updater = SourceUpdater(engine, settings, fetcher, executor)
         started = utcnow()
@@ -387,7 +388,9 @@ async def poll_round(
                 )
                 more = len(batch) == free  # fewer: nothing else is due now; the next tick looks again
                 claimed += len(batch)
-                in_flight.update(asyncio.create_task(run(s)) for s in batch)
+                new = [asyncio.create_task(run(s)) for s in batch]
+                in_flight.update(new)
+                started_tasks += new
             if not in_flight:
                 break
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -401,6 +404,9 @@ async def poll_round(
             task.cancel()
         if in_flight:
             await asyncio.wait(in_flight)
+        for task in started_tasks:  # the first error (database down) ends the round; the others
+            if task.done() and not task.cancelled():  # are the same outage, not "never retrieved"
+                task.exception()
         if own_pool:
             assert isinstance(executor, ParsePool)
             await asyncio.to_thread(executor.shutdown)
