@@ -299,11 +299,14 @@ def run(args: argparse.Namespace) -> list[str]:
                 # Every outlet shares 127.0.0.1 here; in the field they are a thousand hosts.
                 BABELWIRE_PER_HOST_CONCURRENCY="16",
             )
-            workers = [Process(["worker"], env) for _ in range(2)]
+            # --untrimmed-worker-2: a control in the same run, without the arena cap and the trim.
+            control = dict(env, BABELWIRE_MALLOC_TRIM="0") if args.untrimmed_worker_2 else env
+            workers = [Process(["worker"], env), Process(["worker"], control)]
             api = Process(["serve", "--no-scheduler", "--port", str(port)], env)
-            processes = {"worker 1": workers[0], "worker 2": workers[1], "api": api}
+            second = "worker 2 (untrimmed control)" if args.untrimmed_worker_2 else "worker 2"
+            processes = {"worker 1": workers[0], second: workers[1], "api": api}
             try:
-                api.wait_for(lambda line: "Uvicorn running" in line)
+                api.wait_for(lambda line: "Uvicorn running" in line, timeout_s=180)
                 watcher = Watcher(f"http://127.0.0.1:{port}")
                 watcher.start()
                 began = time.time()
@@ -438,6 +441,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--period-s", type=float, default=600.0, help="mean seconds between a source's items")
     parser.add_argument("--min-interval-s", type=int, default=60)
     parser.add_argument("--max-interval-s", type=int, default=120)
+    parser.add_argument(
+        "--untrimmed-worker-2",
+        action="store_true",
+        help="run worker 2 with BABELWIRE_MALLOC_TRIM=0 (no arena cap, no trim): a control for worker 1's RSS",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the tail of each process's log")
     args = parser.parse_args(argv)
     print("\n".join(run(args)))
