@@ -420,9 +420,38 @@ def _looks_like_json(body: bytes, content_type: str | None) -> bool:
     return body.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{")
 
 
+JSON_MAX_DEPTH = 64
+"""Arrays and objects nested deeper than this are read as null when the whole document is nested
+too deeply for ``json`` (past Python's recursion limit): one such member costs only itself."""
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.S)
+
+
+def _without_deep_values(text: str, max_depth: int = JSON_MAX_DEPTH) -> str:
+    """``text`` with every array or object that opens below ``max_depth`` levels replaced by null
+    (strings are skipped whole, so brackets inside them do not count)."""
+    out: list[str] = []
+    depth = kept_to = 0
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth == max_depth + 1:
+                out += (text[kept_to : m.start()], "null")
+        elif token in ("]", "}"):
+            if depth == max_depth + 1:
+                kept_to = m.end()
+            depth -= 1
+    out.append(text[kept_to:] if depth <= max_depth else "")
+    return "".join(out)
+
+
 def _parse_json_feed(body: bytes) -> ParsedFeed:
+    text = body.decode("utf-8-sig", errors="replace")
     try:
-        document = json.loads(body.decode("utf-8-sig", errors="replace"))
+        try:
+            document = json.loads(text)
+        except RecursionError:  # one member nested past the limit: read the rest without it
+            document = json.loads(_without_deep_values(text))
     except (ValueError, RecursionError) as exc:
         return _unusable(f"not a feed: invalid JSON ({exc})")
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):

@@ -445,6 +445,7 @@ async def poll_round(
     executor = executor or ParsePool()
     in_flight: set[asyncio.Task[SourceOutcome]] = set()
     updater = SourceUpdater(engine, settings, fetcher, executor)
+    started_tasks: list[asyncio.Task[SourceOutcome]] = []
     try:
         started = utcnow()
         slots = settings.fetch_concurrency
@@ -476,7 +477,9 @@ async def poll_round(
                 )
                 more = len(batch) == free  # fewer: nothing else is due now; the next tick looks again
                 claimed += len(batch)
-                in_flight.update(asyncio.create_task(run(s)) for s in batch)
+                new = [asyncio.create_task(run(s)) for s in batch]
+                in_flight.update(new)
+                started_tasks += new
             if not in_flight:
                 await updater.drain()
                 break
@@ -492,6 +495,9 @@ async def poll_round(
         if in_flight:
             await asyncio.wait(in_flight)
         await updater.cancel_extraction()  # stopped mid-round: the next dedupe run extracts them
+        for task in started_tasks:  # the first error (database down) ends the round; the others
+            if task.done() and not task.cancelled():  # are the same outage, not "never retrieved"
+                task.exception()
         if own_pool:
             assert isinstance(executor, ParsePool)
             await asyncio.to_thread(executor.shutdown)

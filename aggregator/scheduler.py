@@ -7,10 +7,15 @@ side, because sources are claimed with leases (see ``aggregator.poll.claim_due_s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,12 +23,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from aggregator.dedupe.lock import DedupeBusy
 from aggregator.dedupe.run import run_dedupe
 from aggregator.fetch import Fetcher
+from aggregator.memory import MemoryTrace, limit_arenas, malloc_trim, trimming
 from aggregator.poll import ParsePool, poll_round, release_leases, worker_id
 from aggregator.settings import Settings
 from aggregator.store import items_without_story
 from aggregator.websub import announce
 
 log = logging.getLogger("babelwire.scheduler")
+T = TypeVar("T")
+
+TRIM_EVERY_S = 10.0
+"""A worker hands freed heap back after a round that polled something, at most this often."""
 
 
 class Ticker:
@@ -37,6 +47,9 @@ class Ticker:
         self.parse_pool: ParsePool | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self._round: asyncio.Task[None] | None = None
+        self.memory: MemoryTrace | None = None
+        self.trim = trimming()
+        self._trimmed = float("-inf")
 
     async def tick(self) -> None:
         assert self.fetcher is not None
@@ -49,9 +62,13 @@ class Ticker:
             )
             # Also with nothing new: items a killed or lock-timed-out dedupe left without a story.
             if report.inserted or report.updated or await asyncio.to_thread(items_without_story, self.engine):
-                dedupe = await asyncio.to_thread(run_dedupe, self.engine)
+                dedupe = await in_daemon_thread(run_dedupe, self.engine)
                 if dedupe.new_stories:
                     await announce(self.settings)
+            if self.trim and report.polled and time.monotonic() - self._trimmed >= TRIM_EVERY_S:
+                # What the round freed goes back to the system (see aggregator.memory).
+                await asyncio.to_thread(malloc_trim)
+                self._trimmed = time.monotonic()
             if report.polled:
                 log.info(
                     "polled %d sources: %d new, %d updated, %d errors",
@@ -72,12 +89,15 @@ class Ticker:
             log.info("polling round cancelled at stop")
         finally:
             self._round = None
+            if self.memory is not None:
+                self.memory.after_round()
 
     def start(self) -> None:
         """Start ticking on the running event loop; the first tick runs at once."""
         from datetime import datetime
 
         self.fetcher = Fetcher(self.settings)
+        self.memory = MemoryTrace.from_env()
         self.parse_pool = ParsePool()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_job(
@@ -112,6 +132,34 @@ class Ticker:
             await asyncio.to_thread(self.parse_pool.shutdown)
 
 
+async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a daemon thread of its own. A dedupe run can outlast a stop's grace (waiting
+    up to two minutes for another worker's lock, or a long run on a loaded machine); the process
+    then exits without waiting for it, as after ``kill -9`` (its transaction is rolled back and the
+    next run redoes it), instead of hanging in ``asyncio.run``'s executor shutdown."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.done():  # cancelled at stop
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as e:  # handed to the awaiting task
+            result, error = None, e
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, name=getattr(fn, "__name__", "task"), daemon=True).start()
+    return await done
+
+
 PARENT_CHECK_S = 1.0
 
 
@@ -133,6 +181,8 @@ async def run_worker(engine: sa.Engine, settings: Settings, *, parent_pid: int |
     would otherwise end it without releasing anything. ``parent_pid``: ``serve``'s scheduler
     process also stops when that process is gone."""
     ticker = Ticker(engine, settings)
+    if ticker.trim:
+        limit_arenas()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     watcher = asyncio.create_task(_watch_parent(parent_pid, stop)) if parent_pid is not None else None

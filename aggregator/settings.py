@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     """PostgreSQL: how long opening a connection may take before it fails (the database is down)."""
     db_statement_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     """PostgreSQL: the longest one statement of the API may run (0: no limit); workers have none."""
+    db_answer_timeout_s: float = Field(default=180.0, ge=1, le=3600)
+    """PostgreSQL: the longest a process waits for any one answer of the server before it drops the
+    connection (a frozen server); above dedupe's lock wait (120 s). The API waits at most its
+    statement timeout + 5 s."""
     tick_s: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)

@@ -21,6 +21,7 @@ request has no ``If-None-Match`` (RFC 9110 §13.2.2: the ETag wins when both are
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gzip
 import hashlib
 import threading
@@ -42,6 +43,10 @@ GZIP_MIN_BYTES = 1000
 """Bodies smaller than this are sent as they are: compressing them gains nothing."""
 
 T = TypeVar("T")
+
+GENERATION_WAIT_S = 0.5
+"""How long a lookup waits, on the event loop, for a new read of the generation; a read that takes
+longer (a frozen database) goes on in its thread while lookups see no generation (no cached answer)."""
 
 
 GZIP_MEMO_ENTRIES = 2048
@@ -230,6 +235,8 @@ class ResponseCache(Generic[T]):
         self._generation_every = generation_every
         self._generation_seen: object = None
         self._generation_read_at: float | None = None
+        self._generation_reading: concurrent.futures.Future[object] | None = None
+        self._generation_reader: concurrent.futures.ThreadPoolExecutor | None = None
         self.stale = 4 * ttl if stale is None else stale
         self.max_entries = max_entries
         self._clock = clock
@@ -245,6 +252,7 @@ class ResponseCache(Generic[T]):
         self._entries.clear()
         self._aliases.clear()
         self._generation_read_at = None
+        self._generation_reading = None  # a read in flight may predate the change: not used
 
     def alias(self, raw: Hashable, key: Hashable, extra: Any) -> None:
         """Let ``lookup_raw(raw)`` find the value of ``key`` (with ``extra``) while it is fresh."""
@@ -308,9 +316,28 @@ class ResponseCache(Generic[T]):
         now = self._clock()
         read_at = self._generation_read_at
         if read_at is None or now - read_at >= self._generation_every or now < read_at:
-            self._generation_seen = self._generation()
+            self._generation_seen = self._read_generation()
             self._generation_read_at = now if self._generation_seen is not None else None
         return self._generation_seen
+
+    def _read_generation(self) -> object:
+        """The generation, read in a thread and waited for at most ``GENERATION_WAIT_S``, so a
+        database that does not answer (frozen) stalls the event loop that once, not per lookup:
+        until that read ends, lookups get None at once (nothing cached is answered). Inline (SQLite,
+        a local file) it is read on the loop."""
+        assert self._generation is not None
+        if self.inline:
+            return self._generation()
+        reading, wait_s = self._generation_reading, 0.0
+        if reading is None:
+            if self._generation_reader is None:
+                self._generation_reader = concurrent.futures.ThreadPoolExecutor(1, "cache-generation")
+            reading = self._generation_reading = self._generation_reader.submit(self._generation)
+            wait_s = GENERATION_WAIT_S
+        if not concurrent.futures.wait([reading], timeout=wait_s).done:
+            return None
+        self._generation_reading = None
+        return reading.result()
 
     def _start(self, key: Hashable, build: Callable[[], T], keep: Callable[[T], bool]) -> asyncio.Future[T]:
         generation = self._current_generation() if self._generation is not None else None

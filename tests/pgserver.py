@@ -7,10 +7,12 @@ an error, never a skip: ``make test`` installs them.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -39,6 +41,7 @@ class PostgresServer:
         self.port = free_port()
         self.user: str | None = None
         self.running = False
+        self.frozen = False
         if os.geteuid() == 0:
             self.user = "postgres" if _has_user("postgres") else "nobody"
             os.chmod(self.tmp, 0o777)
@@ -74,8 +77,29 @@ class PostgresServer:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
         self.running = False
 
+    def _signal_all(self, signum: int) -> None:
+        """Send ``signum`` to the postmaster first (it starts no backend meanwhile), then to every
+        process it started (backends, checkpointer, walwriter…)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signum)
+        for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signum)
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: the kernel still accepts connections and acknowledges bytes,
+        nothing answers (a server swapped out, stuck, or paused in a VM)."""
+        self._signal_all(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+        self.frozen = False
+
     def stop(self) -> None:
         try:
+            if self.frozen:
+                self.thaw()
             if self.running:
                 self.stop_server("immediate")
         finally:

@@ -53,6 +53,8 @@ class Answer:
     headers: dict[str, str]
     body: bytes
     failure: str | None = None
+    until: str = ""
+    """The phase when the answer came (a request asked while down may be answered once back)."""
 
 
 class Outlets:
@@ -109,7 +111,9 @@ class Load:
                 except httpx.HTTPError as exc:
                     self.answers.append(Answer(phase, route, None, {}, b"", f"{type(exc).__name__}: {exc}"))
                     continue
-                self.answers.append(Answer(phase, route, r.status_code, dict(r.headers), r.content))
+                self.answers.append(
+                    Answer(phase, route, r.status_code, dict(r.headers), r.content, None, self.phase)
+                )
                 time.sleep(0.02)
 
     def seen(self, phase: str, route: str, status: int) -> int:
@@ -215,7 +219,13 @@ def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) ->
 
     assert ready.status_code == 503 and ready.headers["retry-after"].isdigit()
     assert ready.json()["error"]["code"] == "database_unavailable"
-    answers = load.answers
+    _assert_answers(load.answers, "down")
+    _assert_outcome(url, worker, worker_code, api, api_code, newest, expected)
+
+
+def _assert_answers(answers: list[Answer], outage: str) -> None:
+    """Every answer 200 or 503 (never a hang or a dropped connection); every 503 in the route's
+    format, with Retry-After and no-store; nothing but 503s while the database was out."""
     assert [a.failure for a in answers if a.failure] == []  # no hang, no dropped connection
     assert {a.status for a in answers} <= {200, 503}, {a.status for a in answers}
     for a in answers:
@@ -228,8 +238,16 @@ def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) ->
         else:
             assert a.headers["content-type"] == "application/json"
             assert httpx.Response(503, content=a.body).json()["error"]["code"] == "database_unavailable"
-    assert [(a.route, a.status, a.body[:200]) for a in answers if a.phase == "down" and a.status != 503] == []
+    assert [
+        (a.route, a.status, a.body[:200]) for a in answers if a.phase == a.until == outage and a.status != 503
+    ] == []
 
+
+def _assert_outcome(
+    url: str, worker: Process, worker_code: int, api: Process, api_code: int, newest: Any, expected: int
+) -> None:
+    """Both processes stopped cleanly without a traceback; every item published stored once, in a
+    story; no lease left; the API serves the newest items."""
     assert worker_code == 0 and api_code == 0
     for process in (worker, api):
         assert "Traceback" not in process.stderr, process.stderr
@@ -239,3 +257,90 @@ def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) ->
     assert _scalar(url, "SELECT count(*) FROM source WHERE lease_owner IS NOT NULL") == 0
     titles = {entry["title"] for entry in newest["items"]}
     assert f"Outlet 0 bulletin {ITEMS_AT_EPOCH[3] - 1}: token T0X6 listed" in titles
+
+
+def test_api_and_worker_ride_out_a_frozen_postgresql(own_pg: PostgresServer) -> None:
+    """The whole server stopped with SIGSTOP: it accepts connections and never answers, so the
+    server's own statement timeout never runs. The API still answers every request (503 in its
+    format, within its answer bound), stays live (``/healthz`` is not stuck behind a database read
+    on the event loop), the worker logs the failed rounds and goes on ticking; after SIGCONT both
+    carry on and nothing is lost or stored twice."""
+    url = own_pg.create_database()
+    engine = make_engine(Settings(database_url=url))
+    upgrade(engine)
+    outlets = Outlets()
+    port = free_port()
+    env = dict(
+        os.environ,
+        BABELWIRE_DATABASE_URL=url,
+        BABELWIRE_ALLOW_PRIVATE_FEEDS="1",
+        BABELWIRE_TICK_S="0.3",
+        BABELWIRE_MIN_INTERVAL_S="1",
+        BABELWIRE_LEASE_S="10",
+        BABELWIRE_DB_CONNECT_TIMEOUT_S="2",
+        BABELWIRE_DB_STATEMENT_TIMEOUT_S="4",  # the API waits for an answer 4 + 5 s at most
+        BABELWIRE_DB_ANSWER_TIMEOUT_S="6",  # the worker
+    )
+    expected = SOURCES * ITEMS_AT_EPOCH[3]
+    base = f"http://127.0.0.1:{port}"
+    with FeedServer() as site:
+        for n in range(SOURCES):
+            site.routes[f"/outlet/{n}.xml"] = outlets.route(n)
+        add_sources(
+            engine,
+            [
+                SourceSpec(url=site.url(f"/outlet/{n}.xml"), outlet="coindesk", locale="en", title=None)
+                for n in range(SOURCES)
+            ],
+        )
+        engine.dispose()
+        worker = Process(["worker"], env)
+        api = Process(["serve", "--no-scheduler", "--port", str(port)], env)
+        try:
+            api.wait_for(lambda line: "Uvicorn running" in line)
+            with Load(base) as load:
+                _wait(
+                    lambda: (
+                        _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL")
+                        == SOURCES * ITEMS_AT_EPOCH[1]
+                    ),
+                    "the first items in stories",
+                )
+                _wait(lambda: all(load.seen("up", r, 200) for r in ROUTES), "the API's first pages")
+                failed_rounds = worker.stderr.count("database unavailable")
+
+                own_pg.freeze()
+                load.phase = "freezing"  # a cached page may still be answered until the next generation read
+                outlets.epoch = 2
+                time.sleep(1.0)
+                load.phase = "frozen"
+                _wait(lambda: all(load.seen("frozen", r, 503) >= 2 for r in ROUTES), "503s while frozen", 120)
+                _wait(
+                    lambda: worker.stderr.count("database unavailable") >= failed_rounds + 2,
+                    "the worker failing rounds and ticking on",
+                    60,
+                )
+                # Liveness never waits for the database: a timeout far below the answer bound (9 s).
+                with httpx.Client(base_url=base, timeout=5) as client:
+                    alive = [client.get("/healthz").status_code for _ in range(5)]
+
+                load.phase = "thawing"
+                own_pg.thaw()
+                load.phase = "back"
+                outlets.epoch = 3
+                _wait(lambda: all(load.seen("back", r, 200) for r in ROUTES), "the API serving again")
+                _wait(
+                    lambda: _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL") == expected,
+                    "every item published meanwhile, in a story",
+                )
+            newest = httpx.get(f"{base}/v1/feed", params={"locale": "en", "limit": 100}).json()
+        finally:
+            if own_pg.frozen:
+                own_pg.thaw()
+            worker_code = worker.stop()
+            api_code = api.stop()
+
+    assert alive == [200] * 5
+    _assert_answers(load.answers, "frozen")
+    assert "no answer within" in worker.stderr or "timeout expired" in worker.stderr, worker.stderr[-3000:]
+    _assert_outcome(url, worker, worker_code, api, api_code, newest, expected)

@@ -17,7 +17,7 @@ Spec of the heuristics (thresholds in ``policy.Thresholds``):
    with a newcomer than its translation does, and must not crowd the translation out. A
    candidate whose figures (as the index counts them) cannot cover ``min_figures`` of the
    newcomer's is dropped unless it shares a declared link, image or cite: it could not merge.
-   Items published more than two windows before the newest one are forgotten (memory stays
+   Items published more than two windows before the newcomer being placed are forgotten (memory stays
    bounded).
 3. Declared identity merges outright: the same article (URL, guid, article id), a link to the
    original (``links["original"]``, ``<source>``, hreflang alternates) or the same declared
@@ -134,8 +134,8 @@ class RelatedLink(NamedTuple):
 class Clusterer:
     """Holds the stories of the current time window and assigns newcomers to them.
 
-    Memory is bounded by the window: an item published more than two windows before the newest
-    one leaves the index, ``docs`` and its story's member list (``story_of`` keeps its story id,
+    Memory is bounded by the window: an item published more than two windows before the newcomer
+    being placed (newcomers come in publication order) leaves the index, ``docs`` and its story's member list (``story_of`` keeps its story id,
     ``related`` its links); a story whose members all left is forgotten.
     """
 
@@ -220,7 +220,11 @@ class Clusterer:
 
     def add(self, f: Features) -> Assignment:
         """Assign one new item to a story (existing or new) and update related links."""
-        self._evict(self._latest - 2 * self._window)
+        # Relative to the newcomer, not to the newest item held: seeded context may be published up
+        # to a window after the run's newest newcomer, and would evict older newcomers before their
+        # own versions (published hours later) arrive (a story split, depending on which items a
+        # run happened to get).
+        self._evict(f.ts - 2 * self._window)
         keys = self._blocking(f)
         kernel = self._pairs
         kernel.prepare(f)
