@@ -38,7 +38,7 @@ from api.dashboard.routes import STATIC as DASHBOARD_STATIC
 from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.export.routes import install_export_routes
-from api.feed import FeedQuery, FeedReader
+from api.feed import FeedQuery, FeedReader, FeedRows
 from api.greader.routes import install_greader
 from api.hotpath import install_hot_routes
 from api.locales import Chain, parse_fallbacks
@@ -103,6 +103,11 @@ def editorial_generation(engine: sa.Engine) -> int | None:
 _NEWEST_AUDIT = sa.text("SELECT max(id) FROM auditlog")
 
 
+def _json(page: FeedRows) -> Rendered:
+    """The ``FeedPage`` body of ``page``, kept with it."""
+    return page.derived("json", lambda: Rendered.of(page.body()))
+
+
 def _keep(value: object) -> bool:
     return isinstance(value, Rendered)
 
@@ -150,6 +155,7 @@ def create_app(
         except sqlalchemy.exc.SQLAlchemyError as exc:
             log.warning("feed entries not checked (database: %s); /readyz says why", type(exc).__name__)
         yield
+        reader.close()
 
     cache: ResponseCache[Rendered | Problem] = ResponseCache(
         response_cache_s,
@@ -285,9 +291,13 @@ def create_app(
         if isinstance(query, Problem):
             return error_response(query)
 
+        kept = reader.kept_page(query)
+        if kept is not None:
+            return cached_response(request, _json(kept), public)
+
         def build() -> Rendered | Problem:
-            page = reader.feed_page_bytes(query)
-            return page if isinstance(page, Problem) else Rendered.of(page)
+            page = reader.feed_rows(query)
+            return page if isinstance(page, Problem) else _json(page)
 
         return await _serve(request, ("feed", query), build, public)
 
