@@ -54,11 +54,15 @@ class CompiledStatement:
         positional = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         return cls(compiled.string, positional, defaults, binds, tuple(results))
 
-    def rows(self, conn: sa.Connection, params: Mapping[str, Any]) -> Sequence[Any]:
+    def args(self, params: Mapping[str, Any]) -> Any:
+        """The driver's parameters for ``params`` (defaults filled in, values converted)."""
         values = {**self.defaults, **params}
         for name, process in self.binds.items():
             values[name] = process(values[name])
-        args: Any = values if self.positional is None else [values[name] for name in self.positional]
+        return values if self.positional is None else [values[name] for name in self.positional]
+
+    def rows(self, conn: sa.Connection, params: Mapping[str, Any]) -> Sequence[Any]:
+        args = self.args(params)
         dbapi = conn.dialect.loaded_dbapi
         cursor = conn.connection.cursor()
         try:
@@ -95,6 +99,7 @@ class SqliteVersion:
     def __init__(self, engine: sa.Engine, statement: sa.Select[Any]) -> None:
         self._engine = engine
         self._compiled = CompiledStatement.of(statement, engine.dialect)
+        self._args = self._compiled.args({})
         self._conn: Any = None
         self._lock = threading.Lock()
 
@@ -108,11 +113,11 @@ class SqliteVersion:
                     self._conn = conn
                 cursor = self._conn.cursor()
                 try:
-                    cursor.execute(self._compiled.sql, ())
+                    cursor.execute(self._compiled.sql, self._args)
                     row = cursor.fetchone()
                 finally:
                     cursor.close()
-            except dbapi.Error:
+            except dbapi.OperationalError:  # the database is unavailable: trust nothing kept
                 self.close_locked()
                 return None
         return None if row is None else tuple(row)
