@@ -49,6 +49,8 @@ from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
 log = logging.getLogger(__name__)
 GREADER_SECRET = "greader_secret"
 """``appstate`` key of the secret the Google Reader API's tokens are signed with."""
+KNOWN_QUERIES = 4096
+"""Validated ``/v1/feed`` queries kept per process (see ``hot_feed``)."""
 CEILING_LOCALE = "en"
 """``/bench/ceiling`` answers the bytes of this locale's first feed page, built once per process."""
 
@@ -290,7 +292,10 @@ def create_app(
         )
         if isinstance(query, Problem):
             return error_response(query)
+        return await feed_answer(request, query)
 
+    async def feed_answer(request: Request, query: FeedQuery) -> Response:
+        """The page for a validated query: the kept one while current, else built."""
         kept = reader.kept_page(query)
         if kept is not None:
             return cached_response(request, _json(kept), public)
@@ -304,20 +309,35 @@ def create_app(
     async def hot_feed(request: Request, params: Mapping[str, str]) -> Response | None:
         """``/v1/feed`` without FastAPI's parameter machinery (``api.hotpath``); None for a
         ``limit`` or ``untranslated`` the documented route answers with a 422."""
+        accept_language = request.headers.get("accept-language")
+        raw = (request.scope["query_string"], accept_language)
+        query = known_queries.get(raw)
+        if query is not None:  # validated before: a pure function of the raw request
+            return await feed_answer(request, query)
         limit = hot_limit(params.get("limit"), settings.feed_default_limit, settings.feed_max_limit)
         untranslated = params.get("untranslated", "exclude")
         if limit is None or untranslated not in ("exclude", "include"):
             return None
-        return await feed_response(
-            request,
+        found = feed_query(
+            reader.signer,
             locale=params.get("locale"),
-            accept_language=request.headers.get("accept-language"),
+            accept_language=accept_language,
             cursor=params.get("cursor"),
             limit=limit,
             tickers=params.get("tickers"),
             outlet=params.get("outlet"),
             untranslated=untranslated == "include",
         )
+        if isinstance(found, Problem):
+            return error_response(found)
+        known_queries[raw] = found
+        while len(known_queries) > KNOWN_QUERIES:
+            known_queries.pop(next(iter(known_queries)))
+        return await feed_answer(request, found)
+
+    known_queries: dict[tuple[bytes, str | None], FeedQuery] = {}
+    """Validated ``/v1/feed`` queries by raw query string and Accept-Language (a cursor's MAC and
+    the locale's resolution are not worked out again for a repeat); oldest dropped first."""
 
     @app.get(
         "/v1/stories/{story_id}",

@@ -101,6 +101,7 @@ class SqliteVersion:
         self._compiled = CompiledStatement.of(statement, engine.dialect)
         self._args = self._compiled.args({})
         self._conn: Any = None
+        self._cursor: Any = None
         self._lock = threading.Lock()
 
     def read(self) -> tuple[Any, ...] | None:
@@ -110,13 +111,10 @@ class SqliteVersion:
                 if self._conn is None:
                     conn = self._engine.raw_connection()
                     conn.detach()
-                    self._conn = conn
-                cursor = self._conn.cursor()
-                try:
-                    cursor.execute(self._compiled.sql, self._args)
-                    row = cursor.fetchone()
-                finally:
-                    cursor.close()
+                    self._conn, self._cursor = conn, conn.cursor()
+                self._cursor.execute(self._compiled.sql, self._args)
+                row = self._cursor.fetchone()
+                self._cursor.fetchall()  # done with the statement: no read stays open
             except dbapi.OperationalError:  # the database is unavailable: trust nothing kept
                 self.close_locked()
                 return None
@@ -127,7 +125,7 @@ class SqliteVersion:
             self.close_locked()
 
     def close_locked(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._cursor = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
