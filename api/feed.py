@@ -160,7 +160,10 @@ class FeedReader:
         self._listener = (
             PostgresListener(engine, PAGES_CHANNEL) if engine.dialect.name == "postgresql" else None
         )
-        self._version = None if self._listener else SqliteVersion(engine, pages_version_statement())
+        shared = engine.url.database not in (None, "", ":memory:")  # a memory database has one connection
+        self._version = (
+            SqliteVersion(engine, pages_version_statement()) if self._listener is None and shared else None
+        )
         sa.event.listen(engine, "engine_disposed", lambda _engine: self.close())
 
     def pages_version(self) -> Hashable | None:
@@ -168,7 +171,8 @@ class FeedReader:
         cannot say (nothing kept is answered then)."""
         if self._listener is not None:
             return self._listener.generation()
-        assert self._version is not None
+        if self._version is None:
+            return None
         row = self._version.read()
         return None if row is None else ("v", *row)
 
