@@ -188,8 +188,14 @@ def create_app(
     app.state.metrics = metrics
     app.state.response_cache = cache
     app.state.engine = engine
-    app.include_router(admin_router(engine, on_change=cache.clear))
-    app.include_router(dashboard_router(engine, secret, on_change=cache.clear))
+    def edited() -> None:
+        """An editor's change through this process shows here at once (other replicas follow the
+        database: the audit row's pages version, or its NOTIFY)."""
+        cache.clear()
+        reader.pages.clear()
+
+    app.include_router(admin_router(engine, on_change=edited))
+    app.include_router(dashboard_router(engine, secret, on_change=edited))
     app.mount("/dashboard/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")
 
     async def _serve(
