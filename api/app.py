@@ -188,6 +188,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.response_cache = cache
     app.state.engine = engine
+
     def edited() -> None:
         """An editor's change through this process shows here at once (other replicas follow the
         database: the audit row's pages version, or its NOTIFY)."""
