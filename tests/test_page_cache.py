@@ -106,7 +106,7 @@ def test_an_editors_disclaimer_drops_kept_pages(settings: Settings, engine: sa.E
 
 def test_a_kept_page_ends_with_the_locales_next_pin(settings: Settings, engine: sa.Engine) -> None:
     seed = Seeder(engine)
-    until = datetime.now(UTC) + timedelta(seconds=3)
+    until = datetime.now(UTC) + timedelta(seconds=20)  # long enough to see it pinned on a loaded machine
     pinned = seed.story(Member("en"), at=T0 - timedelta(hours=1), pinned=True, pinned_until=until)
     newer = seed.story(Member("en"), at=T0)
     with make_client(settings, engine) as c:
@@ -121,6 +121,7 @@ def test_a_kept_page_ends_with_the_locales_next_pin(settings: Settings, engine: 
                 == [(newer, False), (pinned, False)]
             ),
             "the ended pin's story in its place",
+            timeout_s=90,
         )
         assert datetime.now(UTC) >= until
 
