@@ -21,11 +21,17 @@ sanitizing, OpenCC or related-member join per request.
 The fallback table the entries were written with is kept in ``appstate`` (:data:`TABLE_KEY`),
 so every writer uses the table the API was configured with; :func:`ensure_entries` (run by the
 API at start) rewrites every story when that table, or :data:`RENDER_VERSION`, changed.
+
+Every write of entries also writes a new random **pages version** (``appstate``
+:data:`PAGES_VERSION_KEY`) in the same transaction and, on PostgreSQL, sends ``NOTIFY`` on
+:data:`PAGES_CHANNEL` (delivered at commit): the API keeps built pages while the version it read
+is unchanged (``api.caching.PageCache``), so a page never outlives the entries it was built from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +75,10 @@ RENDER_VERSION = "2"
 TABLE_KEY = "entries_fallbacks"
 """``appstate`` key: the fallback table (``BABELWIRE_LOCALE_FALLBACKS`` syntax) the entries use."""
 VERSION_KEY = "entries_version"
+PAGES_VERSION_KEY = "pages_version"
+"""``appstate`` key of a random value written anew with every change of entries (see the module doc)."""
+PAGES_CHANNEL = "babelwire_pages"
+"""PostgreSQL ``NOTIFY`` channel of those changes."""
 """``appstate`` key: RENDER_VERSION and a hash of the table, as of the last full rewrite."""
 MAX_TICKER_CHARS = 16
 PIN_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
@@ -190,6 +200,7 @@ def ensure_entries(engine: sa.Engine, table: Mapping[str, Chain]) -> bool:
         ids = [r[0] for r in conn.execute(sa.select(story.c.id).where(story.c.hidden == sa.false()))]
         _write(conn, ids, table)
         put_state(conn, VERSION_KEY, version)
+        touch_pages(conn)
     return True
 
 
@@ -246,7 +257,18 @@ def refresh_story_entries(
         for name in ("entry", "ticker", "outlet_row"):
             conn.execute(sa.delete(_T[name]).where(_T[name].c.story_id.in_(chunk)))
     _write(conn, ordered, table)
+    touch_pages(conn)
     return len(ordered)
+
+
+def touch_pages(session: Session | sa.Connection) -> None:
+    """Tell every API process, in the caller's transaction, that pages built before it commits
+    are stale: a new pages version, and on PostgreSQL a ``NOTIFY`` (sent at commit, dropped on
+    rollback). Writers of entries call it; so may any writer of what a page shows."""
+    conn = _conn(session)
+    put_state(conn, PAGES_VERSION_KEY, secrets.token_hex(8))
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": PAGES_CHANNEL})
 
 
 def _write(conn: sa.Connection, story_ids: Sequence[int], table: Mapping[str, Chain]) -> None:

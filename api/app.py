@@ -38,7 +38,7 @@ from api.dashboard.routes import STATIC as DASHBOARD_STATIC
 from api.dashboard.routes import dashboard_router
 from api.errors import Problem, error_response, error_responses, install_error_handlers
 from api.export.routes import install_export_routes
-from api.feed import FeedQuery, FeedReader
+from api.feed import FeedQuery, FeedReader, FeedRows
 from api.greader.routes import install_greader
 from api.hotpath import install_hot_routes
 from api.locales import Chain, parse_fallbacks
@@ -49,6 +49,8 @@ from api.schemas import ChangesPage, FeedPage, Health, Readiness, StoryDetail
 log = logging.getLogger(__name__)
 GREADER_SECRET = "greader_secret"
 """``appstate`` key of the secret the Google Reader API's tokens are signed with."""
+KNOWN_QUERIES = 4096
+"""Validated ``/v1/feed`` queries kept per process (see ``hot_feed``)."""
 CEILING_LOCALE = "en"
 """``/bench/ceiling`` answers the bytes of this locale's first feed page, built once per process."""
 
@@ -103,6 +105,11 @@ def editorial_generation(engine: sa.Engine) -> int | None:
 _NEWEST_AUDIT = sa.text("SELECT max(id) FROM auditlog")
 
 
+def _json(page: FeedRows) -> Rendered:
+    """The ``FeedPage`` body of ``page``, kept with it."""
+    return page.derived("json", lambda: Rendered.of(page.body()))
+
+
 def _keep(value: object) -> bool:
     return isinstance(value, Rendered)
 
@@ -150,6 +157,7 @@ def create_app(
         except sqlalchemy.exc.SQLAlchemyError as exc:
             log.warning("feed entries not checked (database: %s); /readyz says why", type(exc).__name__)
         yield
+        reader.close()
 
     cache: ResponseCache[Rendered | Problem] = ResponseCache(
         response_cache_s,
@@ -180,8 +188,15 @@ def create_app(
     app.state.metrics = metrics
     app.state.response_cache = cache
     app.state.engine = engine
-    app.include_router(admin_router(engine, on_change=cache.clear))
-    app.include_router(dashboard_router(engine, secret, on_change=cache.clear))
+
+    def edited() -> None:
+        """An editor's change through this process shows here at once (other replicas follow the
+        database: the audit row's pages version, or its NOTIFY)."""
+        cache.clear()
+        reader.pages.clear()
+
+    app.include_router(admin_router(engine, on_change=edited))
+    app.include_router(dashboard_router(engine, secret, on_change=edited))
     app.mount("/dashboard/static", StaticFiles(directory=DASHBOARD_STATIC), name="dashboard-static")
 
     async def _serve(
@@ -284,30 +299,52 @@ def create_app(
         )
         if isinstance(query, Problem):
             return error_response(query)
+        return await feed_answer(request, query)
+
+    async def feed_answer(request: Request, query: FeedQuery) -> Response:
+        """The page for a validated query: the kept one while current, else built."""
+        kept = reader.kept_page(query)
+        if kept is not None:
+            return cached_response(request, _json(kept), public)
 
         def build() -> Rendered | Problem:
-            page = reader.feed_page_bytes(query)
-            return page if isinstance(page, Problem) else Rendered.of(page)
+            page = reader.feed_rows(query)
+            return page if isinstance(page, Problem) else _json(page)
 
         return await _serve(request, ("feed", query), build, public)
 
     async def hot_feed(request: Request, params: Mapping[str, str]) -> Response | None:
         """``/v1/feed`` without FastAPI's parameter machinery (``api.hotpath``); None for a
         ``limit`` or ``untranslated`` the documented route answers with a 422."""
+        accept_language = request.headers.get("accept-language")
+        raw = (request.scope["query_string"], accept_language)
+        query = known_queries.get(raw)
+        if query is not None:  # validated before: a pure function of the raw request
+            return await feed_answer(request, query)
         limit = hot_limit(params.get("limit"), settings.feed_default_limit, settings.feed_max_limit)
         untranslated = params.get("untranslated", "exclude")
         if limit is None or untranslated not in ("exclude", "include"):
             return None
-        return await feed_response(
-            request,
+        found = feed_query(
+            reader.signer,
             locale=params.get("locale"),
-            accept_language=request.headers.get("accept-language"),
+            accept_language=accept_language,
             cursor=params.get("cursor"),
             limit=limit,
             tickers=params.get("tickers"),
             outlet=params.get("outlet"),
             untranslated=untranslated == "include",
         )
+        if isinstance(found, Problem):
+            return error_response(found)
+        known_queries[raw] = found
+        while len(known_queries) > KNOWN_QUERIES:
+            known_queries.pop(next(iter(known_queries)))
+        return await feed_answer(request, found)
+
+    known_queries: dict[tuple[bytes, str | None], FeedQuery] = {}
+    """Validated ``/v1/feed`` queries by raw query string and Accept-Language (a cursor's MAC and
+    the locale's resolution are not worked out again for a repeat); oldest dropped first."""
 
     @app.get(
         "/v1/stories/{story_id}",

@@ -196,6 +196,64 @@ def cached_response(request: Request, rendered: Rendered, cache_control: str) ->
     return Response(body, media_type=rendered.media_type, headers=headers)
 
 
+@dataclass(slots=True)
+class _Page(Generic[T]):
+    value: T
+    version: Hashable
+    valid_until: float
+
+
+class PageCache(Generic[T]):
+    """Built pages kept while the database says they are current: no TTL.
+
+    A page is stored with the data version it was built under (read *before* its rows, so a
+    write that commits between the two makes the page look older than it is, never newer) and
+    the moment it stops being right on its own (the next pin in its locale ends). A lookup
+    names the version the database has now; a page of another version, or past its moment, is
+    dropped. The version is whatever the caller reads (``api.feed.FeedReader.pages_version``);
+    None means the database cannot say and nothing is answered or kept. Bounded (LRU);
+    thread-safe (PostgreSQL builds run in the threadpool). Nothing in it is needed by another
+    process: each replica fills its own, and losing it costs one rebuild.
+    """
+
+    def __init__(self, max_entries: int = 1024, clock: Callable[[], float] = time.time) -> None:
+        self.max_entries = max_entries
+        self._clock = clock
+        self._pages: OrderedDict[Hashable, _Page[T]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, version: Hashable | None) -> T | None:
+        if version is None or self.max_entries <= 0:
+            return None
+        with self._lock:
+            page = self._pages.get(key)
+            if page is None:
+                return None
+            if page.version != version or self._clock() >= page.valid_until:
+                del self._pages[key]
+                return None
+            self._pages.move_to_end(key)
+            return page.value
+
+    def put(
+        self, key: Hashable, version: Hashable | None, value: T, valid_until: float = float("inf")
+    ) -> None:
+        if version is None or self.max_entries <= 0:
+            return
+        with self._lock:
+            self._pages[key] = _Page(value, version, valid_until)
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.max_entries:
+                self._pages.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pages.clear()
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+
 @dataclass
 class _Entry(Generic[T]):
     value: T

@@ -14,22 +14,34 @@ module only joins the fragments, adding to each the disclaimer for the *reader's
 
 On PostgreSQL reads run in autocommit (no BEGIN/ROLLBACK round trips); one statement sees one
 snapshot, so a page's entries and disclaimers agree with each other.
+
+Built pages are kept (``api.caching.PageCache``) while the database's pages version is unchanged
+(every writer of entries, and every editor's action, renews it: ``aggregator.entries.touch_pages``)
+and no pin of their locale has ended. On SQLite a request reads that version first — a
+primary-key lookup on a connection of its own — and is answered from the kept page when it
+matches, so a page is never older than the committed entries. On PostgreSQL the writer's
+transaction sends ``NOTIFY`` (delivered at commit) to one listening connection per process
+(``api.dbapi.PostgresListener``): a kept page is answered until the notification arrives, and
+nothing kept is answered while that connection is down. What is derived from a page (its encoded body, ETags, gzip bytes, a re-export's
+document) is kept with it (:meth:`FeedRows.derived`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic_core
 import sqlalchemy as sa
 
-from aggregator.entries import BY_ID_ONLY, IN_CHAIN, PINNED, UNPINNED, iso_utc
+from aggregator.entries import BY_ID_ONLY, IN_CHAIN, PAGES_CHANNEL, PINNED, UNPINNED, iso_utc
+from api.caching import PageCache
 from api.cursor import FeedPosition, TokenSigner
-from api.dbapi import compiled_for
+from api.dbapi import PostgresListener, SqliteVersion, compiled_for
 from api.errors import Problem
 from api.feed_statements import (
     DISCLAIMER_ROW,
@@ -39,9 +51,11 @@ from api.feed_statements import (
     MAX_PINNED,
     MEMBER_ROW,
     OUTLET_ROW,
+    PIN_END_ROW,
     PINNED_ROW,
     disclaimer_statement,
     feed_statement,
+    pages_version_statement,
     story_statement,
 )
 from core.fallbacks import FALLBACKS, Chain, member_locale, reader_locales
@@ -49,6 +63,9 @@ from core.locales import LOCALES
 
 CHANGES_PER_PAGE = 1000
 SEED_VERSION = "seed-1"
+PAGE_CACHE_ENTRIES = 1024
+"""Built pages kept per process (a page, its gzip bytes and a re-export: ~40 KB)."""
+D = TypeVar("D")
 
 Json = dict[str, Any]
 """A response body (or part of one) as plain JSON-able values, in the shape ``api.schemas`` documents."""
@@ -79,13 +96,28 @@ class PageEntry:
     json: bytes
 
 
-@dataclass(frozen=True, slots=True)
 class FeedRows:
-    """One feed page as read from the entries, pinned ones first."""
+    """One feed page as read from the entries, pinned ones first; what is derived from it is kept
+    with it (:meth:`derived`), so a kept page is not encoded again."""
 
-    locale: str
-    entries: tuple[PageEntry, ...]
-    next_cursor: str | None
+    __slots__ = ("_derived", "_lock", "entries", "locale", "next_cursor")
+
+    def __init__(self, locale: str, entries: tuple[PageEntry, ...], next_cursor: str | None) -> None:
+        self.locale = locale
+        self.entries = entries
+        self.next_cursor = next_cursor
+        self._derived: dict[Hashable, Any] = {}
+        self._lock = threading.Lock()
+
+    def derived(self, key: Hashable, make: Callable[[], D]) -> D:
+        """``make()`` once per page and ``key`` (a pure function of the page and the key)."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            pass
+        value = make()
+        with self._lock:
+            return self._derived.setdefault(key, value)
 
     def body(self) -> bytes:
         """The ``FeedPage`` body."""
@@ -112,7 +144,9 @@ class FeedReader:
         *,
         fallbacks: Mapping[str, Chain] = FALLBACKS,
         seed_disclaimers: Mapping[tuple[str, str], str] | None = None,
+        page_cache_entries: int = PAGE_CACHE_ENTRIES,
     ) -> None:
+        """``page_cache_entries``: built pages kept (0: none, every page is read)."""
         self.engine = (
             engine
             if engine.dialect.name == "sqlite"
@@ -122,6 +156,36 @@ class FeedReader:
         self.fallbacks = fallbacks
         self.seed_disclaimers = dict(seed_disclaimers or {})
         self._reader_locales = {loc: reader_locales(loc, fallbacks) for loc in LOCALES}
+        self.pages: PageCache[FeedRows] = PageCache(page_cache_entries)
+        self._listener = (
+            PostgresListener(engine, PAGES_CHANNEL) if engine.dialect.name == "postgresql" else None
+        )
+        shared = engine.url.database not in (None, "", ":memory:")  # a memory database has one connection
+        self._version = (
+            SqliteVersion(engine, pages_version_statement()) if self._listener is None and shared else None
+        )
+        sa.event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def pages_version(self) -> Hashable | None:
+        """The version kept pages are checked against (see the module doc); None when the database
+        cannot say (nothing kept is answered then)."""
+        if self._listener is not None:
+            return self._listener.generation()
+        if self._version is None:
+            return None
+        row = self._version.read()
+        return None if row is None else ("v", *row)
+
+    def kept_page(self, query: FeedQuery) -> FeedRows | None:
+        """The kept page for ``query`` while it is current (no page read)."""
+        return self.pages.get(query, self.pages_version())
+
+    def close(self) -> None:
+        """Stop the change listener and close the version connection."""
+        if self._listener is not None:
+            self._listener.stop()
+        if self._version is not None:
+            self._version.close()
 
     # ---- disclaimers ---------------------------------------------------------------------
 
@@ -176,7 +240,23 @@ class FeedReader:
         return page if isinstance(page, Problem) else page.body()
 
     def feed_rows(self, query: FeedQuery) -> FeedRows | Problem:
-        """The page as read, before it is joined into a body (the re-exports build on it)."""
+        """The page (the kept one while current), before it is joined into a body (the re-exports
+        build on it)."""
+        version = self.pages_version()  # before the page: a write in between makes it look older
+        page = self.pages.get(query, version)
+        if page is not None:
+            return page
+        with self.engine.connect() as conn:
+            found = self._read_page(conn, query)
+        if not isinstance(found, Problem):
+            page, valid_until = found
+            self.pages.put(query, version, page, valid_until)
+            return page
+        return found
+
+    def _read_page(self, conn: sa.Connection, query: FeedQuery) -> tuple[FeedRows, float] | Problem:
+        """The page read from the entries, and until when it stays right on its own (the next end
+        of a pin in its locale, as a POSIX time)."""
         now = datetime.now(UTC)
         params: dict[str, Any] = {"locale": query.locale, "now": now}
         if query.after is not None:
@@ -198,20 +278,29 @@ class FeedReader:
         pinned: list[Found] = []
         disclaimers: dict[tuple[str, str], tuple[str, str]] = {}
         outlet_known = False
-        with self.engine.connect() as conn:
-            for kind, story_id, published_at, policy, body, locale, version, *_, updated_at in compiled_for(
-                statement, conn.dialect
-            ).rows(conn, params):
-                if kind == ENTRY_ROW:
-                    entries.append((published_at, story_id, policy, body, updated_at))
-                elif kind == PINNED_ROW:
-                    pinned.append(
-                        (published_at, story_id, policy, body.replace(UNPINNED, PINNED, 1), updated_at)
-                    )
-                elif kind == DISCLAIMER_ROW:
-                    disclaimers[(policy, locale)] = (body or "", str(version))
-                elif kind == OUTLET_ROW:
-                    outlet_known = True
+        valid_until = float("inf")
+        for (
+            kind,
+            story_id,
+            published_at,
+            policy,
+            body,
+            locale,
+            version,
+            *_,
+            pin_end,
+            updated_at,
+        ) in compiled_for(statement, conn.dialect).rows(conn, params):
+            if kind == ENTRY_ROW:
+                entries.append((published_at, story_id, policy, body, updated_at))
+            elif kind == PINNED_ROW:
+                pinned.append((published_at, story_id, policy, body.replace(UNPINNED, PINNED, 1), updated_at))
+            elif kind == DISCLAIMER_ROW:
+                disclaimers[(policy, locale)] = (body or "", str(version))
+            elif kind == OUTLET_ROW:
+                outlet_known = True
+            elif kind == PIN_END_ROW and pin_end is not None:
+                valid_until = (pin_end if pin_end.tzinfo else pin_end.replace(tzinfo=UTC)).timestamp()
         if query.outlet is not None and not outlet_known:
             return Problem(400, "unknown_outlet", f"unknown outlet {query.outlet!r}")
         entries.sort(reverse=True)
@@ -239,7 +328,7 @@ class FeedReader:
         if more and page:
             published_at, story_id, *_ = page[-1]
             next_cursor = self.signer.feed_cursor(FeedPosition(published_at.replace(tzinfo=UTC), story_id))
-        return FeedRows(query.locale, listed, next_cursor)
+        return FeedRows(query.locale, listed, next_cursor), valid_until
 
     def feed_page(self, query: FeedQuery) -> Json | Problem:
         """A ``FeedPage`` body as plain values (the JSON route sends :meth:`feed_page_bytes`)."""

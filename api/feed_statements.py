@@ -11,6 +11,9 @@ is listed once. A filter walks its own index instead: per requested
 ticker, ``storyticker`` (ticker, published_at, story_id) joined to the entry by primary key,
 ``limit + 1`` each, then merged; so a filter costs the same whether it matches many, few or no
 stories. LIMIT is a literal (one statement per limit), so PostgreSQL keeps a generic plan.
+Every page statement also returns when the next pin of its locale ends (``PIN_END_ROW``): a
+cached page is right until then (``api.caching.PageCache``); ``pages_version_statement`` reads
+the version a cached page is checked against.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from aggregator.entries import BY_ID_ONLY, IN_CHAIN
+from aggregator.entries import BY_ID_ONLY, IN_CHAIN, PAGES_VERSION_KEY
 from aggregator.models import UTCDateTime
 
 STORY = SQLModel.metadata.tables["story"]
@@ -34,8 +37,9 @@ FEEDCHANGE = SQLModel.metadata.tables["feedchange"]
 ENTRY = SQLModel.metadata.tables["storyentry"]
 TICKER = SQLModel.metadata.tables["storyticker"]
 STORY_OUTLET = SQLModel.metadata.tables["storyoutlet"]
+APPSTATE = SQLModel.metadata.tables["appstate"]
 
-ENTRY_ROW, DISCLAIMER_ROW, OUTLET_ROW, MEMBER_ROW, PINNED_ROW = 0, 1, 2, 3, 4
+ENTRY_ROW, DISCLAIMER_ROW, OUTLET_ROW, MEMBER_ROW, PINNED_ROW, PIN_END_ROW = 0, 1, 2, 3, 4, 5
 MAX_PINNED = 50
 """At most this many pinned entries top a first page."""
 PINNED_CANDIDATES = 1000
@@ -237,11 +241,28 @@ def feed_statement(
     if not keyset:
         pinned = _pinned(tickers, by_outlet, untranslated).subquery("pinned")
         parts.append(_entry_part(PINNED_ROW, pinned))
+    parts.append(_pin_end())
     if by_outlet:
         parts.append(
             _part(OUTLET_ROW, OUTLET, outlet_id=OUTLET.c.id).where(OUTLET.c.id == sa.bindparam("outlet"))
         )
     return sa.union_all(*parts)
+
+
+def _pin_end() -> sa.Select[Any]:
+    """When the locale's next pin ends (NULL: none pinned): until then no entry moves between the
+    pinned top and the ordinary pages. One probe of (locale, pinned_until)."""
+    entry = ENTRY.alias("pend")
+    return _part(PIN_END_ROW, entry, pinned_until=sa.func.min(entry.c.pinned_until)).where(
+        entry.c.locale == sa.bindparam("locale", type_=sa.String()), entry.c.pinned_until > _now()
+    )
+
+
+@lru_cache(maxsize=1)
+def pages_version_statement() -> sa.Select[Any]:
+    """What a kept page is checked against on SQLite: the pages version every writer of what a
+    page shows renews (``aggregator.entries.touch_pages``). A primary-key lookup."""
+    return sa.select(APPSTATE.c.value).where(APPSTATE.c.key == PAGES_VERSION_KEY)
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ so metrics count hot requests under the same template.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
@@ -27,9 +28,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 HotHandler = Callable[[Request, Mapping[str, str]], Awaitable[Response | None]]
 
 
-def query_params(scope: Scope) -> dict[str, str]:
-    """The query parameters as a FastAPI route sees a ``str`` parameter."""
-    return dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+PARSED_KEPT = 4096
+_parsed: dict[bytes, Mapping[str, str]] = {}
+
+
+def query_params(scope: Scope) -> Mapping[str, str]:
+    """The query parameters as a FastAPI route sees a ``str`` parameter (read-only: the parse of a
+    query string seen before is answered again; oldest dropped first)."""
+    raw: bytes = scope["query_string"]
+    found = _parsed.get(raw)
+    if found is None:
+        found = _parsed[raw] = MappingProxyType(
+            dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+        )
+        while len(_parsed) > PARSED_KEPT:
+            _parsed.pop(next(iter(_parsed)), None)
+    return found
 
 
 class HotRoutes:

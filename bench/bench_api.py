@@ -12,6 +12,8 @@ request, gzip on every request):
 * mixed traffic: a few hundred distinct URLs (13 locales × cursor pages × popular ticker and outlet
   filters, ``limit=20``), 30% revalidations with ``If-None-Match``;
 * the first pages of all locales in turn; an unfiltered first page; a filter matching nothing;
+* mixed traffic while a writer rewrites ``--writes-per-s`` (5) random stories' entries a second
+  through ``refresh_story_entries`` (each write makes every kept page stale: the cache-miss regime);
 * mixed traffic again on a server with the 1 s micro-cache on;
 * each re-export format (RSS, Atom, JSON Feed) next to ``/v1/feed``: first pages of all locales in
   turn, and a feed reader's pattern (80% revalidations); ratios to ``/v1/feed`` in the same run.
@@ -428,8 +430,47 @@ def measure_exports(srv: Server, args: argparse.Namespace) -> list[str]:
     return lines
 
 
+class StoryWriter:
+    """A thread rewriting ``per_s`` random stories' entries a second through the real writer path
+    (``refresh_story_entries``, one transaction each), while a run measures the cache-miss regime."""
+
+    def __init__(self, database_url: str, stories: int, per_s: float) -> None:
+        import threading
+
+        self.url, self.stories, self.per_s = database_url, stories, per_s
+        self.done = 0
+        self.seconds = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StoryWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        from aggregator.db import make_engine
+        from aggregator.entries import refresh_story_entries
+        from aggregator.settings import load_settings
+
+        engine = make_engine(load_settings(database_url=self.url))
+        rng = random.Random(11)
+        start = time.monotonic()
+        try:
+            while not self._stop.wait(max(0.0, start + self.done / self.per_s - time.monotonic())):
+                with engine.begin() as conn:
+                    refresh_story_entries(conn, [rng.randint(1, self.stories)])
+                self.done += 1
+        finally:
+            self.seconds = time.monotonic() - start
+            engine.dispose()
+
+
 def measure(
-    database_url: str, label: str, stories: int, args: argparse.Namespace
+    database_url: str, label: str, stories: int, args: argparse.Namespace, notes: list[str]
 ) -> tuple[list[str], list[str]]:
     """Every run of one database; markdown rows, ratios to the ceiling measured on the same server
     (and the re-export rows, ratios to ``/v1/feed``)."""
@@ -448,6 +489,16 @@ def measure(
             wrk("unfiltered first page (en)", srv, unfiltered, args),
             wrk(f"a filter matching nothing ({EMPTY_FILTER})", srv, empty, args),
         ]
+        with StoryWriter(database_url, stories, args.writes_per_s) as writer:
+            changing = wrk(
+                f"mixed traffic while {args.writes_per_s:g} stories/s change", srv, mix, args, revalidate=0.3
+            )
+        runs.append(changing)
+        notes.append(
+            f"{label}: while stories change, a writer rewrote {writer.done} stories' entries through "
+            f"`refresh_story_entries` ({writer.done / max(writer.seconds, 1e-9):.1f}/s, each its own "
+            "transaction); every write makes the kept pages stale."
+        )
         rss = srv.peak_rss_mb()
         exports = [f"| **{label}, {stories:,} stories** | | | | | | | | |", *measure_exports(srv, args)]
     with server(database_url, None) as srv:
@@ -484,6 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=6, help="cursor pages per locale, unfiltered")
     parser.add_argument("--filter-pages", type=int, default=3, help="cursor pages per locale and filter")
     parser.add_argument("--cache-s", type=float, default=1.0, help="micro-cache lifetime of the cached run")
+    parser.add_argument(
+        "--writes-per-s",
+        type=float,
+        default=5.0,
+        help="stories rewritten a second in the 'while stories change' run",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench_api: wrk not found (apt-get install -y wrk; make bench installs it)", file=sys.stderr)
@@ -533,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 notes.append(
                     f"{label}: every story's entries (13 locales) written in {took:.1f} s for {stories:,} stories."
                 )
-                table, exports = measure(url, label, stories, args)
+                table, exports = measure(url, label, stories, args, notes)
                 lines += table
                 export_lines += exports
         finally:

@@ -128,13 +128,18 @@ def test_newsboat_counts_each_entry_once_across_re_polls_and_new_translations(
                 ]
             }
             poll(engine, settings)
-            new = {
-                i["id"]: i
-                for i in client.get(f"{base}/v1/feed?locale=en&limit=100&untranslated=include").json()[
-                    "items"
-                ]
-            }
-            gained = [sid for sid in old if len(new[sid]["translations"]) > len(old[sid]["translations"])]
+            deadline = time.monotonic() + 30
+            while True:  # on PostgreSQL kept pages follow a commit once its NOTIFY is delivered
+                new = {
+                    i["id"]: i
+                    for i in client.get(f"{base}/v1/feed?locale=en&limit=100&untranslated=include").json()[
+                        "items"
+                    ]
+                }
+                gained = [sid for sid in old if len(new[sid]["translations"]) > len(old[sid]["translations"])]
+                if gained or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
             assert gained, "no story gained a translation"
             added = len(set(new) - set(old))
             for reader in readers.values():

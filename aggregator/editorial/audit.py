@@ -1,4 +1,8 @@
-"""The audit log: one row per admin action, written in the action's own transaction."""
+"""The audit log: one row per admin action, written in the action's own transaction.
+
+Writing one also tells the API that pages built before the action commits are stale
+(``aggregator.entries.touch_pages``): an action may change what a page shows without rewriting
+entries (a new disclaimer)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from aggregator.editorial import Actor
+from aggregator.entries import touch_pages
 from aggregator.models import AuditLog
 
 
@@ -22,6 +27,7 @@ def record(
         actor=actor.name, key_id=actor.key_id, action=action, target=target[:2000], before=before, after=after
     )
     session.add(entry)
+    touch_pages(session)
     return entry
 
 

@@ -170,6 +170,15 @@ def install_export_routes(
         rows = reader.feed_rows(query)
         if isinstance(rows, Problem):
             return rows
+        return rows.derived(
+            ("export", fmt, base, tuple(sorted(filters.items()))),
+            lambda: _document(fmt, query, base, filters, rows),
+        )
+
+    def _document(
+        fmt: str, query: FeedQuery, base: str, filters: Mapping[str, str | None], rows: FeedRows
+    ) -> Rendered:
+        """The document of ``rows`` (kept with the page: ``FeedRows.derived``)."""
         media_type = WRITERS[fmt][1]
         updated = feed_updated(rows)
 
@@ -238,6 +247,13 @@ def install_export_routes(
             "untranslated": "include" if query.untranslated else None,
             "cursor": cursor,
         }
+        kept = reader.kept_page(query)  # current: answered on the loop, no thread hop on PostgreSQL
+        if kept is not None:
+            document = kept.derived(
+                ("export", fmt, base, tuple(sorted(filters.items()))),
+                lambda: _document(fmt, query, base, filters, kept),
+            )
+            return cached_response(request, document, public)
         return await serve(
             request,
             ("export", fmt, query, base, filters["limit"]),
