@@ -398,6 +398,53 @@ def test_mark_all_as_read_and_unread_counts(world: World) -> None:
     assert ids_of(world, h, s=READING_LIST, xt=READ) == []
 
 
+def unread_counts(world: World, headers: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """stream id → (unread count, newest item µs) from ``unread-count``."""
+    r = world.client.get(f"{API}/unread-count?output=json", headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    out = {u["id"]: (u["count"], int(u["newestItemTimestampUsec"])) for u in body["unreadcounts"]}
+    assert body["max"] == out[READING_LIST][0]
+    return out
+
+
+def test_unread_counts_per_feed_and_label_match_the_streams(world: World) -> None:
+    """Every feed and label ``unread-count`` lists has the count of unread ids its own stream gives
+    (an independent statement), before and after reads from another device, per story and whole
+    labels; the reading list is the sum of the feeds."""
+    h = world.login("alice")
+
+    def check() -> dict[str, tuple[int, int]]:
+        counts = unread_counts(world, h)
+        feeds = [s for s in counts if s.startswith("feed/")]
+        labels = [s for s in counts if s.startswith("user/-/label/")]
+        assert set(feeds) <= set(subscriptions(world, h)) and "user/-/label/BTC" in labels
+        for stream in feeds + labels + [READING_LIST]:
+            assert counts[stream][0] == len(ids_of(world, h, s=stream, xt=READ)), stream
+        assert counts[READING_LIST][0] == sum(counts[f][0] for f in feeds)
+        return counts
+
+    before = check()
+    btc = ids_of(world, h, s="user/-/label/BTC")
+    assert before["user/-/label/BTC"][0] == len(btc) == len(world.english) // 4
+    assert before[READING_LIST][1] == max(n for _, n in before.values())
+    other = h | {"User-Agent": "second device"}
+    plain = next(sid for sid in world.english if sid not in btc)
+    post_form(
+        world.client,
+        f"{API}/edit-tag",
+        [("a", READ), ("T", "x"), *(("i", str(i)) for i in btc[:3] + [plain])],
+        other,
+    )
+    after = check()
+    assert after["user/-/label/BTC"][0] == len(btc) - 3
+    assert after[READING_LIST][0] == len(world.english) - 4
+    world.client.post(f"{API}/mark-all-as-read", data={"s": "user/-/label/BTC", "T": "x"}, headers=h)
+    done = check()
+    assert done["user/-/label/BTC"][0] == 0
+    assert done[READING_LIST][0] == len(world.english) - len(btc) - 1
+
+
 def test_ot_and_nt_filter_on_when_the_story_was_stored(world: World) -> None:
     h = world.login("alice")
     old, new = world.english[:10], world.english[10:]
