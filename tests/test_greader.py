@@ -433,7 +433,7 @@ def test_unread_counts_per_feed_and_label_match_the_streams(world: World) -> Non
     post_form(
         world.client,
         f"{API}/edit-tag",
-        [("a", READ), ("T", "x"), *(("i", str(i)) for i in btc[:3] + [plain])],
+        [("a", READ), ("T", "x"), *(("i", str(i)) for i in [*btc[:3], plain])],
         other,
     )
     after = check()
