@@ -17,7 +17,7 @@ import hashlib
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -69,16 +69,17 @@ def build_item(row: Row, locale: str, disclaimer: Json | None, origin: Outlet | 
     )
 
 
-def categories(item: Item) -> list[str]:
+def categories(item: Item, *, flags: bool = True) -> list[str]:
+    """The reading list, the item's labels and (with ``flags``) the key's states on it."""
     out = [READING_LIST, *(LABEL_PREFIX + t for t in item.tickers)]
-    if item.read:
+    if flags and item.read:
         out.append(READ)
-    if item.starred:
+    if flags and item.starred:
         out.append(STARRED)
     return out
 
 
-def item_json(item: Item) -> Json:
+def item_json(item: Item, *, flags: bool = True) -> Json:
     """The item as plain values; ``categories`` last (:func:`item_fragment` relies on it)."""
     published_s = int(item.published.timestamp())
     origin = item.origin
@@ -99,7 +100,7 @@ def item_json(item: Item) -> Json:
             "htmlUrl": (origin.homepage or "") if origin else "",
         },
         "enclosure": [],
-        "categories": categories(item),
+        "categories": categories(item, flags=flags),
     }
 
 
@@ -121,8 +122,7 @@ class Fragment:
 def item_fragment(item: Item) -> Fragment:
     """The item's JSON without the key's flags and its closing ``]}``: rendered once, the flags are
     appended per request (:func:`contents_rendered`)."""
-    unflagged = replace(item, read=False, starred=False)
-    return Fragment.of(pydantic_core.to_json(item_json(unflagged))[:-2])
+    return Fragment.of(pydantic_core.to_json(item_json(item, flags=False))[:-2])
 
 
 def deflated(data: bytes) -> bytes:

@@ -320,7 +320,7 @@ def unread_statement() -> sa.CompoundSelect[Any] | sa.Select[Any]:
         on_entry = sa.and_(entry.c.locale == locale, entry.c.reach == in_chain)
         sign = -1 if read else 1
         newest: Any = sa.null() if read else sa.func.max(entry.c.published_at)
-        feeds = sa.select(
+        feeds: Any = sa.select(
             sa.literal_column(str(FEED_COUNT), sa.Integer).label("kind"),
             entry.c.outlet_id.label("name"),
             (sa.func.count() * sa.literal_column(str(sign), sa.Integer)).label("n"),
@@ -344,7 +344,29 @@ def unread_statement() -> sa.CompoundSelect[Any] | sa.Select[Any]:
             )
             feeds, labels = feeds.where(marked), labels.where(marked)
         else:
-            feeds = feeds.where(on_entry)
+            # Per outlet, two seeks on ix_storyentry_outlet (locale, outlet, reach): the count reads
+            # only that feed's entries, the newest one index entry; then the entries with no outlet.
+            def of_outlet(column: Any) -> Any:
+                inner = ENTRY.alias()
+                return (
+                    sa.select(column(inner))
+                    .where(
+                        inner.c.locale == locale, inner.c.outlet_id == OUTLET.c.id, inner.c.reach == in_chain
+                    )
+                    .scalar_subquery()
+                )
+
+            parts.append(
+                sa.select(
+                    sa.literal_column(str(FEED_COUNT), sa.Integer).label("kind"),
+                    OUTLET.c.id.label("name"),
+                    of_outlet(lambda e: sa.func.count()).label("n"),
+                    sa.type_coerce(of_outlet(lambda e: sa.func.max(e.c.published_at)), sa.String()).label(
+                        "newest"
+                    ),
+                )
+            )
+            feeds = feeds.where(on_entry, entry.c.outlet_id.is_(None))
             # ``+ 0``: the entries (index-only on ix_storyentry_page) drive, each probing the
             # ticker's key; SQLite would otherwise scan every ticker and read each entry's row.
             labels = labels.select_from(
