@@ -1,20 +1,24 @@
 """Google Reader API benchmark: what a reader app's sync costs, next to ``/v1/feed`` in the same run.
 
-On the bench corpus of ``bench_api`` (``--sqlite-stories`` and, with ``--postgres``, ``--pg-stories``;
-100k by default), entries written as the API does at start, one reader key (``en``), one uvicorn
-process the way ``serve`` runs it, wrk (``-c16``) drives:
+On the bench corpus of ``bench_api`` (``--sqlite-stories``, 100k by default), entries written as
+the API does at start, one reader key (``en``), one uvicorn process the way ``serve`` runs it, wrk
+(``-c16``) drives:
 
-* ``/v1/feed``: the mixed traffic of ``bench_api`` (13 locales × cursor pages × filters, no
-  revalidation) and the unfiltered English first page: the baselines;
+* ``/v1/feed``: the mixed traffic of ``bench_api`` (its URL builder: 13 locales × cursor pages ×
+  filters, no revalidation), the cursor pages of that mix alone, and the unfiltered English first
+  page: the baselines;
 * ``stream/items/contents`` (POST, as NetNewsWire sends it): 150 long-form ids a request, a random
   batch of the key's reading list each time (cold rows, not the same page again);
 * ``stream/items/ids``: 1,000 refs a request, ``s=reading-list&xt=read`` (what NetNewsWire asks for
   unread ids), at a random continuation of the whole list;
-* ``unread-count``.
+* ``unread-count`` (per feed, per label, reading list).
 
-The response micro-cache is off (it never serves ``/greader`` anyway). Speeds are ratios to the
-``/v1/feed`` mixed traffic measured on the same server; nothing here asserts a timing. The markdown
-section goes to stdout, progress to stderr.
+Each run reports req/s and the server's CPU time per request (steadier than req/s when other work
+shares the machine), both as ratios to the ``/v1/feed`` mix on the same server. The SQLite corpus
+is made once and kept (``--sqlite-db``; writing 100k stories' entries takes many minutes under
+load); ``--postgres`` copies its rows into a throwaway PostgreSQL by COPY instead of writing the
+entries again. The response micro-cache is off (it never serves ``/greader`` anyway); nothing here
+asserts a timing. The markdown section goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
