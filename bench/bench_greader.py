@@ -388,7 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "posted the way NetNewsWire does. `stream/items/ids`: `n=1000`, `xt=read`, at a random "
         "continuation of the whole list. `unread-count`: per feed, per label (ticker) and the reading "
         "list. Before each run the bench waits until the server has finished what the previous run left "
-        "queued. Target (issue 16): contents and ids ≥ 0.5× `/v1/feed`.",
+        "queued. Target (issue 16): contents and ids ≥ 0.5× `/v1/feed`. A contents request carries 150 items "
+        "against a feed page's 20: per item its CPU is 150/20 = 7.5× the per-request ratio. On PostgreSQL "
+        "the CPU column counts the API process only, not the database server's own work.",
         f"- Load average when the runs ended: {load1:.2f} {load5:.2f} {load15:.2f} (2 cores, shared with other "
         "work: absolute req/s swing, the ratios measured in one run and the CPU per request are what count).",
         *(f"- {n}" for n in notes),
