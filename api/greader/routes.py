@@ -225,11 +225,11 @@ class GreaderService:
         return rows, continuation
 
     def ids_body(self, who: Reader, query: StreamQuery) -> bytes:
+        """``{"itemRefs": [{"id": "<decimal>"}…], "continuation"?}``, joined as bytes (ids are integers)."""
         rows, continuation = self.page(who, query)
-        body: dict[str, Any] = {"itemRefs": [{"id": str(sid)} for sid, _ in rows]}
-        if continuation is not None:
-            body["continuation"] = continuation
-        return pydantic_core.to_json(body)
+        refs = b",".join(b'{"id":"%d"}' % sid for sid, _ in rows)
+        more = b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b""
+        return b'{"itemRefs":[' + refs + b"]" + more + b"}"
 
     def items(
         self, who: Reader, story_ids: list[int], base: str
