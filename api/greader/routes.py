@@ -255,7 +255,7 @@ class GreaderService:
             if row.policy not in memo:
                 memo[row.policy] = self.reader.disclaimer(row.policy, who.locale, disclaimers)
             disclaimer, origin = memo[row.policy], render.origin_of(row, by_outlet)
-            made = (row.body, disclaimer, origin, row.stored_at, base)
+            made = (row.body, disclaimer, origin, row.stored, base)
             cached = rendered.get((who.locale, sid))
             if cached is not None and cached[0] == made:
                 _, item, fragment = cached

@@ -229,9 +229,14 @@ class Row:
     body: str
     policy: str
     outlet_id: str | None
-    stored_at: datetime
+    stored: Any
+    """When the story was stored, as the driver gives it (SQLite: text): parsed only to render."""
     read: bool
     starred: bool
+
+    @property
+    def stored_at(self) -> datetime:
+        return moment(self.stored)
 
 
 CONTENTS_SIZES = (1, 10, 50, 150, 300, MAX_CONTENTS)
@@ -250,9 +255,9 @@ def contents_statement(size: int) -> sa.Select[Any]:
             entry.c.body,
             entry.c.policy,
             entry.c.outlet_id,
-            sa.type_coerce(_stored(story), sa.DateTime()),
-            sa.type_coerce(sa.func.coalesce(state.c.read, sa.false()), sa.Boolean()),
-            sa.type_coerce(sa.func.coalesce(state.c.starred, sa.false()), sa.Boolean()),
+            sa.type_coerce(_stored(story), sa.String()),
+            sa.func.coalesce(state.c.read, sa.false()),
+            sa.func.coalesce(state.c.starred, sa.false()),
         )
         .select_from(
             entry.join(story, story.c.id == entry.c.story_id).outerjoin(
@@ -276,7 +281,7 @@ def read_rows(conn: sa.Connection, key_id: int, locale: str, story_ids: Sequence
         for sid, body, policy, outlet_id, stored, read, starred in compiled_for(
             contents_statement(size), conn.dialect
         ).rows(conn, params):
-            out[sid] = Row(sid, body, policy, outlet_id, as_utc(stored), bool(read), bool(starred))
+            out[sid] = Row(sid, body, policy, outlet_id, stored, bool(read), bool(starred))
     return out
 
 
