@@ -290,6 +290,8 @@ def copy_to_postgres(sqlite_path: Path, database_url: str) -> float:
             for table in tables:
                 present = {r[1] for r in lite.execute(f'PRAGMA table_info("{table.name}")')}
                 cols = [c.name for c in table.columns if c.name in present]
+                if not cols:
+                    continue  # a table the SQLite file does not have
                 quoted = ", ".join(f'"{c}"' for c in cols)
                 with cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
                     for row in lite.execute(f'SELECT {quoted} FROM "{table.name}"'):
