@@ -1,20 +1,24 @@
 """Google Reader API benchmark: what a reader app's sync costs, next to ``/v1/feed`` in the same run.
 
-On the bench corpus of ``bench_api`` (``--sqlite-stories`` and, with ``--postgres``, ``--pg-stories``;
-100k by default), entries written as the API does at start, one reader key (``en``), one uvicorn
-process the way ``serve`` runs it, wrk (``-c16``) drives:
+On the bench corpus of ``bench_api`` (``--sqlite-stories``, 100k by default), entries written as
+the API does at start, one reader key (``en``), one uvicorn process the way ``serve`` runs it, wrk
+(``-c16``) drives:
 
-* ``/v1/feed``: the mixed traffic of ``bench_api`` (13 locales × cursor pages × filters, no
-  revalidation) and the unfiltered English first page: the baselines;
+* ``/v1/feed``: the mixed traffic of ``bench_api`` (its URL builder: 13 locales × cursor pages ×
+  filters, no revalidation), the cursor pages of that mix alone, and the unfiltered English first
+  page: the baselines;
 * ``stream/items/contents`` (POST, as NetNewsWire sends it): 150 long-form ids a request, a random
   batch of the key's reading list each time (cold rows, not the same page again);
 * ``stream/items/ids``: 1,000 refs a request, ``s=reading-list&xt=read`` (what NetNewsWire asks for
   unread ids), at a random continuation of the whole list;
-* ``unread-count``.
+* ``unread-count`` (per feed, per label, reading list).
 
-The response micro-cache is off (it never serves ``/greader`` anyway). Speeds are ratios to the
-``/v1/feed`` mixed traffic measured on the same server; nothing here asserts a timing. The markdown
-section goes to stdout, progress to stderr.
+Each run reports req/s and the server's CPU time per request (steadier than req/s when other work
+shares the machine), both as ratios to the ``/v1/feed`` mix on the same server. The SQLite corpus
+is made once and kept (``--sqlite-db``; writing 100k stories' entries takes many minutes under
+load); ``--postgres`` copies its rows into a throwaway PostgreSQL by COPY instead of writing the
+entries again. The response micro-cache is off (it never serves ``/greader`` anyway); nothing here
+asserts a timing. The markdown section goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -79,8 +83,10 @@ class Target:
 
 
 def wrk(
-    name: str, base: str, targets: Sequence[Target], auth: str, args: argparse.Namespace
+    name: str, srv: bench_api.Server, targets: Sequence[Target], auth: str, args: argparse.Namespace
 ) -> bench_api.Run:
+    """wrk over ``targets`` (a random one per request, gzip on every request); the server's CPU
+    time per request beside req/s, as ``bench_api.wrk`` measures it."""
     with tempfile.TemporaryDirectory(prefix="babelwire-wrk-") as tmp:
         urls = Path(tmp) / "targets.tsv"
         urls.write_text("".join(f"{t.method}\t{t.path}\t{t.body}\n" for t in targets))
@@ -88,17 +94,22 @@ def wrk(
         script.write_text(_SCRIPT)
         env = {"BENCH_URLS": str(urls), "BENCH_AUTH": auth, "PATH": "/usr/bin:/bin"}
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
-               "--timeout", "10s", "-s", str(script), base]  # fmt: skip
+               "--timeout", "10s", "-s", str(script), srv.base]  # fmt: skip
         subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True, env=env)  # warm-up
+        drain(srv.base, auth)
+        cpu = bench_api._cpu_s(srv.pid)
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+        cpu = bench_api._cpu_s(srv.pid) - cpu
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * bench_api._UNITS[m.group(2)] if m else float("nan")
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
     failed = (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0)
-    log(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed")
-    return bench_api.Run(name, rps, p99, failed)
+    done = re.search(r"(\d+) requests in", out)
+    cpu_ms = cpu * 1000 / int(done.group(1)) if done and int(done.group(1)) else float("nan")
+    log(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed, server CPU {cpu_ms:.2f} ms/request")
+    return bench_api.Run(name, rps, p99, failed, cpu_ms)
 
 
 def _request(url: str, *, auth: str = "", data: bytes | None = None) -> tuple[int, bytes]:
@@ -186,7 +197,7 @@ def measure(database_url: str, label: str, stories: int, key: str, args: argpars
 
         def run(name: str, targets: Sequence[Target]) -> bench_api.Run:
             drain(srv.base, auth)
-            return wrk(name, srv.base, targets, auth, args)
+            return wrk(name, srv, targets, auth, args)
 
         runs = [
             feed := run(f"/v1/feed mixed traffic, {len(mix)} URLs", mix),
@@ -197,27 +208,120 @@ def measure(database_url: str, label: str, stories: int, key: str, args: argpars
             run("unread-count", [Target("GET", f"{API}/unread-count?output=json")]),
         ]
         rss = srv.peak_rss_mb()
-    lines = [f"| **{label}, {stories:,} stories ({len(ids):,} in the key's reading list)** | | | | | |"]
+    lines = [f"| **{label}, {stories:,} stories ({len(ids):,} in the key's reading list)** | | | | | | | |"]
     paged = runs[1]
     for r in runs:
         lines.append(
-            f"| {r.name} | {r.rps:,.0f} | {r.rps / feed.rps:.2f} | {r.rps / paged.rps:.2f} | {r.p99_ms:.1f} | {r.bad} |"
+            f"| {r.name} | {r.rps:,.0f} | {r.rps / feed.rps:.2f} | {r.rps / paged.rps:.2f} | {r.cpu_ms:.2f} | "
+            f"{feed.cpu_ms / r.cpu_ms:.2f} | {r.p99_ms:.1f} | {r.bad} |"
         )
-    lines.append(f"| peak RSS of the API process | {rss:.0f} MB | | | | |")
+    lines.append(f"| peak RSS of the API process | {rss:.0f} MB | | | | | | |")
     return lines
+
+
+def story_count(database_url: str) -> int:
+    from aggregator.db import make_engine
+    from aggregator.settings import load_settings
+
+    engine = make_engine(load_settings(database_url=database_url))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM story")).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def prepare_sqlite(path: Path, stories: int) -> str:
+    """The bench corpus of ``stories`` stories with every entry written (``bench_api.load`` and
+    ``write_entries``, as the API does at start) in the SQLite file ``path``, made once and kept:
+    a file that already holds a finished corpus is migrated and reused as it is. Built under a
+    ``.partial`` name and renamed when complete, so an interrupted run leaves nothing half-made."""
+    from aggregator.db import make_engine
+    from aggregator.migrate import upgrade
+    from aggregator.settings import load_settings
+
+    url = f"sqlite:///{path}"
+    if path.exists():
+        engine = make_engine(load_settings(database_url=url))
+        upgrade(engine)
+        engine.dispose()
+        found = story_count(url)
+        log(f"SQLite: reusing the prepared {path} ({found:,} stories)")
+        return (
+            f"SQLite: the corpus prepared by an earlier run of this bench in {path.name} ({found:,} stories)."
+        )
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    engine = make_engine(load_settings(database_url=f"sqlite:///{partial}"))
+    upgrade(engine)
+    engine.dispose()
+    t = time.perf_counter()
+    bench_api.load(f"sqlite:///{partial}", stories)
+    loaded = time.perf_counter() - t
+    took = bench_api.write_entries(f"sqlite:///{partial}")
+    partial.rename(path)
+    log(
+        f"SQLite: loaded {stories:,} stories in {loaded:.1f} s; entries written in {took:.1f} s; kept as {path}"
+    )
+    return (
+        f"SQLite: entries of {stories:,} stories (13 locales) written in {took:.1f} s; kept for later runs."
+    )
+
+
+def copy_to_postgres(sqlite_path: Path, database_url: str) -> float:
+    """Fill a migrated, empty PostgreSQL database with every row of the prepared SQLite file (the
+    corpus and the entries the real writer made there) by COPY, then VACUUM ANALYZE; the seconds it
+    took. Writing 100k stories' entries again on PostgreSQL took 871 s under load; the rows are the
+    same on both engines (naive UTC times, JSON as text, booleans 0/1)."""
+    import contextlib
+    import sqlite3
+
+    import psycopg
+    from sqlmodel import SQLModel
+
+    import aggregator.models  # noqa: F401  (registers the tables)
+
+    t = time.perf_counter()
+    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    tables = SQLModel.metadata.sorted_tables
+    with contextlib.closing(sqlite3.connect(sqlite_path)) as lite, psycopg.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " CASCADE")
+            for table in tables:
+                present = {r[1] for r in lite.execute(f'PRAGMA table_info("{table.name}")')}
+                cols = [c.name for c in table.columns if c.name in present]
+                if not cols:
+                    continue  # a table the SQLite file does not have
+                quoted = ", ".join(f'"{c}"' for c in cols)
+                with cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+                    for row in lite.execute(f'SELECT {quoted} FROM "{table.name}"'):
+                        copy.write_row(row)
+                for col in table.primary_key.columns:
+                    if len(table.primary_key.columns) == 1 and isinstance(col.type, sa.Integer):
+                        cur.execute(
+                            f'SELECT setval(seq::regclass, (SELECT coalesce(max("{col.name}"), 0) + 1 FROM "{table.name}"), false) '
+                            f"FROM pg_get_serial_sequence('\"{table.name}\"', '{col.name}') AS seq WHERE seq IS NOT NULL"
+                        )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - t
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sqlite-stories", type=int, default=100_000)
-    parser.add_argument("--pg-stories", type=int, default=100_000)
-    parser.add_argument("--postgres", action="store_true", help="also run on a throwaway PostgreSQL")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also run on a throwaway PostgreSQL, filled with the SQLite corpus's rows (COPY)",
+    )
     parser.add_argument(
         "--sqlite-db",
         type=Path,
         default=os.environ.get("BENCH_GREADER_SQLITE_DB") or None,
-        help="a SQLite file this bench prepared before (corpus loaded, entries written): measure it as it "
-        "is (default: $BENCH_GREADER_SQLITE_DB; writing 100k stories' entries takes many minutes)",
+        help="where the prepared SQLite corpus is kept between runs (made there when missing; default: "
+        "$BENCH_GREADER_SQLITE_DB, else babelwire-bench-greader-<stories>.sqlite in the temp directory)",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
@@ -243,59 +347,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"### Google Reader API: one `serve` process (uvicorn, httptools), wrk -t{args.threads} "
         f"-c{args.connections} -d{args.duration}s, gzip on every request, micro-cache off",
         "",
-        "| run | req/s | × /v1/feed mixed | × /v1/feed cursor pages | p99 ms | failed |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | req/s | × /v1/feed mixed | × /v1/feed cursor pages | server CPU ms/req "
+        "| × /v1/feed mixed (CPU) | p99 ms | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    notes = []
-    with tempfile.TemporaryDirectory(prefix="babelwire-bench-greader-") as tmp:
-        prepared = args.sqlite_db is not None
-        plan = [("SQLite", f"sqlite:///{args.sqlite_db or Path(tmp) / 'bench.sqlite'}", args.sqlite_stories)]
-        pg = None
-        try:
-            if args.postgres:
-                from tests.pgserver import PostgresServer
+    path = (
+        args.sqlite_db
+        or Path(tempfile.gettempdir()) / f"babelwire-bench-greader-{args.sqlite_stories}.sqlite"
+    )
+    notes = [prepare_sqlite(path, args.sqlite_stories)]
+    url = f"sqlite:///{path}"
+    stories = story_count(url)
+    lines += measure(url, "SQLite", stories, reader_key(url), args)
+    if args.postgres:
+        from tests.pgserver import PostgresServer
 
-                pg = PostgresServer()
-                pg.start()
-                plan.append(("PostgreSQL", pg.create_database(), args.pg_stories))
-            for label, url, stories in plan:
-                if prepared and label == "SQLite":
-                    engine = make_engine(load_settings(database_url=url))
-                    with engine.connect() as conn:
-                        stories = int(conn.execute(sa.text("SELECT count(*) FROM story")).scalar() or 0)
-                    engine.dispose()
-                    log(f"{label}: measuring the prepared {args.sqlite_db} ({stories:,} stories)")
-                    notes.append(
-                        f"{label}: a database prepared by an earlier run of this bench ({stories:,} stories)."
-                    )
-                    lines += measure(url, label, stories, reader_key(url), args)
-                    continue
-                engine = make_engine(load_settings(database_url=url))
-                upgrade(engine)
-                engine.dispose()
-                t = time.perf_counter()
-                bench_api.load(url, stories)
-                loaded = time.perf_counter() - t
-                took = bench_api.write_entries(url)
-                log(f"{label}: loaded {stories:,} stories in {loaded:.1f} s; entries written in {took:.1f} s")
-                notes.append(f"{label}: entries of {stories:,} stories (13 locales) written in {took:.1f} s.")
-                lines += measure(url, label, stories, reader_key(url), args)
+        pg = PostgresServer()
+        try:
+            pg.start()
+            pg_url = pg.create_database()
+            engine = make_engine(load_settings(database_url=pg_url))
+            upgrade(engine)
+            engine.dispose()
+            took = copy_to_postgres(path, pg_url)
+            log(f"PostgreSQL: {stories:,} stories and their entries copied from SQLite in {took:.1f} s")
+            notes.append(
+                f"PostgreSQL: the same {stories:,} stories and entries, copied from the SQLite file (COPY) in "
+                f"{took:.1f} s rather than written again."
+            )
+            lines += measure(pg_url, "PostgreSQL", stories, reader_key(pg_url), args)
         finally:
-            if pg is not None:
-                pg.stop()
+            pg.stop()
+    load1, load5, load15 = os.getloadavg()
     lines += [
         "",
-        "Ratios are to `/v1/feed` on the same server in the same run: its mixed traffic (a random URL per "
-        "request from 13 locales × cursor pages × filters, `limit=20`, first pages included) and the cursor "
-        "pages of that mix alone. At 100k stories on SQLite a `/v1/feed` *first* page takes ~0.4 s here: its "
-        "pinned-entries part walks the locale's entries on `ix_storyentry_page` rather than "
-        "`ix_storyentry_pinned` (ANALYZE sees `pinned_until` NULL everywhere), so first pages dominate the "
-        "mix and the cursor-pages column is the comparable baseline. `stream/items/contents`: 150 long-form "
-        "ids drawn at random from the whole reading list, a new batch per request (200 batches), posted the "
-        "way NetNewsWire does; items are rendered once per process and reused while their entry is "
-        "unchanged. `stream/items/ids`: `n=1000`, `xt=read`, at a random continuation of the whole list. "
-        "Before each run the bench waits until the server has finished what the previous run left queued. "
-        "Target (issue 16): both ≥ 0.5× `/v1/feed`.",
+        "Ratios are to `/v1/feed` on the same server in the same run: its mixed traffic (`bench_api`'s URLs: a "
+        "random one per request from 13 locales × cursor pages × filters, `limit=20`, first pages included, "
+        "no revalidations) and the cursor pages of that mix alone. Server CPU ms/req is the API process's "
+        "user + system time over a run divided by its requests; its ratio (the mix's CPU per request / the "
+        "run's) is the speed ratio with the machine's other load taken out. `stream/items/contents`: 150 "
+        "long-form ids drawn at random from the whole reading list, a new batch per request (200 batches), "
+        "posted the way NetNewsWire does. `stream/items/ids`: `n=1000`, `xt=read`, at a random "
+        "continuation of the whole list. `unread-count`: per feed, per label (ticker) and the reading "
+        "list. Before each run the bench waits until the server has finished what the previous run left "
+        "queued. Target (issue 16): contents and ids ≥ 0.5× `/v1/feed`. A contents request carries 150 items "
+        "against a feed page's 20: per item its CPU is 150/20 = 7.5× the per-request ratio. On PostgreSQL "
+        "the CPU column counts the API process only, not the database server's own work.",
+        f"- Load average when the runs ended: {load1:.2f} {load5:.2f} {load15:.2f} (2 cores, shared with other "
+        "work: absolute req/s swing, the ratios measured in one run and the CPU per request are what count).",
         *(f"- {n}" for n in notes),
     ]
     print("\n".join(lines))

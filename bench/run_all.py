@@ -68,9 +68,10 @@ BENCHMARKS = (
     Benchmark(
         "greader",
         "bench_greader.py",
-        "Google Reader API: items/contents (150 ids) and items/ids (1,000 refs) next to /v1/feed (wrk; SQLite 100k stories)",
-        full=(),
-        quick=("--sqlite-stories", "3000", "--duration", "3"),
+        "Google Reader API: items/contents (150 ids), items/ids (1,000 refs) and unread-count next to /v1/feed "
+        "(wrk; SQLite and PostgreSQL, 100k stories)",
+        full=("--postgres",),
+        quick=("--sqlite-stories", "3000", "--duration", "3", "--postgres"),
     ),
     Benchmark(
         "soak",

@@ -272,6 +272,62 @@ def test_netnewswire_flow_ids_then_contents_in_150_batches(world: World) -> None
         assert "seed third-party pt-PT" in item["summary"]["content"] or not entry["disclaimer"]
 
 
+def test_contents_gzip_body_is_the_plain_body_and_follows_state(world: World) -> None:
+    """``items/contents`` compressed from cached per-item pieces: the gzip body (read by the gzip
+    module and by a raw zlib stream, as HTTP clients do) is byte for byte the plain body; its ETag
+    and bytes change when a flag does; a repeat gives the same bytes (the top-level ``updated``, the
+    time of the response, aside)."""
+    import gzip
+    import zlib
+
+    h = world.login("alice")
+    ids = ids_of(world, h, s=READING_LIST)[:150]
+    pairs = [("i", long_id(sid)) for sid in ids]
+
+    def fetch(encoding: str) -> tuple[bytes, str, str]:
+        r = world.client.post(
+            f"{API}/stream/items/contents",
+            content=urlencode(pairs),
+            headers=h | {"Content-Type": FORM, "Accept-Encoding": encoding},
+        )
+        assert r.status_code == 200, r.text
+        return r.content, r.headers.get("content-encoding", ""), r.headers["etag"]
+
+    plain, coding, tag = fetch("identity")
+    assert coding == "" and len(json_items(plain)) == 150
+    raw = world.client.stream  # the gzip bytes as sent: httpx would decode them
+    with raw(
+        "POST",
+        f"{API}/stream/items/contents",
+        content=urlencode(pairs),
+        headers=h | {"Content-Type": FORM, "Accept-Encoding": "gzip"},
+    ) as r:
+        packed = b"".join(r.iter_raw())
+        assert r.headers["content-encoding"] == "gzip" and r.headers["etag"] != tag
+    assert timeless(gzip.decompress(packed)) == timeless(plain)
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert timeless(stream.decompress(packed) + stream.flush()) == timeless(plain)
+    assert stream.eof and not stream.unused_data
+    again, _, tag_again = fetch("identity")
+    assert timeless(again) == timeless(plain) and (tag_again == tag) == (again == plain)
+    world.client.post(f"{API}/edit-tag", data={"i": str(ids[7]), "a": STARRED, "T": "x"}, headers=h)
+    starred, _, tag_starred = fetch("identity")
+    assert tag_starred != tag and STARRED in json_items(starred)[7]["categories"]
+    with raw("POST", f"{API}/stream/items/contents", content=urlencode(pairs),
+             headers=h | {"Content-Type": FORM, "Accept-Encoding": "gzip"}) as r:  # fmt: skip
+        assert timeless(gzip.decompress(b"".join(r.iter_raw()))) == timeless(starred)
+
+
+def timeless(body: bytes) -> bytes:
+    return re.sub(rb'^\{"id":("[^"]*"),"updated":[0-9]+,', rb'{"id":\1,"updated":0,', body)
+
+
+def json_items(body: bytes) -> list[dict[str, Any]]:
+    import json
+
+    return list(json.loads(body)["items"])
+
+
 def test_item_ids_in_every_client_form_mark_read_and_star(world: World) -> None:
     h = world.login("alice")
     a, b, c, d, e = world.english[:5]
@@ -396,6 +452,53 @@ def test_mark_all_as_read_and_unread_counts(world: World) -> None:
         headers=h,
     )
     assert ids_of(world, h, s=READING_LIST, xt=READ) == []
+
+
+def unread_counts(world: World, headers: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """stream id → (unread count, newest item µs) from ``unread-count``."""
+    r = world.client.get(f"{API}/unread-count?output=json", headers=headers)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    out = {u["id"]: (u["count"], int(u["newestItemTimestampUsec"])) for u in body["unreadcounts"]}
+    assert body["max"] == out[READING_LIST][0]
+    return out
+
+
+def test_unread_counts_per_feed_and_label_match_the_streams(world: World) -> None:
+    """Every feed and label ``unread-count`` lists has the count of unread ids its own stream gives
+    (an independent statement), before and after reads from another device, per story and whole
+    labels; the reading list is the sum of the feeds."""
+    h = world.login("alice")
+
+    def check() -> dict[str, tuple[int, int]]:
+        counts = unread_counts(world, h)
+        feeds = [s for s in counts if s.startswith("feed/")]
+        labels = [s for s in counts if s.startswith("user/-/label/")]
+        assert set(feeds) <= set(subscriptions(world, h)) and "user/-/label/BTC" in labels
+        for stream in feeds + labels + [READING_LIST]:
+            assert counts[stream][0] == len(ids_of(world, h, s=stream, xt=READ)), stream
+        assert counts[READING_LIST][0] == sum(counts[f][0] for f in feeds)
+        return counts
+
+    before = check()
+    btc = ids_of(world, h, s="user/-/label/BTC")
+    assert before["user/-/label/BTC"][0] == len(btc) == len(world.english) // 4
+    assert before[READING_LIST][1] == max(n for _, n in before.values())
+    other = h | {"User-Agent": "second device"}
+    plain = next(sid for sid in world.english if sid not in btc)
+    post_form(
+        world.client,
+        f"{API}/edit-tag",
+        [("a", READ), ("T", "x"), *(("i", str(i)) for i in [*btc[:3], plain])],
+        other,
+    )
+    after = check()
+    assert after["user/-/label/BTC"][0] == len(btc) - 3
+    assert after[READING_LIST][0] == len(world.english) - 4
+    world.client.post(f"{API}/mark-all-as-read", data={"s": "user/-/label/BTC", "T": "x"}, headers=h)
+    done = check()
+    assert done["user/-/label/BTC"][0] == 0
+    assert done[READING_LIST][0] == len(world.english) - len(btc) - 1
 
 
 def test_ot_and_nt_filter_on_when_the_story_was_stored(world: World) -> None:

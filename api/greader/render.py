@@ -13,13 +13,17 @@ then the disclaimer for the key's locale.
 
 from __future__ import annotations
 
+import hashlib
+import struct
+import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pydantic_core
 
+from api.caching import Rendered
 from api.export.document import content_html, esc, parse_time
 from api.greader.ids import FRESH, LABEL_PREFIX, READ, READING_LIST, STARRED, long_id
 from api.greader.streams import Outlet, Row, micros
@@ -65,16 +69,17 @@ def build_item(row: Row, locale: str, disclaimer: Json | None, origin: Outlet | 
     )
 
 
-def categories(item: Item) -> list[str]:
+def categories(item: Item, *, flags: bool = True) -> list[str]:
+    """The reading list, the item's labels and (with ``flags``) the key's states on it."""
     out = [READING_LIST, *(LABEL_PREFIX + t for t in item.tickers)]
-    if item.read:
+    if flags and item.read:
         out.append(READ)
-    if item.starred:
+    if flags and item.starred:
         out.append(STARRED)
     return out
 
 
-def item_json(item: Item) -> Json:
+def item_json(item: Item, *, flags: bool = True) -> Json:
     """The item as plain values; ``categories`` last (:func:`item_fragment` relies on it)."""
     published_s = int(item.published.timestamp())
     origin = item.origin
@@ -95,40 +100,94 @@ def item_json(item: Item) -> Json:
             "htmlUrl": (origin.homepage or "") if origin else "",
         },
         "enclosure": [],
-        "categories": categories(item),
+        "categories": categories(item, flags=flags),
     }
 
 
-def item_fragment(item: Item) -> bytes:
+@dataclass(frozen=True)
+class Fragment:
+    """An item's JSON without the key's flags and its closing ``]}`` (:func:`item_fragment`), made
+    once per rendered item: as bytes, as a self-contained piece of raw deflate (:func:`deflated`)
+    and with a digest of the bytes (for the response's ETag)."""
+
+    raw: bytes
+    packed: bytes
+    digest: bytes
+
+    @classmethod
+    def of(cls, raw: bytes) -> Fragment:
+        return cls(raw, deflated(raw), hashlib.blake2b(raw, digest_size=12).digest())
+
+
+def item_fragment(item: Item) -> Fragment:
     """The item's JSON without the key's flags and its closing ``]}``: rendered once, the flags are
-    appended per request (:func:`with_flags`)."""
-    unflagged = replace(item, read=False, starred=False)
-    return pydantic_core.to_json(item_json(unflagged))[:-2]
+    appended per request (:func:`contents_rendered`)."""
+    return Fragment.of(pydantic_core.to_json(item_json(item, flags=False))[:-2])
 
 
+def deflated(data: bytes) -> bytes:
+    """``data`` as raw deflate blocks that refer to nothing before them and end on a byte boundary
+    (a sync flush): such pieces, concatenated and closed by :data:`_DEFLATE_END`, are one valid
+    deflate stream of the concatenated data, so a body of cached items is compressed once per item
+    rather than once per response."""
+    packer = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush(zlib.Z_SYNC_FLUSH)
+
+
+GZIP_LEVEL = 5
+_DEFLATE_END = b"\x03\x00"
+"""An empty final block (fixed Huffman): ends a deflate stream after a sync flush."""
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+"""Deflate, no name or time, unknown OS (RFC 1952)."""
 _READ = b',"' + READ.encode() + b'"'
 _STARRED = b',"' + STARRED.encode() + b'"'
+_SUFFIXES = {
+    (read, starred): (raw, deflated(raw))
+    for read in (False, True)
+    for starred in (False, True)
+    for raw in [b"".join((_READ if read else b"", _STARRED if starred else b"", b"]}"))]
+}
+"""The key's flags and the item's closing ``]}``, by (read, starred), as bytes and deflate."""
+_COMMA = (b",", deflated(b","))
 
 
-def with_flags(fragment: bytes, read: bool, starred: bool) -> bytes:
-    return b"".join((fragment, _READ if read else b"", _STARRED if starred else b"", b"]}"))
+def with_flags(fragment: Fragment, read: bool, starred: bool) -> bytes:
+    return fragment.raw + _SUFFIXES[(read, starred)][0]
 
 
-def contents_body(stream_id: str, items: Sequence[bytes], updated: int, continuation: str | None) -> bytes:
-    """``{"id", "updated", "items", "continuation"?}`` from encoded items (:func:`with_flags`)."""
-    return b"".join(
-        (
-            b'{"id":',
-            pydantic_core.to_json(stream_id),
-            b',"updated":',
-            str(int(updated)).encode(),
-            b',"items":[',
-            b",".join(items),
-            b"]",
-            b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b"",
-            b"}",
-        )
+def contents_rendered(
+    stream_id: str, items: Sequence[tuple[Fragment, bool, bool]], updated: int, continuation: str | None
+) -> Rendered:
+    """``{"id", "updated", "items", "continuation"?}`` of items with the key's flags, with its gzip
+    variant made from the items' compressed fragments (no compression of the whole body) and an ETag
+    from the items' digests and everything else in the body."""
+    head = b"".join((b'{"id":', pydantic_core.to_json(stream_id), b',"updated":', str(int(updated)).encode(),
+                     b',"items":['))  # fmt: skip
+    tail = (
+        b"]"
+        + (b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b"")
+        + b"}"
     )
+    raw: list[bytes] = [head]
+    packed: list[bytes] = [deflated(head)]
+    tag = hashlib.blake2b(head + tail, digest_size=12)
+    for n, (fragment, read, starred) in enumerate(items):
+        suffix = _SUFFIXES[(read, starred)]
+        if n:
+            raw.append(_COMMA[0])
+            packed.append(_COMMA[1])
+        raw += (fragment.raw, suffix[0])
+        packed += (fragment.packed, suffix[1])
+        tag.update(fragment.digest)
+        tag.update(b"\x01" if read else b"\x00")
+        tag.update(b"\x01" if starred else b"\x00")
+    raw.append(tail)
+    packed += (deflated(tail), _DEFLATE_END)
+    body = b"".join(raw)
+    trailer = struct.pack("<II", zlib.crc32(body), len(body) & 0xFFFFFFFF)
+    etag = '"' + tag.hexdigest() + '"'
+    gz = b"".join((_GZIP_HEADER, *packed, trailer))
+    return Rendered(body, etag, "application/json", None, _gzip=(gz, etag[:-1] + '-gz"'))
 
 
 def _atom_time(moment: datetime) -> str:

@@ -35,8 +35,9 @@ from api.export.texts import TITLE
 from api.feed import FeedReader
 from api.greader import render
 from api.greader.auth import LoginLimiter, Reader, Tokens
-from api.greader.ids import READING_LIST, Stream, parse_item_id, parse_stream
+from api.greader.ids import LABEL_PREFIX, READING_LIST, Stream, parse_item_id, parse_stream
 from api.greader.streams import (
+    LABEL_COUNT,
     MAX_CONTENTS,
     MAX_N,
     Outlet,
@@ -188,7 +189,9 @@ class GreaderService:
     tokens: Tokens
     public_url: str
     _outlets: tuple[float, dict[str, Outlet]] | None = None
-    _rendered: dict[tuple[str, int], tuple[tuple[Any, ...], render.Item, bytes]] = field(default_factory=dict)
+    _rendered: dict[tuple[str, int], tuple[tuple[Any, ...], render.Item, render.Fragment]] = field(
+        default_factory=dict
+    )
     """(locale, story) → what an item was rendered from and the item: the entry body, disclaimer,
     feed and base it depends on are compared on every use, so a changed entry renders anew."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -222,18 +225,18 @@ class GreaderService:
         return rows, continuation
 
     def ids_body(self, who: Reader, query: StreamQuery) -> bytes:
+        """``{"itemRefs": [{"id": "<decimal>"}…], "continuation"?}``, joined as bytes (ids are integers)."""
         rows, continuation = self.page(who, query)
-        body: dict[str, Any] = {"itemRefs": [{"id": str(sid)} for sid, _ in rows]}
-        if continuation is not None:
-            body["continuation"] = continuation
-        return pydantic_core.to_json(body)
+        refs = b",".join(b'{"id":"%d"}' % sid for sid, _ in rows)
+        more = b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b""
+        return b'{"itemRefs":[' + refs + b"]" + more + b"}"
 
     def items(
         self, who: Reader, story_ids: list[int], base: str
-    ) -> list[tuple[render.Item, bool, bool, bytes]]:
+    ) -> list[tuple[render.Item, bool, bool, render.Fragment]]:
         """The stories among ``story_ids`` that have an entry in the key's locale, in that order:
         each as an item (without the key's flags), the key's read and starred flags, and its
-        encoded JSON with them."""
+        encoded JSON without them (:func:`render.item_fragment`)."""
         if not story_ids:
             return []
         by_outlet = self.outlets()
@@ -252,7 +255,7 @@ class GreaderService:
             if row.policy not in memo:
                 memo[row.policy] = self.reader.disclaimer(row.policy, who.locale, disclaimers)
             disclaimer, origin = memo[row.policy], render.origin_of(row, by_outlet)
-            made = (row.body, disclaimer, origin, row.stored_at, base)
+            made = (row.body, disclaimer, origin, row.stored, base)
             cached = rendered.get((who.locale, sid))
             if cached is not None and cached[0] == made:
                 _, item, fragment = cached
@@ -263,13 +266,20 @@ class GreaderService:
                     rendered[(who.locale, sid)] = (made, item, fragment)
                     while len(rendered) > RENDERED_ITEMS:
                         del rendered[next(iter(rendered))]
-            out.append((item, row.read, row.starred, render.with_flags(fragment, row.read, row.starred)))
+            out.append((item, row.read, row.starred, fragment))
         return out
 
-    def stream_body(self, who: Reader, query: StreamQuery, base: str) -> bytes:
+    def contents(
+        self, who: Reader, stream_id: str, story_ids: list[int], base: str, continuation: str | None
+    ) -> Rendered:
+        items = self.items(who, story_ids, base)
+        return render.contents_rendered(
+            stream_id, [(f, read, starred) for _, read, starred, f in items], int(time.time()), continuation
+        )
+
+    def stream_body(self, who: Reader, query: StreamQuery, base: str) -> Rendered:
         rows, continuation = self.page(who, query)
-        items = self.items(who, [sid for sid, _ in rows], base)
-        return render.contents_body(query.stream.id, [f for *_, f in items], int(time.time()), continuation)
+        return self.contents(who, query.stream.id, [sid for sid, _ in rows], base, continuation)
 
     def atom_body(self, who: Reader, query: StreamQuery, base: str) -> bytes:
         rows, _ = self.page(who, query)
@@ -317,22 +327,29 @@ class GreaderService:
         )
 
     def unread_body(self, who: Reader) -> bytes:
+        """Unread counts per feed (``feed/<n>``), per label (``user/-/label/<ticker>``) and of the
+        reading list, each with its newest item's time, as clients expect (FreshRSS's shape)."""
         by_outlet = self.outlets()
         with self.reader.engine.connect() as conn:
             counts = unread_counts(conn, who.key_id, who.locale)
-        rows = []
+        feeds, labels = [], []
         total, newest_all = 0, 0
-        for outlet_id, count, newest in counts:
-            total += count
+        for kind, name, count, newest in counts:
             usec = micros(newest)
+            if kind == LABEL_COUNT:
+                labels.append(
+                    {"id": LABEL_PREFIX + str(name), "count": count, "newestItemTimestampUsec": str(usec)}
+                )
+                continue
+            total += count
             newest_all = max(newest_all, usec)
-            outlet = by_outlet.get(outlet_id or "")
+            outlet = by_outlet.get(name or "")
             if outlet is not None:
-                rows.append(
+                feeds.append(
                     {"id": f"feed/{outlet.number}", "count": count, "newestItemTimestampUsec": str(usec)}
                 )
-        rows.append({"id": READING_LIST, "count": total, "newestItemTimestampUsec": str(newest_all)})
-        return pydantic_core.to_json({"max": total, "unreadcounts": rows})
+        reading = {"id": READING_LIST, "count": total, "newestItemTimestampUsec": str(newest_all)}
+        return pydantic_core.to_json({"max": total, "unreadcounts": [*feeds, *labels, reading]})
 
     def edit(self, who: Reader, story_ids: list[int], read: bool | None, starred: bool | None) -> None:
         with self.engine.begin() as conn:
@@ -462,15 +479,15 @@ def install_greader(
                 ids.append(sid)
         if len(ids) > MAX_CONTENTS:
             return error_response(Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call"))
-        items = await run_in_threadpool(service.items, who, ids, base_of(request))
-        body = render.contents_body(READING_LIST, [f for *_, f in items], int(time.time()), None)
-        return json_page(request, body)
+        rendered = await run_in_threadpool(service.contents, who, READING_LIST, ids, base_of(request), None)
+        return cached_response(request, rendered, PRIVATE)
 
     async def contents(request: Request, params: Params, who: Reader, stream_text: str | None) -> Response:
         query = stream_query(params, stream_text, 20)
         if isinstance(query, Problem):
             return error_response(query)
-        return json_page(request, await run_in_threadpool(service.stream_body, who, query, base_of(request)))
+        rendered = await run_in_threadpool(service.stream_body, who, query, base_of(request))
+        return cached_response(request, rendered, PRIVATE)
 
     @route(API + "/stream/contents", ["GET", "POST"])
     async def stream_contents(request: Request, params: Params, who: Reader) -> Response:

@@ -229,9 +229,14 @@ class Row:
     body: str
     policy: str
     outlet_id: str | None
-    stored_at: datetime
+    stored: Any
+    """When the story was stored, as the driver gives it (SQLite: text): parsed only to render."""
     read: bool
     starred: bool
+
+    @property
+    def stored_at(self) -> datetime:
+        return moment(self.stored)
 
 
 CONTENTS_SIZES = (1, 10, 50, 150, 300, MAX_CONTENTS)
@@ -250,9 +255,9 @@ def contents_statement(size: int) -> sa.Select[Any]:
             entry.c.body,
             entry.c.policy,
             entry.c.outlet_id,
-            sa.type_coerce(_stored(story), sa.DateTime()),
-            sa.type_coerce(sa.func.coalesce(state.c.read, sa.false()), sa.Boolean()),
-            sa.type_coerce(sa.func.coalesce(state.c.starred, sa.false()), sa.Boolean()),
+            sa.type_coerce(_stored(story), sa.String()),
+            sa.func.coalesce(state.c.read, sa.false()),
+            sa.func.coalesce(state.c.starred, sa.false()),
         )
         .select_from(
             entry.join(story, story.c.id == entry.c.story_id).outerjoin(
@@ -276,7 +281,7 @@ def read_rows(conn: sa.Connection, key_id: int, locale: str, story_ids: Sequence
         for sid, body, policy, outlet_id, stored, read, starred in compiled_for(
             contents_statement(size), conn.dialect
         ).rows(conn, params):
-            out[sid] = Row(sid, body, policy, outlet_id, as_utc(stored), bool(read), bool(starred))
+            out[sid] = Row(sid, body, policy, outlet_id, stored, bool(read), bool(starred))
     return out
 
 
@@ -300,23 +305,95 @@ def outlets(conn: sa.Connection, numbers: Mapping[str, int]) -> list[Outlet]:
     ]
 
 
-def unread_counts(conn: sa.Connection, key_id: int, locale: str) -> list[tuple[str | None, int, datetime]]:
-    """(served outlet, unread stories, newest publication) of the key's reading list."""
-    entry, state = ENTRY.alias("e"), STATE.alias("s")
-    read = sa.exists().where(
-        state.c.key_id == key_id, state.c.story_id == entry.c.story_id, state.c.read == sa.true()
-    )
-    return [
-        (outlet_id, int(count), as_utc(newest))
-        for outlet_id, count, newest in conn.execute(
-            sa.select(entry.c.outlet_id, sa.func.count(), sa.func.max(entry.c.published_at))
-            .where(
-                entry.c.locale == locale,
-                entry.c.reach == sa.literal_column(str(IN_CHAIN), sa.Integer),
-                ~read,
-            )
-            .group_by(entry.c.outlet_id)
+FEED_COUNT, LABEL_COUNT = 0, 1
+"""``unread_statement``'s kinds: a row per served outlet (feed) and per ticker (label)."""
+
+
+@lru_cache(maxsize=1)
+def unread_statement() -> sa.CompoundSelect[Any] | sa.Select[Any]:
+    """Unread stories per served outlet and per ticker of a key's reading list, one grouped
+    statement: (kind, outlet or ticker, unread, newest publication in that stream). Unread is the
+    stream's size (index-only on ``ix_storyentry_outlet`` for feeds; ``ix_storyentry_page`` →
+    ``storyticker``'s key for labels) less the key's read flags in it (its ``greaderstate`` rows),
+    so the cost grows with what the key has read, never with a lookup per story. Binds ``locale``
+    and ``key_id``."""
+    locale, key_id = _bind("locale"), _bind("key_id", sa.Integer())
+    in_chain = sa.literal_column(str(IN_CHAIN), sa.Integer)
+    parts = []
+    for read in (False, True):
+        entry, ticker, state = ENTRY.alias(), TICKER.alias(), STATE.alias()
+        on_entry = sa.and_(entry.c.locale == locale, entry.c.reach == in_chain)
+        sign = -1 if read else 1
+        newest: Any = sa.null() if read else sa.func.max(entry.c.published_at)
+        feeds: Any = sa.select(
+            sa.literal_column(str(FEED_COUNT), sa.Integer).label("kind"),
+            entry.c.outlet_id.label("name"),
+            (sa.func.count() * sa.literal_column(str(sign), sa.Integer)).label("n"),
+            sa.type_coerce(newest, sa.String()).label("newest"),
         )
+        labels = sa.select(
+            sa.literal_column(str(LABEL_COUNT), sa.Integer),
+            ticker.c.ticker,
+            sa.func.count() * sa.literal_column(str(sign), sa.Integer),
+            sa.type_coerce(newest, sa.String()),
+        )
+        if read:
+            marked = sa.and_(state.c.key_id == key_id, state.c.read == sa.true())
+            feeds = feeds.select_from(
+                state.join(entry, sa.and_(on_entry, entry.c.story_id == state.c.story_id))
+            )
+            labels = labels.select_from(
+                state.join(entry, sa.and_(on_entry, entry.c.story_id == state.c.story_id)).join(
+                    ticker, ticker.c.story_id == state.c.story_id
+                )
+            )
+            feeds, labels = feeds.where(marked), labels.where(marked)
+        else:
+            # Per outlet, two seeks on ix_storyentry_outlet (locale, outlet, reach): the count reads
+            # only that feed's entries, the newest one index entry; then the entries with no outlet.
+            def of_outlet(column: Any) -> Any:
+                inner = ENTRY.alias()
+                return (
+                    sa.select(column(inner))
+                    .where(
+                        inner.c.locale == locale, inner.c.outlet_id == OUTLET.c.id, inner.c.reach == in_chain
+                    )
+                    .scalar_subquery()
+                )
+
+            parts.append(
+                sa.select(
+                    sa.literal_column(str(FEED_COUNT), sa.Integer).label("kind"),
+                    OUTLET.c.id.label("name"),
+                    of_outlet(lambda e: sa.func.count()).label("n"),
+                    sa.type_coerce(of_outlet(lambda e: sa.func.max(e.c.published_at)), sa.String()).label(
+                        "newest"
+                    ),
+                )
+            )
+            feeds = feeds.where(on_entry, entry.c.outlet_id.is_(None))
+            # ``+ 0``: the entries (index-only on ix_storyentry_page) drive, each probing the
+            # ticker's key; SQLite would otherwise scan every ticker and read each entry's row.
+            labels = labels.select_from(
+                entry.join(ticker, ticker.c.story_id == entry.c.story_id + sa.literal_column("0", sa.Integer))
+            ).where(on_entry)
+        parts += [feeds.group_by(entry.c.outlet_id), labels.group_by(ticker.c.ticker)]
+    every = sa.union_all(*parts).subquery("counts")
+    return (
+        sa.select(every.c.kind, every.c.name, sa.func.sum(every.c.n), sa.func.max(every.c.newest))
+        .group_by(every.c.kind, every.c.name)
+        .order_by(every.c.kind, every.c.name)
+    )
+
+
+def unread_counts(
+    conn: sa.Connection, key_id: int, locale: str
+) -> list[tuple[int, str | None, int, datetime]]:
+    """(kind, served outlet or ticker, unread stories, newest publication) of the key's reading
+    list, per feed and per label (``unread_statement``)."""
+    rows = compiled_for(unread_statement(), conn.dialect).rows(conn, {"locale": locale, "key_id": key_id})
+    return [
+        (int(kind), name, int(count or 0), moment(newest)) for kind, name, count, newest in rows if newest
     ]
 
 
