@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,11 +151,31 @@ def own_pg() -> Iterator[PostgresServer]:
         server.stop()
 
 
-def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) -> None:
+@dataclass
+class Run:
+    """A worker and an API process on a PostgreSQL of the test's own, under a client loop."""
+
+    url: str
+    base: str
+    outlets: Outlets
+    worker: Process
+    load: Load
+    newest: Any = None
+    worker_code: int | None = None
+    api_code: int | None = None
+    expected: int = SOURCES * ITEMS_AT_EPOCH[3]
+
+
+@contextmanager
+def _serving(own_pg: PostgresServer, **settings: str) -> Iterator[Run]:
+    """Start a worker and a ``serve --no-scheduler`` process polling SOURCES loopback outlets and
+    yield once the first items are in stories and every route has answered; the test then breaks
+    the database, mends it and sets ``load.phase = "back"`` with the outlets at epoch 3. On the way
+    out: wait until the API serves again and every item published is in a story, read the newest
+    page, stop both processes (thawing a frozen server first) and keep their exit codes."""
     url = own_pg.create_database()
     engine = make_engine(Settings(database_url=url))
     upgrade(engine)
-    outlets = Outlets()
     port = free_port()
     env = dict(
         os.environ,
@@ -163,11 +184,10 @@ def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) ->
         BABELWIRE_TICK_S="0.3",
         BABELWIRE_MIN_INTERVAL_S="1",
         BABELWIRE_LEASE_S="10",
-        BABELWIRE_RESPONSE_CACHE_S="0",
-        BABELWIRE_DB_CONNECT_TIMEOUT_S="3",
-        BABELWIRE_DB_STATEMENT_TIMEOUT_S="5",
+        **settings,
     )
-    expected = SOURCES * ITEMS_AT_EPOCH[3]
+    outlets = Outlets()
+    base = f"http://127.0.0.1:{port}"
     with FeedServer() as site:
         for n in range(SOURCES):
             site.routes[f"/outlet/{n}.xml"] = outlets.route(n)
@@ -181,9 +201,11 @@ def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) ->
         engine.dispose()
         worker = Process(["worker"], env)
         api = Process(["serve", "--no-scheduler", "--port", str(port)], env)
+        run: Run | None = None
         try:
             api.wait_for(lambda line: "Uvicorn running" in line)
-            with Load(f"http://127.0.0.1:{port}") as load:
+            with Load(base) as load:
+                run = Run(url, base, outlets, worker, load)
                 _wait(
                     lambda: (
                         _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL")
@@ -192,35 +214,47 @@ def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) ->
                     "the first items in stories",
                 )
                 _wait(lambda: all(load.seen("up", r, 200) for r in ROUTES), "the API's first pages")
-
-                own_pg.stop_server("fast")
-                load.phase = "down"
-                outlets.epoch = 2  # outlets publish while the database is down
-                _wait(lambda: all(load.seen("down", r, 503) >= 3 for r in ROUTES), "503s while down", 60)
-                _wait(lambda: "database unavailable" in worker.stderr, "the worker noticing", 60)
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                    ready = client.get("/readyz")
-
-                load.phase = "restarting"  # answers asked from here on may come from either side
-                own_pg.start_server()
-                load.phase = "back"
-                outlets.epoch = 3
+                yield run
                 _wait(lambda: all(load.seen("back", r, 200) for r in ROUTES), "the API serving again")
                 _wait(
-                    lambda: _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL") == expected,
+                    lambda: (
+                        _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL") == run.expected
+                    ),
                     "every item published meanwhile, in a story",
                 )
-            newest = httpx.get(
-                f"http://127.0.0.1:{port}/v1/feed", params={"locale": "en", "limit": 100}
-            ).json()
+            run.newest = httpx.get(f"{base}/v1/feed", params={"locale": "en", "limit": 100}).json()
         finally:
-            worker_code = worker.stop()
-            api_code = api.stop()
+            if own_pg.frozen:
+                own_pg.thaw()
+            worker_code, api_code = worker.stop(), api.stop()
+            if run is not None:
+                run.worker_code, run.api_code = worker_code, api_code
+        _assert_outcome(run, api)
+
+
+def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) -> None:
+    with _serving(
+        own_pg,
+        BABELWIRE_RESPONSE_CACHE_S="0",
+        BABELWIRE_DB_CONNECT_TIMEOUT_S="3",
+        BABELWIRE_DB_STATEMENT_TIMEOUT_S="5",
+    ) as run:
+        own_pg.stop_server("fast")
+        run.load.phase = "down"
+        run.outlets.epoch = 2  # outlets publish while the database is down
+        _wait(lambda: all(run.load.seen("down", r, 503) >= 3 for r in ROUTES), "503s while down", 60)
+        _wait(lambda: "database unavailable" in run.worker.stderr, "the worker noticing", 60)
+        with httpx.Client(base_url=run.base, timeout=30) as client:
+            ready = client.get("/readyz")
+
+        run.load.phase = "restarting"  # answers asked from here on may come from either side
+        own_pg.start_server()
+        run.load.phase = "back"
+        run.outlets.epoch = 3
 
     assert ready.status_code == 503 and ready.headers["retry-after"].isdigit()
     assert ready.json()["error"]["code"] == "database_unavailable"
-    _assert_answers(load.answers, "down")
-    _assert_outcome(url, worker, worker_code, api, api_code, newest, expected)
+    _assert_answers(run.load.answers, "down")
 
 
 def _assert_answers(answers: list[Answer], outage: str) -> None:
@@ -243,19 +277,19 @@ def _assert_answers(answers: list[Answer], outage: str) -> None:
     ] == []
 
 
-def _assert_outcome(
-    url: str, worker: Process, worker_code: int, api: Process, api_code: int, newest: Any, expected: int
-) -> None:
+def _assert_outcome(run: Run | None, api: Process) -> None:
     """Both processes stopped cleanly without a traceback; every item published stored once, in a
     story; no lease left; the API serves the newest items."""
-    assert worker_code == 0 and api_code == 0
-    for process in (worker, api):
+    assert run is not None
+    assert run.worker_code == 0 and run.api_code == 0
+    for process in (run.worker, api):
         assert "Traceback" not in process.stderr, process.stderr
+    url, expected = run.url, run.expected
     assert _scalar(url, "SELECT count(*) FROM item") == expected
-    assert _scalar(url, "SELECT count(DISTINCT (source_id, guid)) FROM item") == expected
     assert _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NULL") == 0
+    assert _scalar(url, "SELECT count(DISTINCT (source_id, guid)) FROM item") == expected
     assert _scalar(url, "SELECT count(*) FROM source WHERE lease_owner IS NOT NULL") == 0
-    titles = {entry["title"] for entry in newest["items"]}
+    titles = {entry["title"] for entry in run.newest["items"]}
     assert f"Outlet 0 bulletin {ITEMS_AT_EPOCH[3] - 1}: token T0X6 listed" in titles
 
 
@@ -265,82 +299,35 @@ def test_api_and_worker_ride_out_a_frozen_postgresql(own_pg: PostgresServer) -> 
     format, within its answer bound), stays live (``/healthz`` is not stuck behind a database read
     on the event loop), the worker logs the failed rounds and goes on ticking; after SIGCONT both
     carry on and nothing is lost or stored twice."""
-    url = own_pg.create_database()
-    engine = make_engine(Settings(database_url=url))
-    upgrade(engine)
-    outlets = Outlets()
-    port = free_port()
-    env = dict(
-        os.environ,
-        BABELWIRE_DATABASE_URL=url,
-        BABELWIRE_ALLOW_PRIVATE_FEEDS="1",
-        BABELWIRE_TICK_S="0.3",
-        BABELWIRE_MIN_INTERVAL_S="1",
-        BABELWIRE_LEASE_S="10",
+    with _serving(
+        own_pg,
         BABELWIRE_DB_CONNECT_TIMEOUT_S="2",
         BABELWIRE_DB_STATEMENT_TIMEOUT_S="4",  # the API waits for an answer 4 + 5 s at most
         BABELWIRE_DB_ANSWER_TIMEOUT_S="6",  # the worker
-    )
-    expected = SOURCES * ITEMS_AT_EPOCH[3]
-    base = f"http://127.0.0.1:{port}"
-    with FeedServer() as site:
-        for n in range(SOURCES):
-            site.routes[f"/outlet/{n}.xml"] = outlets.route(n)
-        add_sources(
-            engine,
-            [
-                SourceSpec(url=site.url(f"/outlet/{n}.xml"), outlet="coindesk", locale="en", title=None)
-                for n in range(SOURCES)
-            ],
+    ) as run:
+        load, worker = run.load, run.worker
+        failed_rounds = worker.stderr.count("database unavailable")
+
+        own_pg.freeze()
+        load.phase = "freezing"  # a cached page may still be answered until the next generation read
+        run.outlets.epoch = 2
+        time.sleep(1.0)
+        load.phase = "frozen"
+        _wait(lambda: all(load.seen("frozen", r, 503) >= 2 for r in ROUTES), "503s while frozen", 120)
+        _wait(
+            lambda: worker.stderr.count("database unavailable") >= failed_rounds + 2,
+            "the worker failing rounds and ticking on",
+            60,
         )
-        engine.dispose()
-        worker = Process(["worker"], env)
-        api = Process(["serve", "--no-scheduler", "--port", str(port)], env)
-        try:
-            api.wait_for(lambda line: "Uvicorn running" in line)
-            with Load(base) as load:
-                _wait(
-                    lambda: (
-                        _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL")
-                        == SOURCES * ITEMS_AT_EPOCH[1]
-                    ),
-                    "the first items in stories",
-                )
-                _wait(lambda: all(load.seen("up", r, 200) for r in ROUTES), "the API's first pages")
-                failed_rounds = worker.stderr.count("database unavailable")
+        # Liveness never waits for the database: a timeout far below the answer bound (9 s).
+        with httpx.Client(base_url=run.base, timeout=5) as client:
+            alive = [client.get("/healthz").status_code for _ in range(5)]
 
-                own_pg.freeze()
-                load.phase = "freezing"  # a cached page may still be answered until the next generation read
-                outlets.epoch = 2
-                time.sleep(1.0)
-                load.phase = "frozen"
-                _wait(lambda: all(load.seen("frozen", r, 503) >= 2 for r in ROUTES), "503s while frozen", 120)
-                _wait(
-                    lambda: worker.stderr.count("database unavailable") >= failed_rounds + 2,
-                    "the worker failing rounds and ticking on",
-                    60,
-                )
-                # Liveness never waits for the database: a timeout far below the answer bound (9 s).
-                with httpx.Client(base_url=base, timeout=5) as client:
-                    alive = [client.get("/healthz").status_code for _ in range(5)]
-
-                load.phase = "thawing"
-                own_pg.thaw()
-                load.phase = "back"
-                outlets.epoch = 3
-                _wait(lambda: all(load.seen("back", r, 200) for r in ROUTES), "the API serving again")
-                _wait(
-                    lambda: _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL") == expected,
-                    "every item published meanwhile, in a story",
-                )
-            newest = httpx.get(f"{base}/v1/feed", params={"locale": "en", "limit": 100}).json()
-        finally:
-            if own_pg.frozen:
-                own_pg.thaw()
-            worker_code = worker.stop()
-            api_code = api.stop()
+        load.phase = "thawing"
+        own_pg.thaw()
+        load.phase = "back"
+        run.outlets.epoch = 3
 
     assert alive == [200] * 5
-    _assert_answers(load.answers, "frozen")
+    _assert_answers(run.load.answers, "frozen")
     assert "no answer within" in worker.stderr or "timeout expired" in worker.stderr, worker.stderr[-3000:]
-    _assert_outcome(url, worker, worker_code, api, api_code, newest, expected)
