@@ -15,7 +15,6 @@ made)::
 from __future__ import annotations
 
 import argparse
-import io
 import pstats
 import sys
 import tempfile
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ingest_runs import bench_env, poll_summary, prepare_database, run_child  # noqa: E402
+from ingest_runs import bench_env, cumulative_s, hottest, poll_summary, prepare_database, run_child  # noqa: E402
 
 STAGES: tuple[tuple[str, str, str], ...] = (
     ("imports (importlib, wherever they happen)", "<frozen importlib._bootstrap>", "_find_and_load"),
@@ -41,14 +40,6 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("— clustering (cluster.py Clusterer.add)", "aggregator/dedupe/cluster.py", "add"),
     ("— feed entries (entries.py refresh_story_entries)", "aggregator/entries.py", "refresh_story_entries"),
 )
-
-
-def _cumulative(stats: pstats.Stats, path_suffix: str, function: str) -> float:
-    total = 0.0
-    for (filename, _line, name), (_cc, _nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        if name == function and filename.endswith(path_suffix):
-            total += ct
-    return total
 
 
 def cli_profile(database_url: str, root: Path = ROOT, top: int = 15) -> str:
@@ -81,21 +72,9 @@ def cli_profile(database_url: str, root: Path = ROOT, top: int = 15) -> str:
         "|---|---:|---:|",
     ]
     for label, path, function in STAGES:
-        seconds = _cumulative(stats, path, function)
+        seconds = cumulative_s(stats, path, function)
         lines.append(f"| {label} | {seconds:.2f} | {seconds / total:.0%} |")
-    buf = io.StringIO()
-    stats.stream = buf  # type: ignore[attr-defined]
-    stats.sort_stats("tottime").print_stats(top)
-    body = buf.getvalue()
-    table = body[body.index("   ncalls") :].rstrip() if "   ncalls" in body else body.rstrip()
-    lines += [
-        "",
-        f"Hottest {top} functions by own time:",
-        "",
-        "```",
-        table.replace(str(ROOT) + "/", ""),
-        "```",
-    ]
+    lines += hottest(stats, top)
     return "\n".join(lines)
 
 

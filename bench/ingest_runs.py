@@ -307,6 +307,32 @@ class InlineExecutor(ThreadPoolExecutor):
         return future
 
 
+def cumulative_s(stats: pstats.Stats, path_suffix: str, names: str | tuple[str, ...]) -> float:
+    """Cumulative seconds of the functions called ``names`` in files ending with ``path_suffix``."""
+    wanted = (names,) if isinstance(names, str) else names
+    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
+    return sum(
+        v[3] for (file, _line, func), v in table.items() if file.endswith(path_suffix) and func in wanted
+    )
+
+
+def hottest(stats: pstats.Stats, top: int) -> list[str]:
+    """The ``top`` functions by own time as a markdown note's lines (a fenced listing, paths made
+    relative to site-packages, the standard library and the repository)."""
+    listing = io.StringIO()
+    stats.stream = listing  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(top)
+    paths = sysconfig.get_paths()
+    rows = [
+        line.replace(paths["purelib"] + "/", "")
+        .replace(paths["stdlib"] + "/", "")
+        .replace(str(ROOT) + "/", "")
+        for line in listing.getvalue().splitlines()
+        if re.match(r"\s*[\d/]+\s+\d", line) or "ncalls" in line
+    ]
+    return ["", f"Hottest {top} functions by own time:", "", "```", *rows, "```"]
+
+
 STAGES = (
     ("parse (aggregator/parse.py parse_feed)", "aggregator/parse.py", "parse_feed"),
     (
@@ -354,12 +380,7 @@ def profile_child(database_url: str, top: int = 15) -> None:
     engine.dispose()
 
     stats = pstats.Stats(profiler)
-    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
-
-    def cumulative(path: str, name: str) -> float:
-        return sum(v[3] for (file, _line, func), v in table.items() if file.endswith(path) and func == name)
-
-    seconds = {label: cumulative(path, name) for label, path, name in STAGES}
+    seconds = {label: cumulative_s(stats, path, name) for label, path, name in STAGES}
     decide_s = seconds[STAGES[2][0]]
     seconds[STAGES[3][0]] -= decide_s
     rest = wall - sum(seconds.values())
@@ -380,17 +401,7 @@ def profile_child(database_url: str, top: int = 15) -> None:
         + ", ".join(f"{label.split(' (')[0]} {100 * value / wall:.0f}%" for label, value in ranked[:3])
         + ".",
     ]
-    listing = io.StringIO()
-    pstats.Stats(profiler, stream=listing).sort_stats("tottime").print_stats(top)
-    paths = sysconfig.get_paths()
-    hottest = [
-        line.replace(paths["purelib"] + "/", "")
-        .replace(paths["stdlib"] + "/", "")
-        .replace(str(ROOT) + "/", "")
-        for line in listing.getvalue().splitlines()
-        if re.match(r"\s*[\d/]+\s+\d", line) or "ncalls" in line
-    ]
-    lines += ["", f"Hottest {top} functions by own time:", "", "```", *hottest, "```"]
+    lines += hottest(stats, top)
     print("\n".join(lines))
 
 
@@ -461,13 +472,7 @@ def dedupe_profile_child(database_url: str, top: int = 12) -> None:
     wall = time.perf_counter() - started
     engine.dispose()
     stats = pstats.Stats(profiler)
-    table: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = stats.stats  # type: ignore[attr-defined]
-
-    def cumulative(path: str, names: str | tuple[str, ...]) -> float:
-        wanted = (names,) if isinstance(names, str) else names
-        return sum(v[3] for (file, _line, func), v in table.items() if file.endswith(path) and func in wanted)
-
-    seconds = {label: cumulative(path, names) for label, path, names in DEDUPE_STAGES}
+    seconds = {label: cumulative_s(stats, path, names) for label, path, names in DEDUPE_STAGES}
     # Nested stages counted once: the row loading of the ones above is theirs, not the load's.
     lines = [
         f"`run_dedupe` end to end under cProfile on {inserted:,} freshly polled items (cold features): "
@@ -479,21 +484,11 @@ def dedupe_profile_child(database_url: str, top: int = 12) -> None:
     ]
     for label, value in seconds.items():
         lines.append(f"| {label} | {value:.2f} | {100 * value / wall:.0f}% |")
-    commit = cumulative("sqlalchemy/orm/session.py", "commit")
-    flush = cumulative("sqlalchemy/orm/session.py", "flush")
+    commit = cumulative_s(stats, "sqlalchemy/orm/session.py", "commit")
+    flush = cumulative_s(stats, "sqlalchemy/orm/session.py", "flush")
     lines.append(f"| ORM flushes (session.flush, wherever) | {flush:.2f} | {100 * flush / wall:.0f}% |")
     lines.append(f"| commit | {commit:.2f} | {100 * commit / wall:.0f}% |")
-    listing = io.StringIO()
-    pstats.Stats(profiler, stream=listing).sort_stats("tottime").print_stats(top)
-    paths = sysconfig.get_paths()
-    hottest = [
-        line.replace(paths["purelib"] + "/", "")
-        .replace(paths["stdlib"] + "/", "")
-        .replace(str(ROOT) + "/", "")
-        for line in listing.getvalue().splitlines()
-        if re.match(r"\s*[\d/]+\s+\d", line) or "ncalls" in line
-    ]
-    lines += ["", f"Hottest {top} functions by own time:", "", "```", *hottest, "```"]
+    lines += hottest(stats, top)
     print("\n".join(lines))
 
 
