@@ -43,7 +43,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -347,9 +347,17 @@ def wrk(
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
                "--timeout", "5s", "-s", str(script), srv.base]  # fmt: skip
         subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True, env=env)  # warm-up
-        cpu = _cpu_s(srv.pid)
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
-        cpu = _cpu_s(srv.pid) - cpu
+        return run_wrk(name, srv, cmd, env)
+
+
+def run_wrk(
+    name: str, srv: Server, cmd: list[str], env: dict[str, str], say: Callable[[str], None] = log
+) -> Run:
+    """Run the wrk command ``cmd`` and read its report: req/s, p99, failed requests (non-2xx/3xx and
+    timeouts) and the server process's CPU time per request over the run; ``say`` logs the line."""
+    cpu = _cpu_s(srv.pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+    cpu = _cpu_s(srv.pid) - cpu
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
@@ -358,7 +366,7 @@ def wrk(
     failed = (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0)
     done = re.search(r"(\d+) requests in", out)
     cpu_ms = cpu * 1000 / int(done.group(1)) if done and int(done.group(1)) else float("nan")
-    log(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed, server CPU {cpu_ms:.2f} ms/request")
+    say(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed, server CPU {cpu_ms:.2f} ms/request")
     return Run(name, rps, p99, failed, cpu_ms)
 
 

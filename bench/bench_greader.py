@@ -97,19 +97,7 @@ def wrk(
                "--timeout", "10s", "-s", str(script), srv.base]  # fmt: skip
         subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True, env=env)  # warm-up
         drain(srv.base, auth)
-        cpu = bench_api._cpu_s(srv.pid)
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
-        cpu = bench_api._cpu_s(srv.pid) - cpu
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    p99 = float(m.group(1)) * bench_api._UNITS[m.group(2)] if m else float("nan")
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
-    failed = (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0)
-    done = re.search(r"(\d+) requests in", out)
-    cpu_ms = cpu * 1000 / int(done.group(1)) if done and int(done.group(1)) else float("nan")
-    log(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed, server CPU {cpu_ms:.2f} ms/request")
-    return bench_api.Run(name, rps, p99, failed, cpu_ms)
+        return bench_api.run_wrk(name, srv, cmd, env, log)
 
 
 def _request(url: str, *, auth: str = "", data: bytes | None = None) -> tuple[int, bytes]:
