@@ -27,7 +27,6 @@ import hashlib
 import json
 import math
 import os
-import signal
 import sys
 import threading
 import time
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ingest_server import child_server  # noqa: E402  (bench/ is on the path: run as a script)
+from ingest_server import child_server, serve_until_term  # noqa: E402  (bench/ is on the path: run as a script)
 
 HISTORY = 5
 """Items per feed: the newest ones."""
@@ -156,11 +155,7 @@ def serve_outlets(sources: int, start: float, period_s: float) -> None:
         server.routes[f"/outlet/{n}.xml"] = route(n)
     server.routes["/stats"] = lambda h: h.reply(200, json.dumps(counts).encode())
     server.routes["/publish"] = publish
-    with server:
-        print(server.httpd.server_address[1], flush=True)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        stop.wait()
+    serve_until_term(server)
 
 
 @contextlib.contextmanager

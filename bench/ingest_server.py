@@ -32,6 +32,11 @@ def serve(directory: Path) -> None:
             headers={"Content-Type": "application/rss+xml; charset=utf-8"},
             etag='"' + hashlib.sha256(body).hexdigest()[:20] + '"',
         )
+    serve_until_term(server)
+
+
+def serve_until_term(server: FeedServer) -> None:
+    """In a child started by ``child_server``: serve, print the port for the parent, stop on SIGTERM."""
     with server:
         print(server.httpd.server_address[1], flush=True)
         stop = threading.Event()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +84,15 @@ class Process:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
         self._reader.join(timeout=5)
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 120, poll_s: float = 0.2) -> Any:
+    """Poll ``condition`` until it returns something true and return that; fail the test naming
+    ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out waiting for {what}")

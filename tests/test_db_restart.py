@@ -31,7 +31,7 @@ from sources.opml import SourceSpec
 from tests.feedserver import FeedServer, RequestHandler
 from tests.livesite import free_port
 from tests.pgserver import PostgresServer
-from tests.processes import Process
+from tests.processes import Process, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -123,15 +123,6 @@ class Load:
         )
 
 
-def _wait(condition: Callable[[], Any], what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _scalar(url: str, sql: str) -> Any:
     engine = make_engine(Settings(database_url=url))
     try:
@@ -206,17 +197,17 @@ def _serving(own_pg: PostgresServer, **settings: str) -> Iterator[Run]:
             api.wait_for(lambda line: "Uvicorn running" in line)
             with Load(base) as load:
                 run = Run(url, base, outlets, worker, load)
-                _wait(
+                wait_until(
                     lambda: (
                         _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL")
                         == SOURCES * ITEMS_AT_EPOCH[1]
                     ),
                     "the first items in stories",
                 )
-                _wait(lambda: all(load.seen("up", r, 200) for r in ROUTES), "the API's first pages")
+                wait_until(lambda: all(load.seen("up", r, 200) for r in ROUTES), "the API's first pages")
                 yield run
-                _wait(lambda: all(load.seen("back", r, 200) for r in ROUTES), "the API serving again")
-                _wait(
+                wait_until(lambda: all(load.seen("back", r, 200) for r in ROUTES), "the API serving again")
+                wait_until(
                     lambda: (
                         _scalar(url, "SELECT count(*) FROM item WHERE story_id IS NOT NULL") == run.expected
                     ),
@@ -242,8 +233,8 @@ def test_api_and_worker_ride_out_a_postgresql_restart(own_pg: PostgresServer) ->
         own_pg.stop_server("fast")
         run.load.phase = "down"
         run.outlets.epoch = 2  # outlets publish while the database is down
-        _wait(lambda: all(run.load.seen("down", r, 503) >= 3 for r in ROUTES), "503s while down", 60)
-        _wait(lambda: "database unavailable" in run.worker.stderr, "the worker noticing", 60)
+        wait_until(lambda: all(run.load.seen("down", r, 503) >= 3 for r in ROUTES), "503s while down", 60)
+        wait_until(lambda: "database unavailable" in run.worker.stderr, "the worker noticing", 60)
         with httpx.Client(base_url=run.base, timeout=30) as client:
             ready = client.get("/readyz")
 
@@ -313,8 +304,8 @@ def test_api_and_worker_ride_out_a_frozen_postgresql(own_pg: PostgresServer) -> 
         run.outlets.epoch = 2
         time.sleep(1.0)
         load.phase = "frozen"
-        _wait(lambda: all(load.seen("frozen", r, 503) >= 2 for r in ROUTES), "503s while frozen", 120)
-        _wait(
+        wait_until(lambda: all(load.seen("frozen", r, 503) >= 2 for r in ROUTES), "503s while frozen", 120)
+        wait_until(
             lambda: worker.stderr.count("database unavailable") >= failed_rounds + 2,
             "the worker failing rounds and ticking on",
             60,

@@ -7,7 +7,6 @@ PostgreSQL servers, real ``serve`` processes where replicas matter; every wait p
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,18 +26,12 @@ from api.cursor import TokenSigner
 from api.feed import FeedQuery, FeedReader
 from tests.livesite import free_port
 from tests.pgserver import PostgresServer
-from tests.processes import Process
+from tests.processes import Process, wait_until
 from tests.test_api import T0, Member, Seeder, feed, make_client
 
 
 def _wait(condition: Callable[[], Any], what: str, timeout_s: float = 30) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(condition, what, timeout_s, poll_s=0.05)
 
 
 # ---- the cache itself ---------------------------------------------------------------------------

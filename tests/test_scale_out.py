@@ -22,7 +22,7 @@ from sources.opml import SourceSpec
 from tests.feedserver import FeedServer, Response
 from tests.livesite import free_port
 from tests.pgserver import PostgresServer
-from tests.processes import Process
+from tests.processes import Process, wait_until
 from tests.scale_feeds import ITEMS_PER_FEED, feed, locale_of, path_of
 
 SOURCES = 300
@@ -111,15 +111,6 @@ def _pages(base: str) -> list[tuple[str, Any]]:
                 return out
 
 
-def _wait(condition: Any, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_three_workers_and_two_api_processes_share_300_sources(
     pg_server: PostgresServer, site: FeedServer
 ) -> None:
@@ -137,8 +128,8 @@ def test_three_workers_and_two_api_processes_share_300_sources(
         for a in apis:
             a.wait_for(lambda line: "Uvicorn running" in line)
         add_sources(engine, _specs(site))
-        _wait(lambda: sum(site.hits.values()) >= SOURCES, "every source polled")
-        _wait(
+        wait_until(lambda: sum(site.hits.values()) >= SOURCES, "every source polled")
+        wait_until(
             lambda: (
                 _scalar(engine, "SELECT count(*) FROM item WHERE story_id IS NULL") == 0
                 and _scalar(engine, "SELECT count(*) FROM item") == items
