@@ -5,6 +5,7 @@ Tables come from Alembic migrations (``migrations/``), never from ``create_all``
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -256,6 +257,11 @@ class AppState(SQLModel, table=True):
     value: str = Field(sa_type=sa.Text)
 
 
+def entry_stamp() -> int:
+    """A new ``storyentry.stamp``: random, never 0 (the stamp of entries older than the column)."""
+    return secrets.randbits(62) + 1
+
+
 class StoryEntry(SQLModel, table=True):
     """What one locale's feed shows for one story, written ahead of reads (``aggregator.entries``).
 
@@ -269,6 +275,7 @@ class StoryEntry(SQLModel, table=True):
         sa.Index("ix_storyentry_all", "locale", "published_at", "story_id"),
         sa.Index("ix_storyentry_pinned", "locale", "pinned_until"),
         sa.Index("ix_storyentry_outlet", "locale", "outlet_id", "reach", "published_at", "story_id"),
+        sa.Index("ix_storyentry_stamp", "locale", "story_id", "stamp", "policy", "outlet_id"),
     )
 
     locale: str = Field(primary_key=True, max_length=8)
@@ -283,6 +290,13 @@ class StoryEntry(SQLModel, table=True):
     (``aggregator.entries.PIN_FOREVER``: until unpinned); None: not pinned here."""
     outlet_id: str | None = Field(default=None, max_length=64)
     """The served member's outlet: the Google Reader API's feed (``feed/<n>``) listing the entry."""
+    stamp: int = Field(
+        default_factory=entry_stamp, sa_type=sa.BigInteger, sa_column_kwargs={"server_default": "0"}
+    )
+    """A random number every write of the entry draws anew (:func:`entry_stamp`, the column's
+    default on every insert; entries are only ever rewritten by delete + insert): readers that keep
+    something derived from an entry check it against the stamp, never the body (``api.greader``).
+    0: written before the stamp existed."""
 
 
 class StoryTicker(SQLModel, table=True):

@@ -5,10 +5,16 @@ A flag lives in ``greaderstate`` (no row: unread, not starred), written with one
 both engines, so two devices of one key marking the same story at once both succeed. Only stories
 that exist get rows: ids a client makes up are dropped. ``greaderfeed`` gives each outlet a small
 number the first time it is listed and keeps it forever (``feed/<n>`` is what apps store).
+
+Every write of a key's flags also renews that key's state version (``appstate`` row
+``greader_state:<key id>``, :func:`touch_state`) in the same transaction: answers built from the
+flags (``stream/items/ids``, ``unread-count``) are kept per key while it and the pages version are
+unchanged, so one reader's marks never drop another reader's kept answers.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,7 +29,26 @@ STATE = SQLModel.metadata.tables["greaderstate"]
 FEED = SQLModel.metadata.tables["greaderfeed"]
 _OUTLET = SQLModel.metadata.tables["outlet"]
 _STORY = SQLModel.metadata.tables["story"]
+_APPSTATE = SQLModel.metadata.tables["appstate"]
 CHUNK = 500
+STATE_VERSION_PREFIX = "greader_state:"
+
+
+def state_version_key(key_id: int) -> str:
+    """The ``appstate`` key of ``key_id``'s state version."""
+    return f"{STATE_VERSION_PREFIX}{int(key_id)}"
+
+
+def touch_state(conn: sa.Connection, key_id: int) -> None:
+    """Renew ``key_id``'s state version in the caller's transaction (an upsert: two devices of one
+    key writing at once both succeed)."""
+    values = {"key": state_version_key(key_id), "value": secrets.token_hex(8)}
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_APPSTATE)
+    conn.execute(
+        insert.values(values).on_conflict_do_update(
+            index_elements=[_APPSTATE.c.key], set_={"value": insert.excluded.value}
+        )
+    )
 
 
 def _insert(conn: sa.Connection) -> Any:
@@ -71,6 +96,8 @@ def set_flags(
             rows,
         )
         done += len(known)
+    if done:
+        touch_state(conn, key_id)
     return done
 
 
@@ -95,6 +122,7 @@ def mark_read_from(
         ),
         dict(params or {}),
     )
+    touch_state(conn, key_id)
 
 
 def feed_numbers(engine: sa.Engine) -> Mapping[str, int]:

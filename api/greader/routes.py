@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator.readstate import feed_numbers, mark_read_from, set_flags
 from aggregator.settings import Settings
-from api.caching import Rendered, cached_response
+from api.caching import PageCache, Rendered, cached_response
 from api.dbapi import compiled_for
 from api.errors import Problem, error_response
 from api.export.texts import TITLE
@@ -42,7 +42,9 @@ from api.greader.streams import (
     MAX_N,
     Outlet,
     Position,
+    Row,
     StreamQuery,
+    answer_version,
     feed_outlet,
     marked_select,
     micros,
@@ -51,6 +53,7 @@ from api.greader.streams import (
     page_shape,
     page_statement,
     parse_continuation,
+    read_bodies,
     read_rows,
     stream_params,
     tickers,
@@ -64,6 +67,8 @@ MAX_BODY = 2_000_000
 OUTLETS_TTL_S = 5.0
 RENDERED_ITEMS = 50_000
 """Items kept rendered per process (about 2 KB each), oldest dropped first."""
+KEPT_ANSWERS = 4096
+"""``stream/items/ids`` and ``unread-count`` answers kept per process (least recently used dropped)."""
 BAD_TOKEN = {"Google-Bad-Token": "true", "X-Reader-Google-Bad-Token": "true", "Cache-Control": "no-store"}
 PRIVATE = "private, no-cache"
 _SLASHES = re.compile(r"/{2,}")
@@ -195,6 +200,8 @@ class GreaderService:
     """(locale, story) → what an item was rendered from and the item: the entry body, disclaimer,
     feed and base it depends on are compared on every use, so a changed entry renders anew."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _answers: PageCache[Rendered] = field(default_factory=lambda: PageCache(KEPT_ANSWERS))
+    """Built ``stream/items/ids`` and ``unread-count`` answers per key (:meth:`kept`)."""
 
     def outlets(self, *, fresh: bool = False) -> dict[str, Outlet]:
         """outlet id → subscription (numbers given on first sight), kept a few seconds."""
@@ -213,30 +220,66 @@ class GreaderService:
         numbers = {o.id: o.number for o in self.outlets().values()}
         return feed_outlet(numbers, int(stream.value or 0))
 
-    def page(self, who: Reader, query: StreamQuery) -> tuple[Sequence[Any], str | None]:
+    def page(
+        self, who: Reader, query: StreamQuery, conn: sa.Connection | None = None, outlet: str | None = None
+    ) -> tuple[Sequence[Any], str | None]:
         """(story id, raw publication) of one page, and the continuation when more follow."""
-        outlet = self.feed_outlet(query.stream)
-        statement = compiled_for(page_statement(*page_shape(query)), self.reader.engine.dialect)
-        with self.reader.engine.connect() as conn:
-            rows = statement.rows(conn, stream_params(query, who.key_id, who.locale, outlet))
+        if conn is None:
+            with self.reader.engine.connect() as own:
+                return self.page(who, query, own, self.feed_outlet(query.stream))
+        statement = compiled_for(page_statement(*page_shape(query)), conn.dialect)
+        rows = statement.rows(conn, stream_params(query, who.key_id, who.locale, outlet))
         more = len(rows) > query.n
         rows = rows[: query.n]
         continuation = Position(micros(moment(rows[-1][1])), rows[-1][0]).token() if more and rows else None
         return rows, continuation
 
-    def ids_body(self, who: Reader, query: StreamQuery) -> bytes:
-        """``{"itemRefs": [{"id": "<decimal>"}…], "continuation"?}``, joined as bytes (ids are integers)."""
-        rows, continuation = self.page(who, query)
-        refs = b",".join(b'{"id":"%d"}' % sid for sid, _ in rows)
-        more = b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b""
-        return b'{"itemRefs":[' + refs + b"]" + more + b"}"
+    def ids_body(self, who: Reader, query: StreamQuery) -> Rendered:
+        """``{"itemRefs": [{"id": "<decimal>"}…], "continuation"?}``, joined as bytes (ids are
+        integers); kept (:meth:`kept`) per key and request."""
+        outlet = self.feed_outlet(query.stream)
+
+        def build(conn: sa.Connection) -> tuple[Rendered, bool]:
+            rows, continuation = self.page(who, query, conn, outlet)
+            refs = b",".join(b'{"id":"%d"}' % sid for sid, _ in rows)
+            more = (
+                b',"continuation":' + pydantic_core.to_json(continuation) if continuation is not None else b""
+            )
+            rendered = Rendered.of(b'{"itemRefs":[' + refs + b"]" + more + b"}")
+            # A feed this process does not know yet (numbered elsewhere moments ago) is answered
+            # empty, not kept: the next request knows it.
+            return rendered, not (query.stream.kind == "feed" and outlet is None)
+
+        return self.kept(("ids", who.key_id, who.locale, query), who, build)
+
+    def kept(
+        self, key: tuple[Any, ...], who: Reader, build: Callable[[sa.Connection], tuple[Rendered, bool]]
+    ) -> Rendered:
+        """The answer ``build`` makes from the entries and ``who``'s flags, kept while the pages
+        version and the key's state version are those read before it was built (a write that
+        commits in between makes it look older, never newer); an answer ``build`` says not to keep
+        is answered once."""
+        with self.reader.engine.connect() as conn:
+            version = answer_version(conn, who.key_id)
+            found = self._answers.get(key, version)
+            if found is not None:
+                return found
+            built, keep = build(conn)
+        if keep:
+            self._answers.put(key, version, built)
+        return built
 
     def items(
         self, who: Reader, story_ids: list[int], base: str
     ) -> list[tuple[render.Item, bool, bool, render.Fragment]]:
         """The stories among ``story_ids`` that have an entry in the key's locale, in that order:
         each as an item (without the key's flags), the key's read and starred flags, and its
-        encoded JSON without them (:func:`render.item_fragment`)."""
+        encoded JSON without them (:func:`render.item_fragment`).
+
+        Rendered items are kept per process by (locale, story) with what they were made from: the
+        entry's stamp (renewed by every write of the entry), its disclaimer, feed, store time and
+        the base URL. One statement reads those (never the bodies) and the key's flags; only items
+        kept under something else are read in full and rendered again."""
         if not story_ids:
             return []
         by_outlet = self.outlets()
@@ -245,28 +288,42 @@ class GreaderService:
             if any(r.outlet_id and r.outlet_id not in by_outlet for r in rows.values()):
                 by_outlet = self.outlets(fresh=True)
             disclaimers = self.reader.current_disclaimers(conn)
-        memo: dict[str, Any] = {}
+            memo: dict[str, Any] = {}
+
+            def made_of(row: Row) -> tuple[Any, ...]:
+                if row.policy not in memo:
+                    memo[row.policy] = self.reader.disclaimer(row.policy, who.locale, disclaimers)
+                return (row.stamp, memo[row.policy], render.origin_of(row, by_outlet), row.stored, base)
+
+            rendered = self._rendered
+            locale = who.locale
+            kept: dict[int, tuple[render.Item, render.Fragment]] = {}
+            stale: list[Row] = []
+            for sid, row in rows.items():
+                cached = rendered.get((locale, sid))
+                if cached is not None and cached[0] == made_of(row):
+                    kept[sid] = cached[1], cached[2]
+                else:
+                    stale.append(row)
+            if stale:
+                fresh = read_bodies(conn, locale, stale)
+                if any(r.outlet_id and r.outlet_id not in by_outlet for r in fresh.values()):
+                    by_outlet = self.outlets(fresh=True)
+                for sid, row in fresh.items():
+                    made = made_of(row)
+                    item = render.build_item(row, locale, made[1], made[2], base)
+                    fragment = render.item_fragment(item)
+                    kept[sid] = item, fragment
+                    with self._lock:
+                        rendered[(locale, sid)] = (made, item, fragment)
+                        while len(rendered) > RENDERED_ITEMS:
+                            del rendered[next(iter(rendered))]
         out = []
-        rendered = self._rendered
         for sid in story_ids:
-            row = rows.get(sid)
-            if row is None:
-                continue
-            if row.policy not in memo:
-                memo[row.policy] = self.reader.disclaimer(row.policy, who.locale, disclaimers)
-            disclaimer, origin = memo[row.policy], render.origin_of(row, by_outlet)
-            made = (row.body, disclaimer, origin, row.stored, base)
-            cached = rendered.get((who.locale, sid))
-            if cached is not None and cached[0] == made:
-                _, item, fragment = cached
-            else:
-                item = render.build_item(row, who.locale, disclaimer, origin, base)
-                fragment = render.item_fragment(item)
-                with self._lock:
-                    rendered[(who.locale, sid)] = (made, item, fragment)
-                    while len(rendered) > RENDERED_ITEMS:
-                        del rendered[next(iter(rendered))]
-            out.append((item, row.read, row.starred, fragment))
+            found = rows.get(sid)
+            if found is not None and sid in kept:  # not kept: its entry went between the two reads
+                item, fragment = kept[sid]
+                out.append((item, found.read, found.starred, fragment))
         return out
 
     def contents(
@@ -326,30 +383,41 @@ class GreaderService:
             }
         )
 
-    def unread_body(self, who: Reader) -> bytes:
+    def unread_body(self, who: Reader) -> Rendered:
         """Unread counts per feed (``feed/<n>``), per label (``user/-/label/<ticker>``) and of the
-        reading list, each with its newest item's time, as clients expect (FreshRSS's shape)."""
-        by_outlet = self.outlets()
-        with self.reader.engine.connect() as conn:
+        reading list, each with its newest item's time, as clients expect (FreshRSS's shape); kept
+        (:meth:`kept`) per key."""
+
+        def build(conn: sa.Connection) -> tuple[Rendered, bool]:
             counts = unread_counts(conn, who.key_id, who.locale)
-        feeds, labels = [], []
-        total, newest_all = 0, 0
-        for kind, name, count, newest in counts:
-            usec = micros(newest)
-            if kind == LABEL_COUNT:
-                labels.append(
-                    {"id": LABEL_PREFIX + str(name), "count": count, "newestItemTimestampUsec": str(usec)}
-                )
-                continue
-            total += count
-            newest_all = max(newest_all, usec)
-            outlet = by_outlet.get(name or "")
-            if outlet is not None:
-                feeds.append(
-                    {"id": f"feed/{outlet.number}", "count": count, "newestItemTimestampUsec": str(usec)}
-                )
-        reading = {"id": READING_LIST, "count": total, "newestItemTimestampUsec": str(newest_all)}
-        return pydantic_core.to_json({"max": total, "unreadcounts": [*feeds, *labels, reading]})
+            by_outlet = self.outlets()
+            if any(kind != LABEL_COUNT and name and name not in by_outlet for kind, name, _, _ in counts):
+                by_outlet = self.outlets(fresh=True)
+            feeds, labels = [], []
+            total, newest_all, complete = 0, 0, True
+            for kind, name, count, newest in counts:
+                usec = micros(newest)
+                if kind == LABEL_COUNT:
+                    labels.append(
+                        {"id": LABEL_PREFIX + str(name), "count": count, "newestItemTimestampUsec": str(usec)}
+                    )
+                    continue
+                total += count
+                newest_all = max(newest_all, usec)
+                outlet = by_outlet.get(name or "")
+                if outlet is not None:
+                    feeds.append(
+                        {"id": f"feed/{outlet.number}", "count": count, "newestItemTimestampUsec": str(usec)}
+                    )
+                elif name:
+                    complete = False  # an outlet not numbered yet: answered without it, not kept
+            reading = {"id": READING_LIST, "count": total, "newestItemTimestampUsec": str(newest_all)}
+            body = Rendered.of(
+                pydantic_core.to_json({"max": total, "unreadcounts": [*feeds, *labels, reading]})
+            )
+            return body, complete
+
+        return self.kept(("unread", who.key_id, who.locale), who, build)
 
     def edit(self, who: Reader, story_ids: list[int], read: bool | None, starred: bool | None) -> None:
         with self.engine.begin() as conn:
@@ -461,14 +529,14 @@ def install_greader(
 
     @route(API + "/unread-count", ["GET"])
     async def unread_count(request: Request, params: Params, who: Reader) -> Response:
-        return json_page(request, await run_in_threadpool(service.unread_body, who))
+        return cached_response(request, await run_in_threadpool(service.unread_body, who), PRIVATE)
 
     @route(API + "/stream/items/ids", ["GET", "POST"])
     async def items_ids(request: Request, params: Params, who: Reader) -> Response:
         query = stream_query(params, params.get("s"), 20)
         if isinstance(query, Problem):
             return error_response(query)
-        return json_page(request, await run_in_threadpool(service.ids_body, who, query))
+        return cached_response(request, await run_in_threadpool(service.ids_body, who, query), PRIVATE)
 
     @route(API + "/stream/items/contents", ["GET", "POST"])
     async def items_contents(request: Request, params: Params, who: Reader) -> Response:

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
-from aggregator.entries import IN_CHAIN, as_utc
+from aggregator.entries import IN_CHAIN, PAGES_VERSION_KEY, as_utc
 from aggregator.models import UTCDateTime
-from aggregator.readstate import STATE
+from aggregator.readstate import STATE, state_version_key
 from api.dbapi import compiled_for
-from api.feed_statements import ENTRY, OUTLET, STORY, TICKER
+from api.feed_statements import APPSTATE, ENTRY, OUTLET, STORY, TICKER
 from api.greader.ids import Stream
 
 MAX_N = 10_000
@@ -222,17 +222,19 @@ def marked_select(kind: str, before: bool) -> sa.Select[Any]:
 
 @dataclass(frozen=True)
 class Row:
-    """One item as stored: the entry body (without its closing brace and disclaimer) and the key's
-    flags on it."""
+    """One item as stored: what its rendering is checked against (the entry's stamp, the served
+    outlet's policy and feed, the store time) and the key's flags on it; the entry body (without
+    its closing brace and disclaimer) only once it is read to render (:func:`read_bodies`)."""
 
     story_id: int
-    body: str
+    stamp: int
     policy: str
     outlet_id: str | None
     stored: Any
     """When the story was stored, as the driver gives it (SQLite: text): parsed only to render."""
     read: bool
     starred: bool
+    body: str = ""
 
     @property
     def stored_at(self) -> datetime:
@@ -243,16 +245,21 @@ CONTENTS_SIZES = (1, 10, 50, 150, 300, MAX_CONTENTS)
 """``IN`` lists have one of these lengths (padded with 0, no story's id): a few fixed statements."""
 
 
+def _in_ids(column: Any, size: int) -> Any:
+    return column.in_([_bind(f"id_{i}", sa.Integer()) for i in range(size)])
+
+
 @lru_cache(maxsize=16)
 def contents_statement(size: int) -> sa.Select[Any]:
-    """The entries of up to ``size`` stories in one locale with a key's flags; bind ``locale``,
-    ``key_id`` and ``id_0``… ``id_<size-1>``."""
+    """The entries' stamps (no bodies) of up to ``size`` stories in one locale with a key's flags:
+    the entry part index-only on ``ix_storyentry_stamp``; bind ``locale``, ``key_id`` and
+    ``id_0``… ``id_<size-1>``."""
     entry, story, state = ENTRY.alias("e"), STORY.alias("st"), STATE.alias("s")
     key_id = _bind("key_id", sa.Integer())
     return (
         sa.select(
             entry.c.story_id,
-            entry.c.body,
+            entry.c.stamp,
             entry.c.policy,
             entry.c.outlet_id,
             sa.type_coerce(_stored(story), sa.String()),
@@ -264,24 +271,50 @@ def contents_statement(size: int) -> sa.Select[Any]:
                 state, sa.and_(state.c.key_id == key_id, state.c.story_id == entry.c.story_id)
             )
         )
-        .where(
-            entry.c.locale == _bind("locale"),
-            entry.c.story_id.in_([_bind(f"id_{i}", sa.Integer()) for i in range(size)]),
-        )
+        .where(entry.c.locale == _bind("locale"), _in_ids(entry.c.story_id, size))
     )
 
 
-def read_rows(conn: sa.Connection, key_id: int, locale: str, story_ids: Sequence[int]) -> dict[int, Row]:
-    out: dict[int, Row] = {}
+@lru_cache(maxsize=16)
+def bodies_statement(size: int) -> sa.Select[Any]:
+    """The bodies of up to ``size`` entries of one locale, each with its stamp, policy and served
+    outlet as of the same read; binds as :func:`contents_statement` (but ``key_id``)."""
+    entry = ENTRY.alias("e")
+    return sa.select(entry.c.story_id, entry.c.stamp, entry.c.body, entry.c.policy, entry.c.outlet_id).where(
+        entry.c.locale == _bind("locale"), _in_ids(entry.c.story_id, size)
+    )
+
+
+def _chunks(story_ids: Sequence[int]) -> Any:
+    """(statement size, binds of the ids) per at most ``MAX_CONTENTS`` ids."""
     for i in range(0, len(story_ids), MAX_CONTENTS):
         chunk = list(story_ids[i : i + MAX_CONTENTS])
         size = next(s for s in CONTENTS_SIZES if s >= len(chunk))
-        params: dict[str, Any] = {"locale": locale, "key_id": key_id}
-        params.update((f"id_{j}", chunk[j] if j < len(chunk) else 0) for j in range(size))
-        for sid, body, policy, outlet_id, stored, read, starred in compiled_for(
+        yield size, {f"id_{j}": chunk[j] if j < len(chunk) else 0 for j in range(size)}
+
+
+def read_rows(conn: sa.Connection, key_id: int, locale: str, story_ids: Sequence[int]) -> dict[int, Row]:
+    """The stamped rows (no bodies) of the stories among ``story_ids`` with an entry in ``locale``."""
+    out: dict[int, Row] = {}
+    for size, ids in _chunks(story_ids):
+        params = {"locale": locale, "key_id": key_id, **ids}
+        for sid, stamp, policy, outlet_id, stored, read, starred in compiled_for(
             contents_statement(size), conn.dialect
         ).rows(conn, params):
-            out[sid] = Row(sid, body, policy, outlet_id, stored, bool(read), bool(starred))
+            out[sid] = Row(sid, int(stamp), policy, outlet_id, stored, bool(read), bool(starred))
+    return out
+
+
+def read_bodies(conn: sa.Connection, locale: str, rows: Sequence[Row]) -> dict[int, Row]:
+    """``rows`` with their entry bodies, and the stamp, policy and outlet read with each body (an
+    entry rewritten since ``rows`` were read comes back as it is now; one gone is left out)."""
+    by_id = {r.story_id: r for r in rows}
+    out: dict[int, Row] = {}
+    for size, ids in _chunks(list(by_id)):
+        for sid, stamp, body, policy, outlet_id in compiled_for(bodies_statement(size), conn.dialect).rows(
+            conn, {"locale": locale, **ids}
+        ):
+            out[sid] = replace(by_id[sid], stamp=int(stamp), body=body, policy=policy, outlet_id=outlet_id)
     return out
 
 
@@ -395,6 +428,28 @@ def unread_counts(
     return [
         (int(kind), name, int(count or 0), moment(newest)) for kind, name, count, newest in rows if newest
     ]
+
+
+@lru_cache(maxsize=1)
+def versions_statement() -> sa.Select[Any]:
+    """(key, value) of the pages version (``aggregator.entries.touch_pages``) and of one key's
+    state version (``aggregator.readstate.touch_state``): two primary-key lookups; bind
+    ``pages_key`` and ``state_key``."""
+    return sa.select(APPSTATE.c.key, APPSTATE.c.value).where(
+        APPSTATE.c.key.in_([_bind("pages_key"), _bind("state_key")])
+    )
+
+
+def answer_version(conn: sa.Connection, key_id: int) -> tuple[str | None, str | None]:
+    """What a kept answer of ``key_id`` built from the entries and the key's flags is checked
+    against: (pages version, the key's state version), read now (None: never written)."""
+    state_key = state_version_key(key_id)
+    found = dict(
+        compiled_for(versions_statement(), conn.dialect).rows(
+            conn, {"pages_key": PAGES_VERSION_KEY, "state_key": state_key}
+        )
+    )
+    return found.get(PAGES_VERSION_KEY), found.get(state_key)
 
 
 def tickers(conn: sa.Connection) -> list[str]:
