@@ -134,6 +134,17 @@ def deflated(data: bytes) -> bytes:
     return packer.compress(data) + packer.flush(zlib.Z_SYNC_FLUSH)
 
 
+def stored(data: bytes) -> bytes:
+    """``data`` as stored (uncompressed) deflate blocks, which like :func:`deflated`'s pieces refer
+    to nothing and end on a byte boundary: for the few bytes around the items, where starting a
+    compressor would cost more than it saves."""
+    out = []
+    for i in range(0, len(data), 0xFFFF):
+        chunk = data[i : i + 0xFFFF]
+        out.append(b"\x00" + struct.pack("<HH", len(chunk), len(chunk) ^ 0xFFFF) + chunk)
+    return b"".join(out)
+
+
 GZIP_LEVEL = 5
 _DEFLATE_END = b"\x03\x00"
 """An empty final block (fixed Huffman): ends a deflate stream after a sync flush."""
@@ -142,12 +153,13 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _READ = b',"' + READ.encode() + b'"'
 _STARRED = b',"' + STARRED.encode() + b'"'
 _SUFFIXES = {
-    (read, starred): (raw, deflated(raw))
+    (read, starred): (raw, deflated(raw), bytes((read, starred)))
     for read in (False, True)
     for starred in (False, True)
     for raw in [b"".join((_READ if read else b"", _STARRED if starred else b"", b"]}"))]
 }
-"""The key's flags and the item's closing ``]}``, by (read, starred), as bytes and deflate."""
+"""The key's flags and the item's closing ``]}``, by (read, starred): as bytes, as deflate, and as
+what the response's ETag hashes after the item's digest."""
 _COMMA = (b",", deflated(b","))
 
 
@@ -169,24 +181,22 @@ def contents_rendered(
         + b"}"
     )
     raw: list[bytes] = [head]
-    packed: list[bytes] = [deflated(head)]
-    tag = hashlib.blake2b(head + tail, digest_size=12)
-    for n, (fragment, read, starred) in enumerate(items):
+    packed: list[bytes] = [_GZIP_HEADER, stored(head)]
+    tagged: list[bytes] = [head, tail]
+    comma, packed_comma = _COMMA
+    for fragment, read, starred in items:
         suffix = _SUFFIXES[(read, starred)]
-        if n:
-            raw.append(_COMMA[0])
-            packed.append(_COMMA[1])
-        raw += (fragment.raw, suffix[0])
-        packed += (fragment.packed, suffix[1])
-        tag.update(fragment.digest)
-        tag.update(b"\x01" if read else b"\x00")
-        tag.update(b"\x01" if starred else b"\x00")
+        raw += (fragment.raw, suffix[0], comma)
+        packed += (fragment.packed, suffix[1], packed_comma)
+        tagged += (fragment.digest, suffix[2])
+    if items:
+        raw.pop()  # the last comma
+        packed.pop()
     raw.append(tail)
-    packed += (deflated(tail), _DEFLATE_END)
     body = b"".join(raw)
-    trailer = struct.pack("<II", zlib.crc32(body), len(body) & 0xFFFFFFFF)
-    etag = '"' + tag.hexdigest() + '"'
-    gz = b"".join((_GZIP_HEADER, *packed, trailer))
+    packed += (stored(tail), _DEFLATE_END, struct.pack("<II", zlib.crc32(body), len(body) & 0xFFFFFFFF))
+    etag = '"' + hashlib.blake2b(b"".join(tagged), digest_size=12).hexdigest() + '"'
+    gz = b"".join(packed)
     return Rendered(body, etag, "application/json", None, _gzip=(gz, etag[:-1] + '-gz"'))
 
 

@@ -13,17 +13,19 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import pydantic_core
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator.readstate import feed_numbers, mark_read_from, set_flags
@@ -42,7 +44,6 @@ from api.greader.streams import (
     MAX_N,
     Outlet,
     Position,
-    Row,
     StreamQuery,
     answer_version,
     feed_outlet,
@@ -61,6 +62,7 @@ from api.greader.streams import (
 )
 
 log = logging.getLogger("babelwire.greader")
+T = TypeVar("T")
 PREFIX = "/greader"
 API = PREFIX + "/reader/api/0"
 MAX_BODY = 2_000_000
@@ -88,6 +90,29 @@ class CollapseSlashes:
             if path.startswith(PREFIX + "/") or path == PREFIX:
                 raw = scope.get("raw_path")
                 scope = dict(scope, path=path, raw_path=_SLASHES_RAW.sub(b"/", raw) if raw else raw)
+        await self.app(scope, receive, send)
+
+
+class GreaderFront:
+    """Answers the sync's hottest paths (``stream/items/ids``, ``stream/items/contents``,
+    ``unread-count``) ahead of FastAPI's routing: their endpoint is called as the route would call
+    it (the same parameters, authentication and errors; ``scope["route"]`` set for the metrics),
+    without the router's matching and request machinery, which cost more than a kept answer."""
+
+    def __init__(
+        self, app: ASGIApp, routes: dict[str, tuple[Callable[[Request], Awaitable[Response]], APIRoute]]
+    ) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hot = self.routes.get(get_route_path(scope))
+            if hot is not None and scope["method"] in (hot[1].methods or ()):
+                endpoint, scope["route"] = hot
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -194,14 +219,34 @@ class GreaderService:
     tokens: Tokens
     public_url: str
     _outlets: tuple[float, dict[str, Outlet]] | None = None
-    _rendered: dict[tuple[str, int], tuple[tuple[Any, ...], render.Item, render.Fragment]] = field(
+    _rendered: dict[tuple[str, int], tuple[int, Any, render.Item, render.Fragment]] = field(
         default_factory=dict
     )
-    """(locale, story) → what an item was rendered from and the item: the entry body, disclaimer,
-    feed and base it depends on are compared on every use, so a changed entry renders anew."""
+    """(locale, story) → the entry's stamp and the context (:meth:`context`) it was rendered in,
+    the item and its fragment."""
+    _contexts: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    _last_context: dict[tuple[str, str], tuple[Any, Any, tuple[Any, ...]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _answers: PageCache[Rendered] = field(default_factory=lambda: PageCache(KEPT_ANSWERS))
     """Built ``stream/items/ids`` and ``unread-count`` answers per key (:meth:`kept`)."""
+
+    def context(
+        self, locale: str, disclaimers: Mapping[Any, Any], by_outlet: Mapping[str, Outlet], base: str
+    ) -> tuple[Any, ...]:
+        """Everything besides its entry that a rendered item of ``locale`` depends on (the editors'
+        disclaimers, the feeds, the base URL), as one shared object per distinct value: a kept item
+        is current when its stamp is its entry's and its context *is* this one."""
+        last = self._last_context.get((locale, base))
+        if last is not None and last[0] is by_outlet and last[1] == disclaimers:
+            return last[2]  # the same feeds (kept a few seconds) and disclaimers as the last time
+        value = (locale, tuple(sorted(disclaimers.items())), tuple(sorted(by_outlet.items())), base)
+        with self._lock:
+            if len(self._contexts) > 64:
+                self._contexts.clear()  # items kept under a dropped context render anew
+                self._last_context.clear()
+            found = self._contexts.setdefault(value, value)
+            self._last_context[(locale, base)] = (by_outlet, disclaimers, found)
+        return found
 
     def outlets(self, *, fresh: bool = False) -> dict[str, Outlet]:
         """outlet id → subscription (numbers given on first sight), kept a few seconds."""
@@ -277,53 +322,53 @@ class GreaderService:
         encoded JSON without them (:func:`render.item_fragment`).
 
         Rendered items are kept per process by (locale, story) with what they were made from: the
-        entry's stamp (renewed by every write of the entry), its disclaimer, feed, store time and
-        the base URL. One statement reads those (never the bodies) and the key's flags; only items
-        kept under something else are read in full and rendered again."""
+        entry's stamp (renewed by every write of the entry: a story whose members, texts or
+        publication change has its entries rewritten; its store time never changes) and the
+        context (:meth:`context`: disclaimers, feeds, base URL). One statement reads the stamps
+        (never the bodies) and the key's flags; only items kept under something else are read in
+        full and rendered again."""
         if not story_ids:
             return []
         by_outlet = self.outlets()
+        locale = who.locale
         with self.reader.engine.connect() as conn:
-            rows = read_rows(conn, who.key_id, who.locale, story_ids)
-            if any(r.outlet_id and r.outlet_id not in by_outlet for r in rows.values()):
+            rows = read_rows(conn, who.key_id, locale, story_ids)
+            if any(r[3] and r[3] not in by_outlet for r in rows.values()):
                 by_outlet = self.outlets(fresh=True)
             disclaimers = self.reader.current_disclaimers(conn)
-            memo: dict[str, Any] = {}
-
-            def made_of(row: Row) -> tuple[Any, ...]:
-                if row.policy not in memo:
-                    memo[row.policy] = self.reader.disclaimer(row.policy, who.locale, disclaimers)
-                return (row.stamp, memo[row.policy], render.origin_of(row, by_outlet), row.stored, base)
-
+            context = self.context(locale, disclaimers, by_outlet, base)
             rendered = self._rendered
-            locale = who.locale
             kept: dict[int, tuple[render.Item, render.Fragment]] = {}
-            stale: list[Row] = []
-            for sid, row in rows.items():
+            stale: dict[int, tuple[Any, Any]] = {}
+            for sid, stamp, _, _, read, starred in rows.values():
                 cached = rendered.get((locale, sid))
-                if cached is not None and cached[0] == made_of(row):
-                    kept[sid] = cached[1], cached[2]
+                if cached is not None and cached[0] == stamp and cached[1] is context:
+                    kept[sid] = cached[2], cached[3]
                 else:
-                    stale.append(row)
+                    stale[sid] = (read, starred)
             if stale:
-                fresh = read_bodies(conn, locale, stale)
+                fresh = read_bodies(conn, who.key_id, locale, stale)
                 if any(r.outlet_id and r.outlet_id not in by_outlet for r in fresh.values()):
                     by_outlet = self.outlets(fresh=True)
+                    context = self.context(locale, disclaimers, by_outlet, base)
+                memo: dict[str, Any] = {}
                 for sid, row in fresh.items():
-                    made = made_of(row)
-                    item = render.build_item(row, locale, made[1], made[2], base)
+                    if row.policy not in memo:
+                        memo[row.policy] = self.reader.disclaimer(row.policy, locale, disclaimers)
+                    origin = render.origin_of(row, by_outlet)
+                    item = render.build_item(row, locale, memo[row.policy], origin, base)
                     fragment = render.item_fragment(item)
                     kept[sid] = item, fragment
                     with self._lock:
-                        rendered[(locale, sid)] = (made, item, fragment)
+                        rendered[(locale, sid)] = (row.stamp, context, item, fragment)
                         while len(rendered) > RENDERED_ITEMS:
                             del rendered[next(iter(rendered))]
         out = []
         for sid in story_ids:
             found = rows.get(sid)
-            if found is not None and sid in kept:  # not kept: its entry went between the two reads
-                item, fragment = kept[sid]
-                out.append((item, found.read, found.starred, fragment))
+            pair = kept.get(sid)
+            if found is not None and pair is not None:  # no pair: its entry went between the two reads
+                out.append((pair[0], bool(found[4]), bool(found[5]), pair[1]))
         return out
 
     def contents(
@@ -446,14 +491,25 @@ def install_greader(
     app.state.greader = service
     app.state.greader_logins = limiter
     app.add_middleware(CollapseSlashes)
+    inline = engine.dialect.name == "sqlite"
+    hot: dict[str, tuple[Callable[[Request], Awaitable[Response]], APIRoute]] = {}
+
+    async def read(fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, a read: on the event loop for SQLite (a WAL reader never waits for a
+        writer, and its reads cost less than the hand-off to a thread and back), else in the
+        threadpool."""
+        return fn(*args) if inline else await run_in_threadpool(fn, *args)
 
     def base_of(request: Request) -> str:
         return settings.public_url or str(request.base_url).rstrip("/")
 
     Handler = Callable[[Request, Params, Reader], Awaitable[Response]]
 
-    def route(path: str, methods: list[str], *, write: bool = False) -> Callable[[Handler], Handler]:
-        """Register an authenticated handler: the reader from the header (or, on writes, from ``T``)."""
+    def route(
+        path: str, methods: list[str], *, write: bool = False, front: bool = False
+    ) -> Callable[[Handler], Handler]:
+        """Register an authenticated handler: the reader from the header (or, on writes, from ``T``);
+        ``front``: also answered ahead of FastAPI's routing (:class:`GreaderFront`)."""
 
         def register(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
@@ -461,7 +517,7 @@ def install_greader(
                 if isinstance(params, Problem):
                     return error_response(params)
                 header = request.headers.get("authorization")
-                who = await run_in_threadpool(service.tokens.from_header, header)
+                who = await read(service.tokens.from_header, header)
                 if who is None and write and not header:
                     who = await run_in_threadpool(
                         service.tokens.from_write_token, (params.get("T") or "").strip()
@@ -471,6 +527,8 @@ def install_greader(
                 return await handler(request, params, who)
 
             app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
+            if front:
+                hot[path] = (endpoint, app.router.routes[-1])  # type: ignore[assignment]
             return handler
 
         return register
@@ -527,18 +585,18 @@ def install_greader(
     async def tag_list(request: Request, params: Params, who: Reader) -> Response:
         return json_page(request, await run_in_threadpool(service.tags_body))
 
-    @route(API + "/unread-count", ["GET"])
+    @route(API + "/unread-count", ["GET"], front=True)
     async def unread_count(request: Request, params: Params, who: Reader) -> Response:
-        return cached_response(request, await run_in_threadpool(service.unread_body, who), PRIVATE)
+        return cached_response(request, await read(service.unread_body, who), PRIVATE)
 
-    @route(API + "/stream/items/ids", ["GET", "POST"])
+    @route(API + "/stream/items/ids", ["GET", "POST"], front=True)
     async def items_ids(request: Request, params: Params, who: Reader) -> Response:
         query = stream_query(params, params.get("s"), 20)
         if isinstance(query, Problem):
             return error_response(query)
-        return cached_response(request, await run_in_threadpool(service.ids_body, who, query), PRIVATE)
+        return cached_response(request, await read(service.ids_body, who, query), PRIVATE)
 
-    @route(API + "/stream/items/contents", ["GET", "POST"])
+    @route(API + "/stream/items/contents", ["GET", "POST"], front=True)
     async def items_contents(request: Request, params: Params, who: Reader) -> Response:
         ids: list[int] = []
         for value in params.getall("i"):
@@ -547,7 +605,7 @@ def install_greader(
                 ids.append(sid)
         if len(ids) > MAX_CONTENTS:
             return error_response(Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call"))
-        rendered = await run_in_threadpool(service.contents, who, READING_LIST, ids, base_of(request), None)
+        rendered = await read(service.contents, who, READING_LIST, ids, base_of(request), None)
         return cached_response(request, rendered, PRIVATE)
 
     async def contents(request: Request, params: Params, who: Reader, stream_text: str | None) -> Response:
@@ -614,3 +672,4 @@ def install_greader(
 
     for path in ("/subscription/edit", "/subscription/quickadd", "/quickadd"):
         app.add_api_route(API + path, not_implemented, methods=["GET", "POST"], include_in_schema=False)
+    app.router.middleware_stack = GreaderFront(app.router.middleware_stack, hot)
