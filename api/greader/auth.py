@@ -4,7 +4,9 @@
   (no ``=`` or whitespace inside: NetNewsWire splits lines on ``=``).
 * Tokens are HMACs of the key's id and stored hash under a secret kept in the database
   (``appstate``), so every replica and every restart accepts them, and revoking the key (or a new
-  secret) ends them; the key row is read on every request, so a revocation counts at once.
+  secret) ends them; the key row is read on every request, so a revocation counts at once (on SQLite a
+  checked token is kept while the database's pages version, which a revocation renews, is unchanged:
+  a primary-key read on every request all the same).
 * Writes: the ``Authorization`` header alone suffices (Fluent Reader sends no ``T``, Reeder ``T=x``);
   without it, ``T`` (trimmed: Read You and newsboat send the token body back as is) must be the
   key's write token from ``/token``.
@@ -19,7 +21,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -28,8 +30,11 @@ from sqlmodel import SQLModel
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from aggregator.editorial import ROLES
 from aggregator.editorial.keys import MAX_KEY_CHARS, key_hash
+from api.caching import PageCache
 
 KEYS = SQLModel.metadata.tables["apikey"]
+KEPT_TOKENS = 4096
+"""Checked tokens kept per process (:class:`Tokens`)."""
 _TOKEN = re.compile(r"([0-9]{1,12})/([0-9a-f]{40})")
 _BY_ID = sa.select(KEYS.c.name, KEYS.c.key_hash, KEYS.c.locale, KEYS.c.role, KEYS.c.revoked_at).where(
     KEYS.c.id == sa.bindparam("id")
@@ -52,10 +57,20 @@ class Reader:
 class Tokens:
     """Issues and checks the ``auth`` and write tokens; ``secret`` is read once, on first use."""
 
-    def __init__(self, engine: sa.Engine, secret: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        secret: Callable[[], str],
+        version: Callable[[], Hashable | None] = lambda: None,
+    ) -> None:
+        """``version``: the database's pages version (``api.feed.FeedReader.pages_version``), which
+        every editor's action renews (revoking a key is one): a checked token is kept while it is
+        unchanged; None keeps nothing."""
         self.engine = engine
         self._secret = secret
         self._key: bytes | None = None
+        self._version = version
+        self._checked: PageCache[Reader | None] = PageCache(KEPT_TOKENS)
 
     def _mac(self, purpose: str, key_id: int, hashed: str) -> str:
         if self._key is None:
@@ -80,6 +95,16 @@ class Tokens:
         return Reader(row.id, row.name, row.locale, row.key_hash)
 
     def _check(self, token: str, purpose: str) -> Reader | None:
+        version = self._version()  # read before the key: a revocation in between is never missed
+        kept = self._checked.get((purpose, token), version)
+        if kept is not None:
+            return kept
+        reader = self._check_now(token, purpose)
+        if reader is not None:
+            self._checked.put((purpose, token), version, reader)
+        return reader
+
+    def _check_now(self, token: str, purpose: str) -> Reader | None:
         found = _TOKEN.fullmatch(token.strip())
         if found is None:
             return None

@@ -44,9 +44,11 @@ from api.greader.streams import (
     MAX_N,
     Outlet,
     Position,
+    Row,
     StreamQuery,
     answer_version,
     feed_outlet,
+    key_flags,
     marked_select,
     micros,
     moment,
@@ -219,11 +221,14 @@ class GreaderService:
     tokens: Tokens
     public_url: str
     _outlets: tuple[float, dict[str, Outlet]] | None = None
-    _rendered: dict[tuple[str, int], tuple[int, Any, render.Item, render.Fragment]] = field(
-        default_factory=dict
+    _rendered: dict[tuple[str, int], list[Any]] = field(default_factory=dict)
+    """(locale, story) → [the entry's stamp, the context (:meth:`context`) it was rendered in, the
+    item, its fragment, the pages version it was last checked under]."""
+    _flags: PageCache[dict[int, tuple[bool, bool]]] = field(default_factory=lambda: PageCache(256))
+    """Each key's flags by its state version (:meth:`flags`)."""
+    _disclaimers: PageCache[dict[tuple[str, str], tuple[str, str]]] = field(
+        default_factory=lambda: PageCache(1)
     )
-    """(locale, story) → the entry's stamp and the context (:meth:`context`) it was rendered in,
-    the item and its fragment."""
     _contexts: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     _last_context: dict[tuple[str, str], tuple[Any, Any, tuple[Any, ...]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -324,52 +329,103 @@ class GreaderService:
         Rendered items are kept per process by (locale, story) with what they were made from: the
         entry's stamp (renewed by every write of the entry: a story whose members, texts or
         publication change has its entries rewritten; its store time never changes) and the
-        context (:meth:`context`: disclaimers, feeds, base URL). One statement reads the stamps
-        (never the bodies) and the key's flags; only items kept under something else are read in
-        full and rendered again."""
+        context (:meth:`context`: disclaimers, feeds, base URL), and the pages version under which
+        that was last checked. A request reads the pages version and the key's state version
+        first (two primary-key lookups); an item checked under the current pages version is
+        current (every write of entries renews it). Only the others are checked, by one statement
+        that reads their stamps (never the bodies); only items kept under another stamp or context
+        are read in full and rendered again. The key's flags are kept per key while its state
+        version is unchanged (:meth:`flags`)."""
         if not story_ids:
             return []
         by_outlet = self.outlets()
         locale = who.locale
+        rendered = self._rendered
         with self.reader.engine.connect() as conn:
-            rows = read_rows(conn, who.key_id, locale, story_ids)
-            if any(r[3] and r[3] not in by_outlet for r in rows.values()):
-                by_outlet = self.outlets(fresh=True)
-            disclaimers = self.reader.current_disclaimers(conn)
+            pages, state = answer_version(conn, who.key_id)
+            flags = self.flags(conn, who.key_id, state)
+            disclaimers = self.disclaimers(conn, pages)
             context = self.context(locale, disclaimers, by_outlet, base)
-            rendered = self._rendered
-            kept: dict[int, tuple[render.Item, render.Fragment]] = {}
-            stale: dict[int, tuple[Any, Any]] = {}
-            for sid, stamp, _, _, read, starred in rows.values():
+            kept: dict[int, list[Any]] = {}
+            unchecked = []
+            for sid in story_ids:
                 cached = rendered.get((locale, sid))
-                if cached is not None and cached[0] == stamp and cached[1] is context:
-                    kept[sid] = cached[2], cached[3]
+                if cached is not None and cached[4] == pages and pages is not None and cached[1] is context:
+                    kept[sid] = cached
                 else:
-                    stale[sid] = (read, starred)
-            if stale:
-                fresh = read_bodies(conn, who.key_id, locale, stale)
-                if any(r.outlet_id and r.outlet_id not in by_outlet for r in fresh.values()):
+                    unchecked.append(sid)
+            if unchecked:
+                rows = read_rows(conn, who.key_id, locale, unchecked)
+                if any(r[3] and r[3] not in by_outlet for r in rows.values()):
                     by_outlet = self.outlets(fresh=True)
                     context = self.context(locale, disclaimers, by_outlet, base)
-                memo: dict[str, Any] = {}
-                for sid, row in fresh.items():
-                    if row.policy not in memo:
-                        memo[row.policy] = self.reader.disclaimer(row.policy, locale, disclaimers)
-                    origin = render.origin_of(row, by_outlet)
-                    item = render.build_item(row, locale, memo[row.policy], origin, base)
-                    fragment = render.item_fragment(item)
-                    kept[sid] = item, fragment
-                    with self._lock:
-                        rendered[(locale, sid)] = (row.stamp, context, item, fragment)
-                        while len(rendered) > RENDERED_ITEMS:
-                            del rendered[next(iter(rendered))]
+                stale: dict[int, tuple[Any, Any]] = {}
+                for sid, stamp, *_ in rows.values():
+                    cached = rendered.get((locale, sid))
+                    if cached is not None and cached[0] == stamp and cached[1] is context:
+                        cached[4] = pages  # checked under this version (read before the stamps)
+                        kept[sid] = cached
+                    else:
+                        stale[sid] = (False, False)
+                if stale:
+                    self.render_items(conn, locale, read_bodies(conn, who.key_id, locale, stale), pages,
+                                      disclaimers, by_outlet, base, kept)  # fmt: skip
         out = []
+        no_flags = (False, False)
         for sid in story_ids:
-            found = rows.get(sid)
-            pair = kept.get(sid)
-            if found is not None and pair is not None:  # no pair: its entry went between the two reads
-                out.append((pair[0], bool(found[4]), bool(found[5]), pair[1]))
+            cached = kept.get(sid)
+            if cached is not None:  # not kept: no entry in the locale (or gone between two reads)
+                read, starred = flags.get(sid, no_flags)
+                out.append((cached[2], read, starred, cached[3]))
         return out
+
+    def render_items(
+        self,
+        conn: sa.Connection,
+        locale: str,
+        fresh: Mapping[int, Row],
+        pages: str | None,
+        disclaimers: Mapping[Any, Any],
+        by_outlet: Mapping[str, Outlet],
+        base: str,
+        kept: dict[int, list[Any]],
+    ) -> None:
+        """Render ``fresh`` rows and keep them (and put them in ``kept``)."""
+        if any(r.outlet_id and r.outlet_id not in by_outlet for r in fresh.values()):
+            by_outlet = self.outlets(fresh=True)
+        context = self.context(locale, disclaimers, by_outlet, base)
+        memo: dict[str, Any] = {}
+        rendered = self._rendered
+        for sid, row in fresh.items():
+            if row.policy not in memo:
+                memo[row.policy] = self.reader.disclaimer(row.policy, locale, disclaimers)
+            item = render.build_item(row, locale, memo[row.policy], render.origin_of(row, by_outlet), base)
+            entry = [row.stamp, context, item, render.item_fragment(item), pages]
+            kept[sid] = entry
+            with self._lock:
+                rendered[(locale, sid)] = entry
+                while len(rendered) > RENDERED_ITEMS:
+                    del rendered[next(iter(rendered))]
+
+    def flags(self, conn: sa.Connection, key_id: int, state: str | None) -> dict[int, tuple[bool, bool]]:
+        """story → (read, starred) of ``key_id``, kept while its state version is ``state`` (a key
+        without one, whose flags predate it or that never wrote any, is read every time)."""
+        if state is None:
+            return key_flags(conn, key_id)
+        found = self._flags.get(key_id, state)
+        if found is None:
+            found = key_flags(conn, key_id)
+            self._flags.put(key_id, state, found)
+        return found
+
+    def disclaimers(self, conn: sa.Connection, pages: str | None) -> dict[tuple[str, str], tuple[str, str]]:
+        """The editors' disclaimers, kept while the pages version is ``pages`` (an editor's action
+        renews it)."""
+        found = self._disclaimers.get("all", pages)
+        if found is None:
+            found = self.reader.current_disclaimers(conn)
+            self._disclaimers.put("all", pages, found)
+        return found
 
     def contents(
         self, who: Reader, stream_id: str, story_ids: list[int], base: str, continuation: str | None
@@ -486,7 +542,10 @@ def install_greader(
     app: FastAPI, *, settings: Settings, engine: sa.Engine, reader: FeedReader, secret: Callable[[], str]
 ) -> None:
     """Add the ``/greader`` routes and the slash-collapsing middleware to ``app``."""
-    service = GreaderService(engine, reader, Tokens(engine, secret), settings.public_url)
+    # On SQLite the pages version is read from the database on every call, so a revoked key is
+    # refused at once; PostgreSQL's comes from a notification: tokens are checked every time there.
+    version = reader.pages_version if engine.dialect.name == "sqlite" else (lambda: None)
+    service = GreaderService(engine, reader, Tokens(engine, secret, version), settings.public_url)
     limiter = LoginLimiter()
     app.state.greader = service
     app.state.greader_logins = limiter
@@ -598,11 +657,7 @@ def install_greader(
 
     @route(API + "/stream/items/contents", ["GET", "POST"], front=True)
     async def items_contents(request: Request, params: Params, who: Reader) -> Response:
-        ids: list[int] = []
-        for value in params.getall("i"):
-            sid = parse_item_id(value)
-            if sid is not None and sid not in ids:
-                ids.append(sid)
+        ids = list(dict.fromkeys(sid for v in params.getall("i") if (sid := parse_item_id(v)) is not None))
         if len(ids) > MAX_CONTENTS:
             return error_response(Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call"))
         rendered = await read(service.contents, who, READING_LIST, ids, base_of(request), None)

@@ -466,6 +466,23 @@ def answer_version(conn: sa.Connection, key_id: int) -> tuple[str | None, str | 
     return found.get(PAGES_VERSION_KEY), found.get(state_key)
 
 
+@lru_cache(maxsize=1)
+def flags_statement() -> sa.Select[Any]:
+    """(story id, read, starred) of every story a key has flagged (a range of ``greaderstate``'s
+    key); bind ``key_id``."""
+    read = sa.type_coerce(STATE.c.read, sa.Integer())
+    starred = sa.type_coerce(STATE.c.starred, sa.Integer())
+    return sa.select(STATE.c.story_id, read, starred).where(
+        STATE.c.key_id == _bind("key_id", sa.Integer()), sa.or_(STATE.c.read, STATE.c.starred)
+    )
+
+
+def key_flags(conn: sa.Connection, key_id: int) -> dict[int, tuple[bool, bool]]:
+    """story → (read, starred) of the stories ``key_id`` has read or starred."""
+    rows = compiled_for(flags_statement(), conn.dialect).rows(conn, {"key_id": key_id})
+    return {sid: (bool(read), bool(starred)) for sid, read, starred in rows}
+
+
 def tickers(conn: sa.Connection) -> list[str]:
     return [r[0] for r in conn.execute(sa.select(TICKER.c.ticker).distinct().order_by(TICKER.c.ticker))]
 
