@@ -23,8 +23,12 @@ LABEL_PREFIX = "user/-/label/"
 MAX_ID = 2**63 - 1
 
 _HEX = re.compile(r"[0-9a-fA-F]{1,16}")
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _DECIMAL = re.compile(r"-?[0-9]{1,20}")
 _STREAM = re.compile(r"user/[^/]*/(state/com\.google|label)/(.+)")
+
+
+_LONG = len(ITEM_PREFIX) + 16
 
 
 def long_id(story_id: int) -> str:
@@ -33,6 +37,9 @@ def long_id(story_id: int) -> str:
 
 def parse_item_id(value: str) -> int | None:
     """A story id from any form a client sends, or None (malformed, zero, out of range)."""
+    if len(value) == _LONG and value.startswith(ITEM_PREFIX) and _HEX16.fullmatch(value, len(ITEM_PREFIX)):
+        short = int(value[len(ITEM_PREFIX) :], 16)  # the usual long form, as the general path reads it
+        return short if 0 < short <= MAX_ID else None
     text = value.strip()
     number: int | None = None
     if text.startswith(ITEM_PREFIX):

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import pydantic_core
 import sqlalchemy as sa
@@ -131,6 +131,20 @@ class Params:
         return [v for k, v in self.pairs if k == name]
 
 
+def form_pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True)``, unquoting only the pairs that need it (a
+    150-id ``items/contents`` form is mostly plain)."""
+    out = []
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name, value = unquote_plus(name), unquote_plus(value)
+        out.append((name, value))
+    return out
+
+
 async def read_params(request: Request) -> Params | Problem:
     pairs = list(request.query_params.multi_items())
     if request.method == "POST":
@@ -138,7 +152,7 @@ async def read_params(request: Request) -> Params | Problem:
         if len(body) > MAX_BODY:
             return Problem(413, "payload_too_large", f"form body over {MAX_BODY} bytes")
         if body and "multipart/" not in request.headers.get("content-type", ""):
-            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+            pairs += form_pairs(body.decode("utf-8", "replace"))
     return Params(pairs)
 
 
