@@ -23,6 +23,9 @@ import ctypes
 import ctypes.util
 import gc
 import os
+import sys
+import tempfile
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -112,22 +115,83 @@ def rollup_kb() -> dict[str, int]:
     return out
 
 
+def pymalloc_stats() -> dict[str, int]:
+    """Python's small-object allocator (pymalloc): its arenas (1 MiB each, mmapped, handed back
+    only when wholly empty, which ``malloc_trim`` cannot change) and the bytes in blocks in use,
+    from ``sys._debugmallocstats()`` (which writes to file descriptor 2: redirected here for the
+    call, so a line another thread logs in that instant lands in the parse and is ignored)."""
+    out: dict[str, int] = {}
+    keys = {
+        "# arenas allocated total": "arenas_total",
+        "# arenas reclaimed": "arenas_reclaimed",
+        "# arenas highwater mark": "arenas_highwater",
+        "# arenas allocated current": "arenas",
+        "# bytes in allocated blocks": "bytes_in_blocks",
+        "# bytes in available blocks": "bytes_free_in_pools",
+    }
+    with tempfile.TemporaryFile("w+") as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        for line in tmp:
+            key, sep, value = line.partition("=")
+            name = keys.get(key.strip())
+            if sep and name is not None:
+                with contextlib.suppress(ValueError):
+                    out[name] = int(value.strip().replace(",", ""))
+    return out
+
+
+def anon_mappings_kb() -> dict[str, int]:
+    """Resident anonymous memory by kind of mapping, from ``/proc/self/smaps`` (kB): ``heap`` (the
+    main glibc arena, brk), ``big`` (anonymous mappings of 32 MiB or more: other glibc arenas'
+    64 MiB heaps), ``small`` (the rest: pymalloc arenas, large ``malloc`` blocks glibc mmapped,
+    thread stacks), and ``mappings`` (how many anonymous mappings)."""
+    out = {"heap": 0, "big": 0, "small": 0, "mappings": 0}
+    kind: str | None = None
+    with contextlib.suppress(OSError), open("/proc/self/smaps") as f:
+        for line in f:
+            first = line.split(maxsplit=6)
+            if "-" in first[0] and not first[0].endswith(":"):  # a mapping's header line
+                name = first[5].strip() if len(first) > 5 else ""
+                start, end = (int(x, 16) for x in first[0].split("-"))
+                if name == "[heap]":
+                    kind = "heap"
+                elif name == "":
+                    kind = "big" if end - start >= 32 * 2**20 else "small"
+                    out["mappings"] += 1
+                else:
+                    kind = None
+            elif kind is not None and first[0] == "Rss:":
+                out[kind] += int(first[1])
+    return out
+
+
 class MemoryTrace:
     """The probe ``BABELWIRE_MEMORY_TRACE`` turns on (see the module docstring)."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, *, python_lines: bool = False) -> None:
         Path(folder).mkdir(parents=True, exist_ok=True)
         self.path = Path(folder) / f"worker-{os.getpid()}.log"
         self.started = time.monotonic()
-        self.last = 0.0
+        self.last = float("-inf")
         self.rounds = 0
         self.first: tracemalloc.Snapshot | None = None
-        tracemalloc.start(1)
+        self.python_lines = python_lines
+        if python_lines:
+            tracemalloc.start(1)
 
     @classmethod
     def from_env(cls) -> MemoryTrace | None:
         folder = os.environ.get("BABELWIRE_MEMORY_TRACE")
-        return cls(folder) if folder else None
+        python_lines = os.environ.get("BABELWIRE_MEMORY_TRACE_PYTHON", "0") != "0"
+        return cls(folder, python_lines=python_lines) if folder else None
 
     def after_round(self) -> None:
         self.rounds += 1
@@ -135,21 +199,35 @@ class MemoryTrace:
         if now - self.last < MEMORY_TRACE_EVERY_S:
             return
         self.last = now
+        with self.path.open("a") as f:
+            f.write("\n".join(self.report(now)) + "\n")
+
+    def report(self, now: float) -> list[str]:
         gc.collect()
-        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-        traced, _peak = tracemalloc.get_traced_memory()
         roll = rollup_kb()
         heap = heap_usage() or (0, 0)
+        py = pymalloc_stats()
+        anon = anon_mappings_kb()
         lines = [
             f"t={now - self.started:.0f}s rounds={self.rounds} rss={roll.get('Rss', 0) / 1024:.1f}MB "
-            f"anon={roll.get('Anonymous', 0) / 1024:.1f}MB traced={traced / 2**20:.1f}MB "
+            f"anon={roll.get('Anonymous', 0) / 1024:.1f}MB "
             f"glibc_used={heap[0] / 2**20:.1f}MB glibc_free={heap[1] / 2**20:.1f}MB "
-            f"blocks={__import__('sys').getallocatedblocks()} gc_objects={len(gc.get_objects())}"
+            f"pymalloc_arenas={py.get('arenas', 0)} (highwater {py.get('arenas_highwater', 0)}, "
+            f"total {py.get('arenas_total', 0)}) pymalloc_used={py.get('bytes_in_blocks', 0) / 2**20:.1f}MB "
+            f"pymalloc_pool_free={py.get('bytes_free_in_pools', 0) / 2**20:.1f}MB "
+            f"anon_heap={anon['heap'] / 1024:.1f}MB anon_big={anon['big'] / 1024:.1f}MB "
+            f"anon_small={anon['small'] / 1024:.1f}MB anon_mappings={anon['mappings']} "
+            f"threads={threading.active_count()} gc_objects={len(gc.get_objects())}"
         ]
-        if self.first is None:
-            self.first = snap
-        else:
-            for stat in snap.compare_to(self.first, "lineno")[:12]:
-                lines.append(f"    {stat}")
-        with self.path.open("a") as f:
-            f.write("\n".join(lines) + "\n")
+        if self.python_lines:
+            snap = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, tracemalloc.__file__)]
+            )
+            traced, _peak = tracemalloc.get_traced_memory()
+            lines[0] += f" traced={traced / 2**20:.1f}MB"
+            if self.first is None:
+                self.first = snap
+            else:
+                for stat in snap.compare_to(self.first, "lineno")[:12]:
+                    lines.append(f"    {stat}")
+        return lines

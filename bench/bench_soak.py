@@ -165,19 +165,43 @@ def outlets(sources: int, start: float, period_s: float) -> Iterator[str]:
         yield url
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (a worker's parse processes), in MB."""
-    total = 0.0
-    pids = [pid]
+def _rss_kb(pid: int) -> int:
     with contextlib.suppress(OSError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    for p in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a worker's fork server, and the parse and feature-extraction
+    processes the fork server starts: grandchildren, not children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-    return total
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    kids = [int(c) for c in (task / "children").read_text().split()]
+                    out += kids
+                    todo += kids
+    return out
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory in MB of the process itself, and of all its descendants together."""
+    return _rss_kb(pid) / 1024, sum(_rss_kb(p) for p in _descendants(pid)) / 1024
+
+
+WINDOW_S = 60.0
+"""RSS at a point in time: the median of the samples (every 5 s) in the window ending there, so
+one round's transient peak (or the trim right after it) does not decide the figure."""
+
+
+def rss_at(samples: list[tuple[float, dict[str, float]]], name: str, at: float) -> float:
+    window = sorted(s[name] for t, s in samples if at - WINDOW_S <= t <= at)
+    return window[len(window) // 2] if window else float("nan")
 
 
 class Watcher:
@@ -295,11 +319,21 @@ def run(args: argparse.Namespace) -> list[str]:
                 BABELWIRE_PER_HOST_CONCURRENCY="16",
             )
             # --untrimmed-worker-2: a control in the same run, without the arena cap and the trim.
-            control = dict(env, BABELWIRE_MALLOC_TRIM="0") if args.untrimmed_worker_2 else env
-            workers = [Process(["worker"], env), Process(["worker"], control)]
+            extra: dict[int, dict[str, str]] = {}
+            if args.untrimmed_worker_2:
+                extra.setdefault(2, {})["BABELWIRE_MALLOC_TRIM"] = "0"
+            for spec in args.worker_env:  # I:KEY=VALUE
+                index, _, assignment = spec.partition(":")
+                key, _, value = assignment.partition("=")
+                extra.setdefault(int(index), {})[key] = value
+            processes: dict[str, Process] = {}
+            for i in range(1, args.workers + 1):
+                label = f"worker {i}" + (
+                    f" ({', '.join(f'{k}={v}' for k, v in extra[i].items())})" if i in extra else ""
+                )
+                processes[label] = Process(["worker"], dict(env, **extra.get(i, {})))
             api = Process(["serve", "--no-scheduler", "--port", str(port)], env)
-            second = "worker 2 (untrimmed control)" if args.untrimmed_worker_2 else "worker 2"
-            processes = {"worker 1": workers[0], second: workers[1], "api": api}
+            processes["api"] = api
             try:
                 api.wait_for(lambda line: "Uvicorn running" in line, timeout_s=180)
                 watcher = Watcher(f"http://127.0.0.1:{port}")
@@ -309,11 +343,16 @@ def run(args: argparse.Namespace) -> list[str]:
                 samples: list[tuple[float, dict[str, float]]] = []
                 warm: dict[str, Any] | None = None
                 while time.time() < deadline:
-                    samples.append((time.time(), {k: rss_mb(p.pid) for k, p in processes.items()}))
+                    sample: dict[str, float] = {}
+                    for k, p in processes.items():
+                        sample[k], sample[f"{k} children"] = rss_mb(p.pid)
+                    samples.append((time.time(), sample))
                     for name, p in processes.items():
                         if p.proc.poll() is not None:
                             raise RuntimeError(f"{name} exited:\n{p.stderr[-3000:]}")
-                    if warm is None and time.time() - began >= args.minutes * 60 * 0.2:
+                    # Warm-up ends, for every process alike, at the later of: every source polled
+                    # once with its history in stories, and the first third of the run.
+                    if warm is None and time.time() - began >= args.minutes * 60 / 3:
                         unpolled = scalar(url, "SELECT count(*) FROM source WHERE last_checked_at IS NULL")
                         # The feeds' history (published before the run) all in stories; what is
                         # published since keeps arriving, so some new item always waits for dedupe.
@@ -326,7 +365,6 @@ def run(args: argparse.Namespace) -> list[str]:
                                 "at": time.time(),
                                 "items": scalar(url, "SELECT count(*) FROM item"),
                                 "db": scalar(url, "SELECT pg_database_size(current_database())"),
-                                "rss": samples[-1][1],
                             }
                             log(f"warm after {warm['at'] - began:.0f} s: {warm['items']} items")
                     time.sleep(5)
@@ -336,7 +374,6 @@ def run(args: argparse.Namespace) -> list[str]:
                     "at": time.time(),
                     "items": scalar(url, "SELECT count(*) FROM item"),
                     "db": scalar(url, "SELECT pg_database_size(current_database())"),
-                    "rss": samples[-1][1],
                 }
                 watcher.stop()
                 import httpx
@@ -367,6 +404,10 @@ def run(args: argparse.Namespace) -> list[str]:
         pg.stop()
 
     log(f"the watcher saw {len(watcher.first_seen):,} item URLs ({watcher.errors} errors)")
+    if args.samples_json is not None:
+        args.samples_json.write_text(
+            json.dumps({"warm_s": warm["at"] - began, "samples": [[t - began, s] for t, s in samples]})
+        )
     latencies = []
     for item_url, seen in watcher.first_seen.items():
         n, k = item_url.removeprefix("https://outlet").split(".example/news/")
@@ -382,15 +423,17 @@ def run(args: argparse.Namespace) -> list[str]:
     polls = served["200"] + served["304"]
     burst_200 = after["200"] - served["200"]
     burst_304 = after["304"] - served["304"]
-    capacity = args.sources / burst_s / 2 * 3600
+    capacity = args.sources / burst_s / args.workers * 3600
 
     lines = [
-        f"### Soak: {args.sources:,} loopback sources, 2 workers + 1 API on PostgreSQL, {args.minutes:g} min",
+        f"### Soak: {args.sources:,} loopback sources, {args.workers} workers + 1 API on PostgreSQL, "
+        f"{args.minutes:g} min",
         "",
         f"Outlets publish one item every {args.period_s:g} s on average per source "
         f"({args.sources / args.period_s:.2f} items/s in all); workers poll every "
         f"{args.min_interval_s}-{args.max_interval_s} s (adaptive), tick 1 s, 16 fetch slots each. "
-        f"Warm-up (first poll of every source, its {HISTORY} items of history all in stories) ended after "
+        f"Warm-up (every source polled once, its {HISTORY} items of history all in stories, and at least the "
+        f"first third of the run) ended after "
         f"{warm['at'] - began:.0f} s; the figures below are for the {steady_s / 60:.1f} min after it.",
         "",
         "| measure | value |",
@@ -407,14 +450,35 @@ def run(args: argparse.Namespace) -> list[str]:
         f"| processes with a traceback on stderr | {', '.join(tracebacks) or 'none'} |",
         f"| processes that exited badly at the end | {', '.join(f'{k} ({v})' for k, v in failed.items()) or 'none'} |",
         "",
+        f"RSS of each process itself (`VmRSS`), and separately of all its descendants (a worker's fork "
+        f"server and the parse and feature-extraction processes it starts); at a point in time the median "
+        f"of the samples (every 5 s) in the {WINDOW_S:.0f} s before it. Growth after warm-up: from the end of "
+        f"warm-up (the later of every source polled once with its history in stories, and the first third "
+        f"of the run: the same rule for every process) to the end.",
+        "",
         "| process | RSS at warm-up end (MB) | at end | peak | growth after warm-up |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in processes:
-        at_warm, at_end = warm["rss"][name], end["rss"][name]
+    for name in samples[0][1]:
+        at_warm, at_end = rss_at(samples, name, warm["at"]), rss_at(samples, name, end["at"])
         peak = max(s[name] for _, s in samples)
+        if peak == 0:  # the API has no children
+            continue
         lines.append(
             f"| {name} | {at_warm:.0f} | {at_end:.0f} | {peak:.0f} | {(at_end - at_warm) / at_warm:+.1%} |"
+        )
+    curve = [(t - began, s) for t, s in samples]
+    marks = [curve[0][0] + (curve[-1][0] - curve[0][0]) * i / 6 for i in range(7)]
+    lines += [
+        "",
+        "RSS over time (MB, the process itself; median of the window before each mark):",
+        "",
+        "| process | " + " | ".join(f"{m / 60:.0f} min" for m in marks) + " |",
+        "|---|" + "---:|" * len(marks),
+    ]
+    for name in processes:
+        lines.append(
+            f"| {name} | " + " | ".join(f"{rss_at(samples, name, began + m):.0f}" for m in marks) + " |"
         )
     lines += [
         "",
@@ -440,6 +504,19 @@ def main(argv: list[str] | None = None) -> int:
         "--untrimmed-worker-2",
         action="store_true",
         help="run worker 2 with BABELWIRE_MALLOC_TRIM=0 (no arena cap, no trim): a control for worker 1's RSS",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2 in make bench)")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="I:KEY=VALUE",
+        help="an environment variable for worker I only (1-based), e.g. 2:BABELWIRE_MALLOC_TRIM=0: A/B in one run",
+    )
+    parser.add_argument(
+        "--samples-json",
+        type=Path,
+        help="write every RSS sample (seconds from the start, MB per process) here",
     )
     parser.add_argument("--verbose", action="store_true", help="print the tail of each process's log")
     args = parser.parse_args(argv)

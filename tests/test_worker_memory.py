@@ -4,10 +4,15 @@ glibc keeps (holes between live blocks, which ``free`` cannot give back) is hand
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import threading
 
+from aggregator.fetch import Fetcher
 from aggregator.memory import heap_usage, malloc_trim, rollup_kb
+from aggregator.settings import Settings
+from sources.feedserver import FeedServer
 
 MB = 2**20
 
@@ -37,3 +42,30 @@ def test_malloc_trim_gives_back_the_heap_a_round_freed() -> None:
     after = _rss()
     assert before - after >= 50 * MB, (before / MB, after / MB)
     assert len(keep) == 25_000 // 64 + 1
+
+
+def test_the_fetcher_forgets_a_host_once_its_fetches_are_done() -> None:
+    """A worker polls a thousand hosts for weeks: its per-host limits hold only the hosts being
+    fetched, not every host it ever saw (loopback servers on five addresses of 127/8)."""
+    servers = [FeedServer(host=f"127.0.0.{n}") for n in range(1, 6)]
+    with contextlib.ExitStack() as stack:
+        for server in servers:
+            server.routes["/feed.xml"] = lambda h: h.reply(200, b"<rss/>")
+            stack.enter_context(server)
+
+        async def go() -> tuple[list[int], int, int]:
+            fetcher = Fetcher(Settings(allow_private_feeds=True, per_host_concurrency=2))
+            try:
+                urls = [f"{s.base_url}/feed.xml" for s in servers for _ in range(4)]
+                pending = [asyncio.ensure_future(fetcher.fetch(u)) for u in urls]
+                await asyncio.sleep(0)  # every fetch has entered (or waits for) its host's slot
+                during = len(fetcher._host_slots)
+                results = await asyncio.gather(*pending)
+                return [r.status or 0 for r in results], during, len(fetcher._host_slots)
+            finally:
+                await fetcher.aclose()
+
+        statuses, during, after = asyncio.run(go())
+    assert statuses == [200] * 20
+    assert during == 5
+    assert after == 0
