@@ -1,19 +1,25 @@
 """A worker's memory between rounds: giving freed heap back, and where it goes (a debug probe).
 
-A worker's live Python heap is flat from round to round, but its resident size grew 50-120 %
-over a soak: glibc keeps what a round freed (parsed feeds, features, result rows) in its
-per-thread arenas and reuses it badly across the event loop's, the store's and dedupe's threads.
-So a worker caps glibc at ``ARENA_MAX`` arenas (:func:`limit_arenas`, at start) and hands free
-pages back after every round that stored or deduped something (:func:`malloc_trim`).
-``BABELWIRE_MALLOC_TRIM=0`` turns both off (to measure what they save).
+A worker's live Python heap is flat from round to round, but its resident size grew over a soak.
+Two allocators keep what a round freed (parsed feeds, features, result rows): glibc, in its
+per-thread arenas, reused badly across the event loop's, the store's and dedupe's threads; and
+Python's small-object allocator (pymalloc), which keeps every 1 MiB arena that still holds one
+live object (measured: 115 arenas held for 42 MB of objects, most of them free). So
+``main.py worker`` restarts itself on glibc's ``malloc`` for every object
+(:func:`exec_with_system_malloc`), caps glibc at ``ARENA_MAX`` arenas (:func:`limit_arenas`, at
+start) and hands free pages back after a round that polled something (:func:`malloc_trim`).
+``BABELWIRE_MALLOC_TRIM=0`` turns all three off (to measure what they save).
 
 ``BABELWIRE_MEMORY_TRACE=DIR`` makes a worker write, after a round at most every
-``MEMORY_TRACE_EVERY_S``, one block to ``DIR/worker-PID.log``: RSS and anonymous memory from
-``/proc/self/smaps_rollup``, glibc's heap (bytes in use, bytes free inside its arenas), what
-``tracemalloc`` sees the Python heap hold, and the 12 source lines whose Python allocations grew
-most since the first snapshot. Python-heap growth shows in the tracemalloc lines; native growth or
-fragmentation shows as RSS or glibc "free" growing while the traced size stays flat. Off (the
-default) it costs one attribute test per round.
+``MEMORY_TRACE_EVERY_S``, one line to ``DIR/worker-PID.log``: RSS and anonymous memory from
+``/proc/self/smaps_rollup``, glibc's heap (bytes in use, bytes free inside its arenas), pymalloc's
+arenas (held, high-water mark) and the bytes in its blocks, and resident anonymous memory by kind
+of mapping (:func:`anon_mappings_kb`). Native growth or fragmentation shows as RSS or glibc
+"free" growing while the bytes in use stay flat; pymalloc fragmentation as arenas held growing
+while its bytes in use stay flat. ``BABELWIRE_MEMORY_TRACE_PYTHON=1`` adds what ``tracemalloc``
+sees and the 12 source lines whose Python allocations grew most since the first snapshot (it
+slows the worker down and adds memory of its own). Off (the default) the probe costs one
+attribute test per round.
 """
 
 from __future__ import annotations
@@ -78,6 +84,22 @@ _M_ARENA_MAX = -8
 def trimming() -> bool:
     """Whether this process caps its arenas and trims after rounds (``BABELWIRE_MALLOC_TRIM``)."""
     return _LIBC is not None and os.environ.get("BABELWIRE_MALLOC_TRIM", "1") != "0"
+
+
+def exec_with_system_malloc() -> None:
+    """Run this process again (``exec``: the same pid, the same command line) with
+    ``PYTHONMALLOC=malloc`` when trimming is on and the variable is unset; return only otherwise.
+
+    Python's own small-object allocator keeps a 1 MiB arena as long as one object in it lives, and
+    a round's objects (parsed entries, features, result rows) are spread over many arenas among
+    longer-lived ones: measured, a worker held 123 arenas for 44 MB of objects, and ``malloc_trim``
+    cannot give any of it back. With glibc's ``malloc`` for every object, the trim after a round
+    reaches all of it. Call before any thread starts (``main.py worker`` does, first thing)."""
+    if not trimming() or "PYTHONMALLOC" in os.environ:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(os.environ, PYTHONMALLOC="malloc"))
 
 
 def limit_arenas(count: int = ARENA_MAX) -> bool:
