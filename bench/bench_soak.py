@@ -194,14 +194,62 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return _rss_kb(pid) / 1024, sum(_rss_kb(p) for p in _descendants(pid)) / 1024
 
 
-WINDOW_S = 60.0
-"""RSS at a point in time: the median of the samples (every 5 s) in the window ending there, so
-one round's transient peak (or the trim right after it) does not decide the figure."""
+WINDOW_S = 180.0
+"""RSS at a point in time is read over the samples (every 5 s) in the window ending there: a
+worker's RSS swings by a factor of two within a round (a dedupe run's working set, then the trim),
+and the window spans two or more rounds."""
+
+Samples = list[tuple[float, dict[str, float]]]
+"""(seconds since the processes started, MB per process) every 5 s."""
 
 
-def rss_at(samples: list[tuple[float, dict[str, float]]], name: str, at: float) -> float:
-    window = sorted(s[name] for t, s in samples if at - WINDOW_S <= t <= at)
-    return window[len(window) // 2] if window else float("nan")
+def window(samples: Samples, name: str, start: float) -> list[float]:
+    """The samples of ``name`` from ``start`` to ``start + WINDOW_S``, sorted."""
+    return sorted(s[name] for t, s in samples if start <= t <= start + WINDOW_S) or [float("nan")]
+
+
+def rss_tables(samples: Samples, warm_at: float, end_at: float) -> list[str]:
+    """The RSS part of the report, from the samples alone (``--rss-from`` re-renders a saved run)."""
+    lines = [
+        f"RSS of each process itself (`VmRSS`), and separately of all its descendants together (a worker's "
+        f"fork server and the parse and feature-extraction processes it starts), sampled every 5 s. A "
+        f"worker's RSS swings by up to 2× within a round (a dedupe run's working set, then the trim), so a "
+        f"level is read over a {WINDOW_S:.0f} s window: its **floor** (the minimum: what stays between rounds) "
+        f"and its **median**. Growth after warm-up: from the first window after warm-up (which ends at the "
+        f"later of every source polled once with its history in stories, and the first third of the run: the "
+        f"same rule for every process) to the last window of the run.",
+        "",
+        "| process | floor after warm-up → at the end (MB) | floor growth | median after warm-up → at the end | "
+        "median growth | peak after warm-up |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in samples[0][1]:
+        peak = max((s[name] for t, s in samples if t >= warm_at), default=0.0)
+        if peak == 0:  # the API has no children
+            continue
+        w0, w1 = window(samples, name, warm_at), window(samples, name, end_at - WINDOW_S)
+        f0, f1, m0, m1 = w0[0], w1[0], w0[len(w0) // 2], w1[len(w1) // 2]
+        lines.append(
+            f"| {name} | {f0:.0f} → {f1:.0f} | {(f1 - f0) / f0:+.1%} | {m0:.0f} → {m1:.0f} | "
+            f"{(m1 - m0) / m0:+.1%} | {peak:.0f} |"
+        )
+    marks = [samples[0][0] + (samples[-1][0] - samples[0][0]) * i / 6 for i in range(7)]
+    lines += [
+        "",
+        "RSS over time (MB, the process itself; floor / median of the window before each mark):",
+        "",
+        "| process | " + " | ".join(f"{m / 60:.0f} min" for m in marks) + " |",
+        "|---|" + "---:|" * len(marks),
+    ]
+    for name in samples[0][1]:
+        if name.endswith(" children"):
+            continue
+        cells = []
+        for m in marks:
+            w = window(samples, name, m - WINDOW_S)
+            cells.append(f"{w[0]:.0f} / {w[len(w) // 2]:.0f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 class Watcher:
@@ -406,7 +454,13 @@ def run(args: argparse.Namespace) -> list[str]:
     log(f"the watcher saw {len(watcher.first_seen):,} item URLs ({watcher.errors} errors)")
     if args.samples_json is not None:
         args.samples_json.write_text(
-            json.dumps({"warm_s": warm["at"] - began, "samples": [[t - began, s] for t, s in samples]})
+            json.dumps(
+                {
+                    "warm_s": warm["at"] - began,
+                    "end_s": end["at"] - began,
+                    "samples": [[t - began, s] for t, s in samples],
+                }
+            )
         )
     latencies = []
     for item_url, seen in watcher.first_seen.items():
@@ -450,39 +504,12 @@ def run(args: argparse.Namespace) -> list[str]:
         f"| processes with a traceback on stderr | {', '.join(tracebacks) or 'none'} |",
         f"| processes that exited badly at the end | {', '.join(f'{k} ({v})' for k, v in failed.items()) or 'none'} |",
         "",
-        f"RSS of each process itself (`VmRSS`), and separately of all its descendants (a worker's fork "
-        f"server and the parse and feature-extraction processes it starts); at a point in time the median "
-        f"of the samples (every 5 s) in the {WINDOW_S:.0f} s before it. Growth after warm-up: from the end of "
-        f"warm-up (the later of every source polled once with its history in stories, and the first third "
-        f"of the run: the same rule for every process) to the end.",
-        "",
-        "| process | RSS at warm-up end (MB) | at end | peak | growth after warm-up |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for name in samples[0][1]:
-        at_warm, at_end = rss_at(samples, name, warm["at"]), rss_at(samples, name, end["at"])
-        peak = max(s[name] for _, s in samples)
-        if peak == 0:  # the API has no children
-            continue
-        lines.append(
-            f"| {name} | {at_warm:.0f} | {at_end:.0f} | {peak:.0f} | {(at_end - at_warm) / at_warm:+.1%} |"
-        )
-    curve = [(t - began, s) for t, s in samples]
-    marks = [curve[0][0] + (curve[-1][0] - curve[0][0]) * i / 6 for i in range(7)]
+    lines += rss_tables([(t - began, v) for t, v in samples], warm["at"] - began, end["at"] - began)
     lines += [
         "",
-        "RSS over time (MB, the process itself; median of the window before each mark):",
-        "",
-        "| process | " + " | ".join(f"{m / 60:.0f} min" for m in marks) + " |",
-        "|---|" + "---:|" * len(marks),
-    ]
-    for name in processes:
-        lines.append(
-            f"| {name} | " + " | ".join(f"{rss_at(samples, name, began + m):.0f}" for m in marks) + " |"
-        )
-    lines += [
-        "",
-        f"Polling capacity: all {args.sources:,} sources made due at once were polled by the 2 workers in "
+        f"Polling capacity: all {args.sources:,} sources made due at once were polled by the {args.workers} "
+        f"workers in "
         f"{burst_s:.1f} s ({burst_304 / max(1, burst_200 + burst_304):.0%} answered 304; one in {PUBLISH_EVERY} had a new "
         f"item, stored and deduped in the burst): **{capacity:,.0f} sources per worker-hour** (target ≥ 10,000).",
     ]
@@ -519,7 +546,15 @@ def main(argv: list[str] | None = None) -> int:
         help="write every RSS sample (seconds from the start, MB per process) here",
     )
     parser.add_argument("--verbose", action="store_true", help="print the tail of each process's log")
+    parser.add_argument(
+        "--rss-from", type=Path, help="only print the RSS tables of a run saved with --samples-json (no soak)"
+    )
     args = parser.parse_args(argv)
+    if args.rss_from is not None:
+        saved = json.loads(args.rss_from.read_text())
+        samples = [(float(t), v) for t, v in saved["samples"]]
+        print("\n".join(rss_tables(samples, saved["warm_s"], saved.get("end_s", samples[-1][0]))))
+        return 0
     print("\n".join(run(args)))
     return 0
 
