@@ -214,10 +214,11 @@ def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
     import signal
 
     from aggregator.memory import exec_with_system_malloc
+
+    exec_with_system_malloc()  # returns only once Python allocates through glibc (or trimming is off)
     from aggregator.migrate import require_migrated
     from aggregator.scheduler import run_worker
 
-    exec_with_system_malloc()  # returns only once Python allocates through glibc (or trimming is off)
     require_migrated(engine)
     # `kill -USR1 <pid>` prints every thread's stack on stderr: how to see where a worker hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
