@@ -92,7 +92,7 @@ def exec_with_system_malloc() -> None:
 
     Python's own small-object allocator keeps a 1 MiB arena as long as one object in it lives, and
     a round's objects (parsed entries, features, result rows) are spread over many arenas among
-    longer-lived ones: measured, a worker held 123 arenas for 44 MB of objects, and ``malloc_trim``
+    longer-lived ones: measured, a worker held 115-130 arenas for 42 MB of objects, and ``malloc_trim``
     cannot give any of it back. With glibc's ``malloc`` for every object, the trim after a round
     reaches all of it. Call before any thread starts (``main.py worker`` does, first thing)."""
     if not trimming() or "PYTHONMALLOC" in os.environ:
