@@ -219,6 +219,11 @@ def rss_tables(samples: Samples, warm_at: float, end_at: float) -> list[str]:
         f"later of every source polled once with its history in stories, and the first third of the run: the "
         f"same rule for every process) to the last window of the run.",
         "",
+        *(
+            [f"(The steady period, {end_at - warm_at:.0f} s, is shorter than two windows: they overlap.)", ""]
+            if end_at - warm_at < 2 * WINDOW_S
+            else []
+        ),
         "| process | floor after warm-up → at the end (MB) | floor growth | median after warm-up → at the end | "
         "median growth | peak after warm-up |",
         "|---|---:|---:|---:|---:|---:|",
@@ -227,7 +232,9 @@ def rss_tables(samples: Samples, warm_at: float, end_at: float) -> list[str]:
         peak = max((s[name] for t, s in samples if t >= warm_at), default=0.0)
         if peak == 0:  # the API has no children
             continue
-        w0, w1 = window(samples, name, warm_at), window(samples, name, end_at - WINDOW_S)
+        # Both windows inside the steady period (in a short run they overlap).
+        w0 = window(samples, name, warm_at)
+        w1 = window(samples, name, max(warm_at, end_at - WINDOW_S))
         f0, f1, m0, m1 = w0[0], w1[0], w0[len(w0) // 2], w1[len(w1) // 2]
         lines.append(
             f"| {name} | {f0:.0f} → {f1:.0f} | {(f1 - f0) / f0:+.1%} | {m0:.0f} → {m1:.0f} | "
