@@ -213,6 +213,9 @@ def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
     import faulthandler
     import signal
 
+    from aggregator.memory import exec_with_system_malloc
+
+    exec_with_system_malloc()  # returns only once Python allocates through glibc (or trimming is off)
     from aggregator.migrate import require_migrated
     from aggregator.scheduler import run_worker
 

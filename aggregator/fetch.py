@@ -135,7 +135,9 @@ class Fetcher:
         self._owns_client = client is None
         self._guard = AddressGuard(resolve or _getaddrinfo, is_public or is_public_address)
         self._client = client if client is not None else build_client(settings, self._guard)
-        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._host_slots: dict[str, _HostSlot] = {}
+        """Hosts being fetched now (an entry leaves with its last fetch: a worker polling a
+        thousand hosts for weeks holds only those in flight)."""
         self._slots = asyncio.Semaphore(settings.fetch_concurrency)
         self._headers = {
             "User-Agent": settings.user_agent,
@@ -314,9 +316,23 @@ class Fetcher:
     async def _host_slot(self, host: str) -> AsyncIterator[None]:
         slot = self._host_slots.get(host)
         if slot is None:
-            slot = self._host_slots[host] = asyncio.Semaphore(self._settings.per_host_concurrency)
-        async with slot:
-            yield
+            slot = self._host_slots[host] = _HostSlot(asyncio.Semaphore(self._settings.per_host_concurrency))
+        slot.users += 1
+        try:
+            async with slot.semaphore:
+                yield
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._host_slots[host]
+
+
+@dataclass(slots=True)
+class _HostSlot:
+    """One host's fetch limit, and how many fetches hold or wait for it."""
+
+    semaphore: asyncio.Semaphore
+    users: int = 0
 
 
 def _port_of(url: httpx.URL) -> int:

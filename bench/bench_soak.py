@@ -165,19 +165,98 @@ def outlets(sources: int, start: float, period_s: float) -> Iterator[str]:
         yield url
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (a worker's parse processes), in MB."""
-    total = 0.0
-    pids = [pid]
+def _rss_kb(pid: int) -> int:
     with contextlib.suppress(OSError):
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        pids += [int(c) for c in children]
-    for p in pids:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (a worker's fork server, and the parse and feature-extraction
+    processes the fork server starts: grandchildren, not children)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-    return total
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    kids = [int(c) for c in (task / "children").read_text().split()]
+                    out += kids
+                    todo += kids
+    return out
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident memory in MB of the process itself, and of all its descendants together."""
+    return _rss_kb(pid) / 1024, sum(_rss_kb(p) for p in _descendants(pid)) / 1024
+
+
+WINDOW_S = 180.0
+"""RSS at a point in time is read over the samples (every 5 s) in the window ending there: a
+worker's RSS swings by a factor of two within a round (a dedupe run's working set, then the trim),
+and the window spans two or more rounds."""
+
+Samples = list[tuple[float, dict[str, float]]]
+"""(seconds since the processes started, MB per process) every 5 s."""
+
+
+def window(samples: Samples, name: str, start: float) -> list[float]:
+    """The samples of ``name`` from ``start`` to ``start + WINDOW_S``, sorted."""
+    return sorted(s[name] for t, s in samples if start <= t <= start + WINDOW_S) or [float("nan")]
+
+
+def rss_tables(samples: Samples, warm_at: float, end_at: float) -> list[str]:
+    """The RSS part of the report, from the samples alone (``--rss-from`` re-renders a saved run)."""
+    lines = [
+        f"RSS of each process itself (`VmRSS`), and separately of all its descendants together (a worker's "
+        f"fork server and the parse and feature-extraction processes it starts), sampled every 5 s. A "
+        f"worker's RSS swings by up to 2× within a round (a dedupe run's working set, then the trim), so a "
+        f"level is read over a {WINDOW_S:.0f} s window: its **floor** (the minimum: what stays between rounds) "
+        f"and its **median**. Growth after warm-up: from the first window after warm-up (which ends at the "
+        f"later of every source polled once with its history in stories, and the first third of the run: the "
+        f"same rule for every process) to the last window of the run.",
+        "",
+        *(
+            [f"(The steady period, {end_at - warm_at:.0f} s, is shorter than two windows: they overlap.)", ""]
+            if end_at - warm_at < 2 * WINDOW_S
+            else []
+        ),
+        "| process | floor after warm-up → at the end (MB) | floor growth | median after warm-up → at the end | "
+        "median growth | peak after warm-up |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in samples[0][1]:
+        peak = max((s[name] for t, s in samples if t >= warm_at), default=0.0)
+        if peak == 0:  # the API has no children
+            continue
+        # Both windows inside the steady period (in a short run they overlap).
+        w0 = window(samples, name, warm_at)
+        w1 = window(samples, name, max(warm_at, end_at - WINDOW_S))
+        f0, f1, m0, m1 = w0[0], w1[0], w0[len(w0) // 2], w1[len(w1) // 2]
+        lines.append(
+            f"| {name} | {f0:.0f} → {f1:.0f} | {(f1 - f0) / f0:+.1%} | {m0:.0f} → {m1:.0f} | "
+            f"{(m1 - m0) / m0:+.1%} | {peak:.0f} |"
+        )
+    marks = [samples[0][0] + (samples[-1][0] - samples[0][0]) * i / 6 for i in range(7)]
+    lines += [
+        "",
+        "RSS over time (MB, the process itself; floor / median of the window before each mark):",
+        "",
+        "| process | " + " | ".join(f"{m / 60:.0f} min" for m in marks) + " |",
+        "|---|" + "---:|" * len(marks),
+    ]
+    for name in samples[0][1]:
+        if name.endswith(" children"):
+            continue
+        cells = []
+        for m in marks:
+            w = window(samples, name, m - WINDOW_S)
+            cells.append(f"{w[0]:.0f} / {w[len(w) // 2]:.0f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 class Watcher:
@@ -295,11 +374,21 @@ def run(args: argparse.Namespace) -> list[str]:
                 BABELWIRE_PER_HOST_CONCURRENCY="16",
             )
             # --untrimmed-worker-2: a control in the same run, without the arena cap and the trim.
-            control = dict(env, BABELWIRE_MALLOC_TRIM="0") if args.untrimmed_worker_2 else env
-            workers = [Process(["worker"], env), Process(["worker"], control)]
+            extra: dict[int, dict[str, str]] = {}
+            if args.untrimmed_worker_2:
+                extra.setdefault(2, {})["BABELWIRE_MALLOC_TRIM"] = "0"
+            for spec in args.worker_env:  # I:KEY=VALUE
+                index, _, assignment = spec.partition(":")
+                key, _, value = assignment.partition("=")
+                extra.setdefault(int(index), {})[key] = value
+            processes: dict[str, Process] = {}
+            for i in range(1, args.workers + 1):
+                label = f"worker {i}" + (
+                    f" ({', '.join(f'{k}={v}' for k, v in extra[i].items())})" if i in extra else ""
+                )
+                processes[label] = Process(["worker"], dict(env, **extra.get(i, {})))
             api = Process(["serve", "--no-scheduler", "--port", str(port)], env)
-            second = "worker 2 (untrimmed control)" if args.untrimmed_worker_2 else "worker 2"
-            processes = {"worker 1": workers[0], second: workers[1], "api": api}
+            processes["api"] = api
             try:
                 api.wait_for(lambda line: "Uvicorn running" in line, timeout_s=180)
                 watcher = Watcher(f"http://127.0.0.1:{port}")
@@ -309,11 +398,16 @@ def run(args: argparse.Namespace) -> list[str]:
                 samples: list[tuple[float, dict[str, float]]] = []
                 warm: dict[str, Any] | None = None
                 while time.time() < deadline:
-                    samples.append((time.time(), {k: rss_mb(p.pid) for k, p in processes.items()}))
+                    sample: dict[str, float] = {}
+                    for k, p in processes.items():
+                        sample[k], sample[f"{k} children"] = rss_mb(p.pid)
+                    samples.append((time.time(), sample))
                     for name, p in processes.items():
                         if p.proc.poll() is not None:
                             raise RuntimeError(f"{name} exited:\n{p.stderr[-3000:]}")
-                    if warm is None and time.time() - began >= args.minutes * 60 * 0.2:
+                    # Warm-up ends, for every process alike, at the later of: every source polled
+                    # once with its history in stories, and the first third of the run.
+                    if warm is None and time.time() - began >= args.minutes * 60 / 3:
                         unpolled = scalar(url, "SELECT count(*) FROM source WHERE last_checked_at IS NULL")
                         # The feeds' history (published before the run) all in stories; what is
                         # published since keeps arriving, so some new item always waits for dedupe.
@@ -326,7 +420,6 @@ def run(args: argparse.Namespace) -> list[str]:
                                 "at": time.time(),
                                 "items": scalar(url, "SELECT count(*) FROM item"),
                                 "db": scalar(url, "SELECT pg_database_size(current_database())"),
-                                "rss": samples[-1][1],
                             }
                             log(f"warm after {warm['at'] - began:.0f} s: {warm['items']} items")
                     time.sleep(5)
@@ -336,7 +429,6 @@ def run(args: argparse.Namespace) -> list[str]:
                     "at": time.time(),
                     "items": scalar(url, "SELECT count(*) FROM item"),
                     "db": scalar(url, "SELECT pg_database_size(current_database())"),
-                    "rss": samples[-1][1],
                 }
                 watcher.stop()
                 import httpx
@@ -367,6 +459,16 @@ def run(args: argparse.Namespace) -> list[str]:
         pg.stop()
 
     log(f"the watcher saw {len(watcher.first_seen):,} item URLs ({watcher.errors} errors)")
+    if args.samples_json is not None:
+        args.samples_json.write_text(
+            json.dumps(
+                {
+                    "warm_s": warm["at"] - began,
+                    "end_s": end["at"] - began,
+                    "samples": [[t - began, s] for t, s in samples],
+                }
+            )
+        )
     latencies = []
     for item_url, seen in watcher.first_seen.items():
         n, k = item_url.removeprefix("https://outlet").split(".example/news/")
@@ -382,15 +484,17 @@ def run(args: argparse.Namespace) -> list[str]:
     polls = served["200"] + served["304"]
     burst_200 = after["200"] - served["200"]
     burst_304 = after["304"] - served["304"]
-    capacity = args.sources / burst_s / 2 * 3600
+    capacity = args.sources / burst_s / args.workers * 3600
 
     lines = [
-        f"### Soak: {args.sources:,} loopback sources, 2 workers + 1 API on PostgreSQL, {args.minutes:g} min",
+        f"### Soak: {args.sources:,} loopback sources, {args.workers} workers + 1 API on PostgreSQL, "
+        f"{args.minutes:g} min",
         "",
         f"Outlets publish one item every {args.period_s:g} s on average per source "
         f"({args.sources / args.period_s:.2f} items/s in all); workers poll every "
         f"{args.min_interval_s}-{args.max_interval_s} s (adaptive), tick 1 s, 16 fetch slots each. "
-        f"Warm-up (first poll of every source, its {HISTORY} items of history all in stories) ended after "
+        f"Warm-up (every source polled once, its {HISTORY} items of history all in stories, and at least the "
+        f"first third of the run) ended after "
         f"{warm['at'] - began:.0f} s; the figures below are for the {steady_s / 60:.1f} min after it.",
         "",
         "| measure | value |",
@@ -407,18 +511,12 @@ def run(args: argparse.Namespace) -> list[str]:
         f"| processes with a traceback on stderr | {', '.join(tracebacks) or 'none'} |",
         f"| processes that exited badly at the end | {', '.join(f'{k} ({v})' for k, v in failed.items()) or 'none'} |",
         "",
-        "| process | RSS at warm-up end (MB) | at end | peak | growth after warm-up |",
-        "|---|---:|---:|---:|---:|",
     ]
-    for name in processes:
-        at_warm, at_end = warm["rss"][name], end["rss"][name]
-        peak = max(s[name] for _, s in samples)
-        lines.append(
-            f"| {name} | {at_warm:.0f} | {at_end:.0f} | {peak:.0f} | {(at_end - at_warm) / at_warm:+.1%} |"
-        )
+    lines += rss_tables([(t - began, v) for t, v in samples], warm["at"] - began, end["at"] - began)
     lines += [
         "",
-        f"Polling capacity: all {args.sources:,} sources made due at once were polled by the 2 workers in "
+        f"Polling capacity: all {args.sources:,} sources made due at once were polled by the {args.workers} "
+        f"workers in "
         f"{burst_s:.1f} s ({burst_304 / max(1, burst_200 + burst_304):.0%} answered 304; one in {PUBLISH_EVERY} had a new "
         f"item, stored and deduped in the burst): **{capacity:,.0f} sources per worker-hour** (target ≥ 10,000).",
     ]
@@ -441,8 +539,29 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run worker 2 with BABELWIRE_MALLOC_TRIM=0 (no arena cap, no trim): a control for worker 1's RSS",
     )
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2 in make bench)")
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="I:KEY=VALUE",
+        help="an environment variable for worker I only (1-based), e.g. 2:BABELWIRE_MALLOC_TRIM=0: A/B in one run",
+    )
+    parser.add_argument(
+        "--samples-json",
+        type=Path,
+        help="write every RSS sample (seconds from the start, MB per process) here",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the tail of each process's log")
+    parser.add_argument(
+        "--rss-from", type=Path, help="only print the RSS tables of a run saved with --samples-json (no soak)"
+    )
     args = parser.parse_args(argv)
+    if args.rss_from is not None:
+        saved = json.loads(args.rss_from.read_text())
+        samples = [(float(t), v) for t, v in saved["samples"]]
+        print("\n".join(rss_tables(samples, saved["warm_s"], saved.get("end_s", samples[-1][0]))))
+        return 0
     print("\n".join(run(args)))
     return 0
 
