@@ -86,6 +86,9 @@ PAGE_CHANGES_KEPT = 4096
 """``pagechange`` rows kept (SQLite): an API process further behind drops every kept page."""
 SPANS_PER_LOCALE = 32
 """A write that changes more published-at times in one locale records one range for them."""
+UNTRANSLATED_KEY = "~u"
+"""A change's feed key is the locale for an entry its default feed lists, and the locale with this
+suffix for one only ``untranslated=include`` lists (``api.caching.Span``)."""
 NOTIFY_MAX_CHARS = 7000
 """PostgreSQL's payload limit is 8000 bytes: a longer list is coarsened, at worst to "everything"."""
 MAX_TICKER_CHARS = 16
@@ -260,19 +263,19 @@ def refresh_story_entries(
     if table is None:
         table = stored_table(conn)
     ordered = sorted(ids)
-    listed: list[tuple[str, datetime, datetime | None]] = []
+    listed: list[tuple[str, int, datetime, datetime | None]] = []
     entry = _T["entry"]
     for i in range(0, len(ordered), CHUNK):
         chunk = ordered[i : i + CHUNK]
         listed += conn.execute(  # what the pages showed: a page that listed one of them is stale
-            sa.select(entry.c.locale, entry.c.published_at, entry.c.pinned_until).where(
+            sa.select(entry.c.locale, entry.c.reach, entry.c.published_at, entry.c.pinned_until).where(
                 entry.c.story_id.in_(chunk), entry.c.reach < BY_ID_ONLY
             )
         ).all()
         for name in ("entry", "ticker", "outlet_row"):
             conn.execute(sa.delete(_T[name]).where(_T[name].c.story_id.in_(chunk)))
     written = _write(conn, ordered, table)
-    listed += [(r.locale, r.published_at, r.pinned_until) for r in written if r.reach < BY_ID_ONLY]
+    listed += [(r.locale, r.reach, r.published_at, r.pinned_until) for r in written if r.reach < BY_ID_ONLY]
     touch_pages(conn, listed_spans(listed))
     return len(ordered)
 
@@ -283,18 +286,24 @@ PageSpan = tuple[str | None, datetime | None, datetime | None]
 EVERYTHING: PageSpan = (None, None, None)
 
 
-def listed_spans(listed: Iterable[tuple[str, datetime, datetime | None]]) -> list[PageSpan]:
-    """The spans of listed entries (locale, published_at, pinned_until) a write removed or wrote:
-    an entry's own time, or its whole locale while it is pinned (a first page lists the pinned
-    entries whatever their time)."""
+def feed_key(locale: str, reach: int) -> str:
+    """The feed key of an entry of ``reach`` listed in ``locale`` (see :data:`UNTRANSLATED_KEY`)."""
+    return locale if reach == IN_CHAIN else locale + UNTRANSLATED_KEY
+
+
+def listed_spans(listed: Iterable[tuple[str, int, datetime, datetime | None]]) -> list[PageSpan]:
+    """The spans of listed entries (locale, reach, published_at, pinned_until) a write removed or
+    wrote: an entry's own time in its feed (:func:`feed_key`), or that whole feed while it is pinned
+    (a first page lists the pinned entries whatever their time)."""
     now = datetime.now(UTC)
     spans: set[PageSpan] = set()
-    for locale, published_at, pinned_until in listed:
+    for locale, reach, published_at, pinned_until in listed:
+        key = feed_key(locale, reach)
         if pinned_until is not None and as_utc(pinned_until) > now:
-            spans.add((locale, None, None))
+            spans.add((key, None, None))
         else:
             moment = as_utc(published_at)
-            spans.add((locale, moment, moment))
+            spans.add((key, moment, moment))
     return sorted(spans, key=lambda s: (s[0] or "", s[1] or PIN_FOREVER, s[2] or PIN_FOREVER))
 
 

@@ -334,6 +334,7 @@ class PageChange(SQLModel, table=True):
     __table_args__ = {"sqlite_autoincrement": True}
 
     seq: int | None = Field(default=None, primary_key=True)
-    locale: str | None = Field(default=None, max_length=8)
+    locale: str | None = Field(default=None, max_length=16)
+    """A feed key: the locale, or ``<locale>~u`` for entries only ``untranslated=include`` lists."""
     lo: datetime | None = _ts(nullable=True, default=None)
     hi: datetime | None = _ts(nullable=True, default=None)

@@ -197,8 +197,10 @@ def cached_response(request: Request, rendered: Rendered, cache_control: str) ->
 
 
 Span = tuple[str | None, datetime | None, datetime | None]
-"""(locale, lo, hi), times naive UTC: a kept page's locale and the published-at range its content
-depends on, or a change's (locale None: every locale; lo/hi None: unbounded on that side)."""
+"""(key, lo, hi), times naive UTC: a kept page's feed key and the published-at range its content
+depends on, or a change's (key None: every feed; lo/hi None: unbounded on that side). A key is a
+locale, or a locale and a refinement after ``~`` (``en~u``: the feed of ``en`` with more listed):
+a change of ``en`` meets the pages of ``en~u`` too, a change of ``en~u`` only those."""
 EVERYTHING: Span = (None, None, None)
 
 
@@ -216,7 +218,12 @@ def span(locale: str | None, lo: datetime | None, hi: datetime | None) -> Span:
 def meets(change: Span, page: Span) -> bool:
     """The change touches the page: same locale (or every locale) and the ranges overlap (bounds
     inclusive: a change at a page's edge is taken as inside)."""
-    if change[0] is not None and page[0] is not None and change[0] != page[0]:
+    if (
+        change[0] is not None
+        and page[0] is not None
+        and change[0] != page[0]
+        and not page[0].startswith(change[0] + "~")
+    ):
         return False
     c_lo, c_hi, p_lo, p_hi = change[1], change[2], page[1], page[2]
     if c_lo is not None and p_hi is not None and c_lo > p_hi:
@@ -286,6 +293,11 @@ class PageCache(Generic[T]):
                 for key, page in self._pages.items()
                 if any(meets(c, page.span) for c in by_locale.get(page.span[0], ()))
                 or any(meets(c, page.span) for c in every)
+                or (
+                    page.span[0] is not None
+                    and "~" in page.span[0]
+                    and any(meets(c, page.span) for c in by_locale.get(page.span[0].split("~", 1)[0], ()))
+                )
             ]
             for key in stale:
                 del self._pages[key]

@@ -46,6 +46,8 @@ from aggregator.entries import (
     PAGES_CHANNEL,
     PINNED,
     UNPINNED,
+    UNTRANSLATED,
+    feed_key,
     iso_utc,
     parse_page_changes,
 )
@@ -372,7 +374,7 @@ class FeedReader:
             published_at, story_id, *_ = page[-1]
             next_cursor = self.signer.feed_cursor(FeedPosition(published_at.replace(tzinfo=UTC), story_id))
         page_span = span(
-            query.locale,
+            feed_key(query.locale, UNTRANSLATED if query.untranslated else IN_CHAIN),
             entries[query.limit][0] if more else None,
             None if query.after is None else query.after.published_at,
         )

@@ -21,8 +21,11 @@ from aggregator.db import make_engine
 from aggregator.editorial import Actor
 from aggregator.editorial.disclaimers import publish
 from aggregator.entries import (
+    IN_CHAIN,
     NOTIFY_MAX_CHARS,
+    UNTRANSLATED,
     coarsen,
+    feed_key,
     page_changes_payload,
     parse_page_changes,
     refresh_story_entries,
@@ -75,6 +78,25 @@ def test_a_page_is_kept_until_a_change_meets_its_span_or_its_moment() -> None:
     for key in ("x", "y", "z", "w"):
         pages.put(key, pages.mark(), key)
     assert len(pages) == 3 and pages.get("en") is None and pages.get("w") == "w"
+
+
+def test_an_untranslated_only_change_leaves_the_default_feeds_pages() -> None:
+    t = datetime(2026, 11, 1, 12, 0)
+    pages: PageCache[str] = PageCache()
+    default, wider = (
+        span(feed_key("en", IN_CHAIN), None, None),
+        span(feed_key("en", UNTRANSLATED), None, None),
+    )
+    for key, page_span in (("default", default), ("wider", wider)):
+        pages.put(key, pages.mark(), key, page_span=page_span)
+    pages.apply([span(feed_key("en", UNTRANSLATED), t, t)])  # listed only with untranslated=include
+    assert (pages.get("default"), pages.get("wider")) == ("default", None)
+    pages.put("wider", pages.mark(), "wider", page_span=wider)
+    pages.apply([span(feed_key("en", IN_CHAIN), t, t)])  # listed by both
+    assert (pages.get("default"), pages.get("wider")) == (None, None)
+    assert meets(span("en", t, t), span("en~u", None, None)) and not meets(
+        span("en", t, t), span("eo", None, None)
+    )
 
 
 def test_changes_travel_as_a_notify_payload_and_coarsen_never_narrower() -> None:

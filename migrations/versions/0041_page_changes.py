@@ -25,7 +25,7 @@ def upgrade() -> None:
     op.create_table(
         "pagechange",
         sa.Column("seq", sa.Integer(), primary_key=True),
-        sa.Column("locale", sa.String(length=8), nullable=True),
+        sa.Column("locale", sa.String(length=16), nullable=True),
         sa.Column("lo", sa.DateTime(), nullable=True),
         sa.Column("hi", sa.DateTime(), nullable=True),
         sqlite_autoincrement=True,
