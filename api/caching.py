@@ -344,8 +344,8 @@ class PageCache(Generic[T]):
             return True
 
     def clear(self) -> None:
-        with self._lock:
-            self._pages.clear()
+        """Drop every kept page, and keep out a page being built from before now (a change)."""
+        self.apply([EVERYTHING])
 
     def __len__(self) -> int:
         return len(self._pages)

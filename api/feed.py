@@ -214,9 +214,6 @@ class FeedReader:
                 self._seen = 0
             return self.pages.mark()
 
-    pages_version = sync_pages
-    """The name tests and older callers use."""
-
     def kept_page(self, query: FeedQuery) -> FeedRows | None:
         """The kept page for ``query`` while it is current (no page read)."""
         return None if self.sync_pages() is None else self.pages.get(query)

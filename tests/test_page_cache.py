@@ -130,7 +130,7 @@ def test_a_kept_page_is_answered_and_dropped_by_a_refresh(settings: Settings, en
         reader = _reader(c)
         query = FeedQuery("en", None, settings.feed_default_limit)
         # on PostgreSQL nothing is kept until the listener is connected
-        _wait(lambda: reader.pages_version() is not None, "the pages version")
+        _wait(lambda: reader.sync_pages() is not None, "the kept pages in step")
         assert [e["id"] for e in feed(c, locale="en", limit=settings.feed_default_limit)["items"]] == [first]
         kept = reader.kept_page(query)
         assert kept is not None and [e.story_id for e in kept.entries] == [first]
@@ -146,7 +146,7 @@ def test_an_editors_disclaimer_drops_kept_pages(settings: Settings, engine: sa.E
     seed = Seeder(engine)
     seed.story(Member("en", outlet="gate"), at=T0)
     with make_client(settings, engine) as c:
-        _wait(lambda: _reader(c).pages_version() is not None, "the pages version")
+        _wait(lambda: _reader(c).sync_pages() is not None, "the kept pages in step")
         before = feed(c, locale="en")["items"][0]["disclaimer"]
         assert before["text"] == "seed third-party en"
         with Session(engine) as s:
@@ -164,7 +164,7 @@ def test_a_kept_page_ends_with_the_locales_next_pin(settings: Settings, engine: 
     pinned = seed.story(Member("en"), at=T0 - timedelta(hours=1), pinned=True, pinned_until=until)
     newer = seed.story(Member("en"), at=T0)
     with make_client(settings, engine) as c:
-        _wait(lambda: _reader(c).pages_version() is not None, "the pages version")
+        _wait(lambda: _reader(c).sync_pages() is not None, "the kept pages in step")
         assert [(e["id"], e["pinned"]) for e in feed(c, locale="en")["items"]] == [
             (pinned, True),
             (newer, False),
@@ -186,7 +186,7 @@ def test_a_304_from_a_kept_page_has_the_headers_of_a_built_one(settings: Setting
         seed.story(Member("en", summary="<p>" + "words " * 200 + "</p>"), at=T0 + timedelta(minutes=i))
     with make_client(settings, engine) as c:
         reader = _reader(c)
-        _wait(lambda: reader.pages_version() is not None, "the pages version")
+        _wait(lambda: reader.sync_pages() is not None, "the kept pages in step")
         for encoding in ("gzip", "identity"):
             built = c.get("/v1/feed", params={"locale": "en"}, headers={"Accept-Encoding": encoding})
             assert built.status_code == 200
@@ -219,7 +219,7 @@ def test_a_change_drops_only_the_kept_pages_whose_range_it_meets(
     ids = [seed.story(Member("en"), at=T0 + timedelta(minutes=i)) for i in range(12)]  # ids[-1] newest
     with make_client(settings, engine) as c:
         reader = _reader(c)
-        _wait(lambda: reader.pages_version() is not None, "the pages version")
+        _wait(lambda: reader.sync_pages() is not None, "the kept pages in step")
         first_q = FeedQuery("en", None, 4)
 
         def pages() -> tuple[Any, Any, FeedQuery]:
@@ -235,7 +235,7 @@ def test_a_change_drops_only_the_kept_pages_whose_range_it_meets(
             return {e.story_id: json.loads(e.json)["title"] for e in page.entries}
 
         def changed(mark: int) -> bool:
-            now = reader.pages_version()  # on PostgreSQL: once the notification has arrived
+            now = reader.sync_pages()  # on PostgreSQL: once the notification has arrived
             return now is not None and now > mark
 
         first, second, second_q = pages()
@@ -355,14 +355,14 @@ def test_the_listener_reconnects_after_a_restart_and_nothing_is_kept_meanwhile()
         Seeder(engine).story(Member("en"), at=T0)
         reader = FeedReader(engine, TokenSigner("s" * 32))
         query = FeedQuery("en", None, 20)
-        before = _wait(reader.pages_version, "the listener connected")
+        before = _wait(reader.sync_pages, "the listener connected")
         reader.feed_rows(query)
         assert reader.kept_page(query) is not None
         server.stop_server("fast")
-        _wait(lambda: reader.pages_version() is None, "the listener noticing the restart")
+        _wait(lambda: reader.sync_pages() is None, "the listener noticing the restart")
         assert reader.kept_page(query) is None
         server.start_server()
-        after = _wait(reader.pages_version, "the listener reconnected")
+        after = _wait(reader.sync_pages, "the listener reconnected")
         assert after != before
         assert reader.kept_page(query) is None  # a page kept before the restart is never answered
 
