@@ -41,6 +41,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 GZIP_MIN_BYTES = 1000
 """Bodies smaller than this are sent as they are: compressing them gains nothing."""
+GZIP_LEVEL = 1
+"""A page is compressed once per change of its content (kept pages keep their gzip bytes), so
+compressing is most of what a page rebuilt after a write costs: level 1 takes half the CPU of
+level 5 for a page of 20 entries (0.9 vs 1.7 ms on the bench machine) for ~25% more bytes (4.6 vs
+3.7 KB)."""
 
 T = TypeVar("T")
 
@@ -64,7 +69,7 @@ def _gzip(etag: str, body: bytes) -> bytes:
         if found is not None:
             _gzip_memo.move_to_end(etag)
             return found
-    packed = gzip.compress(body, compresslevel=5, mtime=0)
+    packed = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
     with _gzip_memo_lock:
         _gzip_memo[etag] = packed
         while len(_gzip_memo) > GZIP_MEMO_ENTRIES:
