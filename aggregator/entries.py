@@ -22,16 +22,19 @@ The fallback table the entries were written with is kept in ``appstate`` (:data:
 so every writer uses the table the API was configured with; :func:`ensure_entries` (run by the
 API at start) rewrites every story when that table, or :data:`RENDER_VERSION`, changed.
 
-Every write of entries also writes a new random **pages version** (``appstate``
-:data:`PAGES_VERSION_KEY`) in the same transaction and, on PostgreSQL, sends ``NOTIFY`` on
-:data:`PAGES_CHANNEL` (delivered at commit): the API keeps built pages while the version it read
-is unchanged (``api.caching.PageCache``), so a page never outlives the entries it was built from.
+Every write of entries also says, in the same transaction, what it changed (:func:`touch_pages`):
+the locales and published-at times of the entries it removed and wrote (a pinned entry: its whole
+locale; an editor's action or a full rewrite: everything). On SQLite that is rows of
+``pagechange``, on PostgreSQL a ``NOTIFY`` on :data:`PAGES_CHANNEL` carrying them (delivered at
+commit). The API keeps built pages until a change meets a page's locale and published-at range
+(``api.caching.PageCache``), so a page never outlives the entries it was built from, and a write of
+one story leaves the pages of other times and locales kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +51,7 @@ from aggregator.dedupe.policy import RELATED_PER_STORY  # the cap dedupe keeps, 
 from aggregator.models import (
     Item,
     Outlet,
+    PageChange,
     RelatedStory,
     Source,
     Story,
@@ -75,11 +79,18 @@ RENDER_VERSION = "2"
 TABLE_KEY = "entries_fallbacks"
 """``appstate`` key: the fallback table (``BABELWIRE_LOCALE_FALLBACKS`` syntax) the entries use."""
 VERSION_KEY = "entries_version"
-PAGES_VERSION_KEY = "pages_version"
-"""``appstate`` key of a random value written anew with every change of entries (see the module doc)."""
-PAGES_CHANNEL = "babelwire_pages"
-"""PostgreSQL ``NOTIFY`` channel of those changes."""
 """``appstate`` key: RENDER_VERSION and a hash of the table, as of the last full rewrite."""
+PAGES_CHANNEL = "babelwire_pages"
+"""PostgreSQL ``NOTIFY`` channel of the changes of entries (payload: :func:`page_changes_payload`)."""
+PAGE_CHANGES_KEPT = 4096
+"""``pagechange`` rows kept (SQLite): an API process further behind drops every kept page."""
+SPANS_PER_LOCALE = 32
+"""A write that changes more published-at times in one locale records one range for them."""
+UNTRANSLATED_KEY = "~u"
+"""A change's feed key is the locale for an entry its default feed lists, and the locale with this
+suffix for one only ``untranslated=include`` lists (``api.caching.Span``)."""
+NOTIFY_MAX_CHARS = 7000
+"""PostgreSQL's payload limit is 8000 bytes: a longer list is coarsened, at worst to "everything"."""
 MAX_TICKER_CHARS = 16
 PIN_FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 """``storyentry.pinned_until`` of a pin without an end."""
@@ -91,7 +102,7 @@ CHUNK = 400
 
 _MODELS: dict[str, Any] = {
     "story": Story, "item": Item, "source": Source, "outlet": Outlet, "related": RelatedStory,
-    "entry": StoryEntry, "ticker": StoryTicker, "outlet_row": StoryOutlet,
+    "entry": StoryEntry, "ticker": StoryTicker, "outlet_row": StoryOutlet, "change": PageChange,
 }  # fmt: skip
 _T = {name: cast(sa.Table, model.__table__) for name, model in _MODELS.items()}
 _LOCALE_ORDER = {code: i for i, code in enumerate(LOCALES)}
@@ -252,32 +263,150 @@ def refresh_story_entries(
     if table is None:
         table = stored_table(conn)
     ordered = sorted(ids)
+    listed: list[tuple[str, int, datetime, datetime | None]] = []
+    entry = _T["entry"]
     for i in range(0, len(ordered), CHUNK):
         chunk = ordered[i : i + CHUNK]
+        listed += conn.execute(  # what the pages showed: a page that listed one of them is stale
+            sa.select(entry.c.locale, entry.c.reach, entry.c.published_at, entry.c.pinned_until).where(
+                entry.c.story_id.in_(chunk), entry.c.reach < BY_ID_ONLY
+            )
+        ).all()
         for name in ("entry", "ticker", "outlet_row"):
             conn.execute(sa.delete(_T[name]).where(_T[name].c.story_id.in_(chunk)))
-    _write(conn, ordered, table)
-    touch_pages(conn)
+    written = _write(conn, ordered, table)
+    listed += [(r.locale, r.reach, r.published_at, r.pinned_until) for r in written if r.reach < BY_ID_ONLY]
+    touch_pages(conn, listed_spans(listed))
     return len(ordered)
 
 
-def touch_pages(session: Session | sa.Connection) -> None:
-    """Tell every API process, in the caller's transaction, that pages built before it commits
-    are stale: a new pages version, and on PostgreSQL a ``NOTIFY`` (sent at commit, dropped on
-    rollback). Writers of entries call it; so may any writer of what a page shows."""
+PageSpan = tuple[str | None, datetime | None, datetime | None]
+"""(locale, lo, hi): the pages of ``locale`` (None: every locale) whose published-at range meets
+[lo, hi] (None: unbounded on that side); times aware UTC."""
+EVERYTHING: PageSpan = (None, None, None)
+
+
+def feed_key(locale: str, reach: int) -> str:
+    """The feed key of an entry of ``reach`` listed in ``locale`` (see :data:`UNTRANSLATED_KEY`)."""
+    return locale if reach == IN_CHAIN else locale + UNTRANSLATED_KEY
+
+
+def listed_spans(listed: Iterable[tuple[str, int, datetime, datetime | None]]) -> list[PageSpan]:
+    """The spans of listed entries (locale, reach, published_at, pinned_until) a write removed or
+    wrote: an entry's own time in its feed (:func:`feed_key`), or that whole feed while it is pinned
+    (a first page lists the pinned entries whatever their time)."""
+    now = datetime.now(UTC)
+    spans: set[PageSpan] = set()
+    for locale, reach, published_at, pinned_until in listed:
+        key = feed_key(locale, reach)
+        if pinned_until is not None and as_utc(pinned_until) > now:
+            spans.add((key, None, None))
+        else:
+            moment = as_utc(published_at)
+            spans.add((key, moment, moment))
+    return sorted(spans, key=lambda s: (s[0] or "", s[1] or PIN_FOREVER, s[2] or PIN_FOREVER))
+
+
+def coarsen(spans: Iterable[PageSpan], per_locale: int = SPANS_PER_LOCALE) -> list[PageSpan]:
+    """``spans`` with more than ``per_locale`` of one locale merged into one range covering them
+    (a range only ever grows: coarser is never staler); anything naming every locale is everything."""
+    by_locale: dict[str, list[PageSpan]] = defaultdict(list)
+    for span in spans:
+        if span[0] is None:
+            return [EVERYTHING]
+        by_locale[span[0]].append(span)
+    out: list[PageSpan] = []
+    for locale, found in by_locale.items():
+        if len(found) <= per_locale:
+            out += found
+            continue
+        los, his = [s[1] for s in found], [s[2] for s in found]
+        lo = None if None in los else min(x for x in los if x is not None)
+        hi = None if None in his else max(x for x in his if x is not None)
+        out.append((locale, lo, hi))
+    return out
+
+
+def page_changes_payload(spans: Sequence[PageSpan]) -> str:
+    """The ``NOTIFY`` payload for ``spans``: a JSON list of [locale, lo, hi] (ISO UTC or null), or
+    "" for everything (also when even one range per locale would not fit the limit)."""
+    for per_locale in (SPANS_PER_LOCALE, 1):
+        spans = coarsen(spans, per_locale)
+        if spans == [EVERYTHING]:
+            return ""
+        payload = json.dumps(
+            [
+                [loc, None if lo is None else iso_utc(lo), None if hi is None else iso_utc(hi)]
+                for loc, lo, hi in spans
+            ],
+            separators=(",", ":"),
+        )
+        if len(payload) <= NOTIFY_MAX_CHARS:
+            return payload
+    return ""
+
+
+def parse_page_changes(payload: str) -> list[PageSpan]:
+    """The spans a ``NOTIFY`` payload names (the reverse of :func:`page_changes_payload`); anything
+    unreadable means everything."""
+    if not payload:
+        return [EVERYTHING]
+    try:
+        found = json.loads(payload)
+        return [
+            (
+                str(loc),
+                None if lo is None else datetime.fromisoformat(lo),
+                None if hi is None else datetime.fromisoformat(hi),
+            )
+            for loc, lo, hi in found
+        ]
+    except (ValueError, TypeError):
+        return [EVERYTHING]
+
+
+def touch_pages(session: Session | sa.Connection, changed: Iterable[PageSpan] | None = None) -> None:
+    """Tell every API process, in the caller's transaction, which kept pages stop being right when
+    it commits: those ``changed`` names (None: every page — editors' actions, full rewrites). On
+    SQLite rows of ``pagechange`` (the oldest beyond :data:`PAGE_CHANGES_KEPT` pruned); on
+    PostgreSQL a ``NOTIFY`` (sent at commit, dropped on rollback). Writers of entries call it; so
+    may any writer of what a page shows."""
     conn = _conn(session)
-    put_state(conn, PAGES_VERSION_KEY, secrets.token_hex(8))
+    spans = [EVERYTHING] if changed is None else coarsen(changed)
+    if not spans:
+        return
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": PAGES_CHANNEL})
+        conn.execute(
+            sa.text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": PAGES_CHANNEL, "payload": page_changes_payload(spans)},
+        )
+        return
+    change = _T["change"]
+    conn.execute(
+        sa.insert(change),
+        [
+            {
+                "locale": loc,
+                "lo": None if lo is None else as_utc(lo),
+                "hi": None if hi is None else as_utc(hi),
+            }
+            for loc, lo, hi in spans
+        ],
+    )
+    newest = sa.select(sa.func.max(change.c.seq)).scalar_subquery()
+    conn.execute(sa.delete(change).where(change.c.seq <= newest - PAGE_CHANGES_KEPT))
 
 
-def _write(conn: sa.Connection, story_ids: Sequence[int], table: Mapping[str, Chain]) -> None:
+def _write(conn: sa.Connection, story_ids: Sequence[int], table: Mapping[str, Chain]) -> list[Row]:
+    """Insert the entries (and filter rows) of ``story_ids``; the entry rows written."""
+    written: list[Row] = []
     for i in range(0, len(story_ids), CHUNK):
         chunk = story_ids[i : i + CHUNK]
         entries: list[dict[str, Any]] = []
         tickers: list[dict[str, Any]] = []
         outlets: list[dict[str, Any]] = []
         for story_id, published_at, rows, story_tickers, story_outlets in render_stories(conn, chunk, table):
+            written += rows
             entries += [
                 {
                     "locale": r.locale,
@@ -300,6 +429,7 @@ def _write(conn: sa.Connection, story_ids: Sequence[int], table: Mapping[str, Ch
         for name, values in (("entry", entries), ("ticker", tickers), ("outlet_row", outlets)):
             if values:
                 conn.execute(sa.insert(_T[name]), values)
+    return written
 
 
 def render_stories(

@@ -336,3 +336,19 @@ class GreaderState(SQLModel, table=True):
     read: bool = False
     starred: bool = False
     updated_at: datetime = _ts(default_factory=utcnow)
+
+
+class PageChange(SQLModel, table=True):
+    """What a committed write of entries changed, for the API processes' kept pages (SQLite; on
+    PostgreSQL the same travels as a ``NOTIFY`` payload): pages of ``locale`` (None: every locale)
+    whose published-at range meets [``lo``, ``hi``] (None: unbounded) are stale. ``seq`` grows by one
+    per committed row (AUTOINCREMENT, never reused); the writers keep the newest few thousand
+    (``aggregator.entries.touch_pages``)."""
+
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    seq: int | None = Field(default=None, primary_key=True)
+    locale: str | None = Field(default=None, max_length=16)
+    """A feed key: the locale, or ``<locale>~u`` for entries only ``untranslated=include`` lists."""
+    lo: datetime | None = _ts(nullable=True, default=None)
+    hi: datetime | None = _ts(nullable=True, default=None)

@@ -191,7 +191,7 @@ def create_app(
 
     def edited() -> None:
         """An editor's change through this process shows here at once (other replicas follow the
-        database: the audit row's pages version, or its NOTIFY)."""
+        database: the page change the audit records, read per request or NOTIFY-ed)."""
         cache.clear()
         reader.pages.clear()
 

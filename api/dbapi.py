@@ -1,5 +1,5 @@
 """Fixed statements compiled once per dialect and run straight on the DBAPI cursor, and the two
-ways the API learns that data changed: a version read on a SQLite connection of its own, a
+ways the API learns that data changed: the changes read on a SQLite connection of its own, a
 PostgreSQL ``LISTEN`` connection."""
 
 from __future__ import annotations
@@ -91,34 +91,41 @@ def compiled_for(
 
 
 class SqliteVersion:
-    """A one-row read (a data version) on a SQLite connection of its own, detached from the pool:
-    a primary-key lookup on the event loop costs microseconds, a pool checkout costs more. Each
-    read is its own snapshot (no transaction is held open). A failed read says None (the caller
-    then trusts nothing it kept) and the connection is opened again on the next read."""
+    """A small read (the page changes after the last one seen) on a SQLite connection of its own,
+    detached from the pool: a primary-key range scan on the event loop costs microseconds, a pool
+    checkout costs more. Each read is its own snapshot (no transaction is held open). A failed read
+    says None (the caller then trusts nothing it kept) and the connection is opened again on the
+    next read."""
 
     def __init__(self, engine: sa.Engine, statement: sa.Select[Any]) -> None:
         self._engine = engine
         self._compiled = CompiledStatement.of(statement, engine.dialect)
-        self._args = self._compiled.args({})
         self._conn: Any = None
         self._cursor: Any = None
         self._lock = threading.Lock()
 
-    def read(self) -> tuple[Any, ...] | None:
+    def read(self, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]] | None:
+        """Every row the statement gives for ``params`` (types as ``CompiledStatement.rows``)."""
         dbapi = self._engine.dialect.loaded_dbapi
+        args = self._compiled.args(params or {})
         with self._lock:
             try:
                 if self._conn is None:
                     conn = self._engine.raw_connection()
                     conn.detach()
                     self._conn, self._cursor = conn, conn.cursor()
-                self._cursor.execute(self._compiled.sql, self._args)
-                row = self._cursor.fetchone()
-                self._cursor.fetchall()  # done with the statement: no read stays open
+                self._cursor.execute(self._compiled.sql, args)
+                rows = self._cursor.fetchall()  # done with the statement: no read stays open
             except dbapi.OperationalError:  # the database is unavailable: trust nothing kept
                 self.close_locked()
                 return None
-        return None if row is None else tuple(row)
+        if self._compiled.results and rows:
+            converted = [list(row) for row in rows]
+            for row in converted:
+                for i, process in self._compiled.results:
+                    row[i] = process(row[i])
+            return [tuple(row) for row in converted]
+        return [tuple(row) for row in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -135,11 +142,19 @@ class PostgresListener:
     """One connection per process ``LISTEN``-ing on ``channel``, in a thread: ``generation`` changes
     with every notification and every (re)connect, and is None while the listener is not
     connected (at start, while the database is down or restarting), so the caller trusts nothing
-    it kept then. A notification is sent by the writer's transaction and delivered at its commit.
-    Started on the first ``generation()``; reconnects every ``retry_s`` after a failure."""
+    it kept then. A notification is sent by the writer's transaction and delivered at its commit;
+    ``on_notify`` (called in the listener's thread) gets its payload, and None when notifications
+    may have been missed (every connect and disconnect). Started on the first ``generation()``;
+    reconnects every ``retry_s`` after a failure."""
 
     def __init__(
-        self, engine: sa.Engine, channel: str, *, retry_s: float = 0.5, check_s: float = 1.0
+        self,
+        engine: sa.Engine,
+        channel: str,
+        *,
+        retry_s: float = 0.5,
+        check_s: float = 1.0,
+        on_notify: Callable[[str | None], None] | None = None,
     ) -> None:
         if not channel.isidentifier():
             raise ValueError(f"not a channel name: {channel!r}")
@@ -147,6 +162,7 @@ class PostgresListener:
         self._channel = channel
         self._retry_s = retry_s
         self._check_s = check_s
+        self._on_notify = on_notify or (lambda payload: None)
         self._counter = 0
         self._connected = False
         self._stop = threading.Event()
@@ -175,7 +191,8 @@ class PostgresListener:
         self._thread = None
         self._connected = False
 
-    def _bump(self) -> None:
+    def _bump(self, payload: str | None = None) -> None:
+        self._on_notify(payload)
         self._counter += 1
 
     def _run(self, stop: threading.Event) -> None:
@@ -193,8 +210,8 @@ class PostgresListener:
                         self._connected = True
                     self.connects += 1
                     while not stop.is_set():
-                        for _ in conn.notifies(timeout=self._check_s):  # a dropped connection raises
-                            self._bump()
+                        for notify in conn.notifies(timeout=self._check_s):  # a dropped connection raises
+                            self._bump(notify.payload)
             except psycopg.Error:
                 pass
             finally:

@@ -15,15 +15,17 @@ module only joins the fragments, adding to each the disclaimer for the *reader's
 On PostgreSQL reads run in autocommit (no BEGIN/ROLLBACK round trips); one statement sees one
 snapshot, so a page's entries and disclaimers agree with each other.
 
-Built pages are kept (``api.caching.PageCache``) while the database's pages version is unchanged
-(every writer of entries, and every editor's action, renews it: ``aggregator.entries.touch_pages``)
-and no pin of their locale has ended. On SQLite a request reads that version first — a
-primary-key lookup on a connection of its own — and is answered from the kept page when it
-matches, so a page is never older than the committed entries. On PostgreSQL the writer's
-transaction sends ``NOTIFY`` (delivered at commit) to one listening connection per process
-(``api.dbapi.PostgresListener``): a kept page is answered until the notification arrives, and
-nothing kept is answered while that connection is down. What is derived from a page (its encoded body, ETags, gzip bytes, a re-export's
-document) is kept with it (:meth:`FeedRows.derived`).
+Built pages are kept (``api.caching.PageCache``) with their locale and the published-at range
+they depend on, until a committed change of entries meets that range (every writer of entries
+says which locales and times it changed; every editor's action, everything:
+``aggregator.entries.touch_pages``) or a pin of their locale ends. On SQLite a request first reads
+the changes committed since the last it saw — a primary-key range scan on a connection of its
+own, empty when nothing changed — and drops the pages they meet, so a page is never older than
+the committed entries. On PostgreSQL the writer's transaction sends ``NOTIFY`` with the changes
+(delivered at commit) to one listening connection per process (``api.dbapi.PostgresListener``):
+a kept page is answered until the notification arrives, and nothing kept is answered while that
+connection is down (every page is dropped when it reconnects). What is derived from a page (its
+encoded body, ETags, gzip bytes, a re-export's document) is kept with it (:meth:`FeedRows.derived`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,18 @@ from typing import Any, TypeVar
 import pydantic_core
 import sqlalchemy as sa
 
-from aggregator.entries import BY_ID_ONLY, IN_CHAIN, PAGES_CHANNEL, PINNED, UNPINNED, iso_utc
-from api.caching import PageCache
+from aggregator.entries import (
+    BY_ID_ONLY,
+    IN_CHAIN,
+    PAGES_CHANNEL,
+    PINNED,
+    UNPINNED,
+    UNTRANSLATED,
+    feed_key,
+    iso_utc,
+    parse_page_changes,
+)
+from api.caching import EVERYTHING, PageCache, Span, span
 from api.cursor import FeedPosition, TokenSigner
 from api.dbapi import PostgresListener, SqliteVersion, compiled_for
 from api.errors import Problem
@@ -55,7 +67,7 @@ from api.feed_statements import (
     PINNED_ROW,
     disclaimer_statement,
     feed_statement,
-    pages_version_statement,
+    page_changes_statement,
     story_statement,
 )
 from core.fallbacks import FALLBACKS, Chain, member_locale, reader_locales
@@ -158,34 +170,60 @@ class FeedReader:
         self._reader_locales = {loc: reader_locales(loc, fallbacks) for loc in LOCALES}
         self.pages: PageCache[FeedRows] = PageCache(page_cache_entries)
         self._listener = (
-            PostgresListener(engine, PAGES_CHANNEL) if engine.dialect.name == "postgresql" else None
+            PostgresListener(engine, PAGES_CHANNEL, on_notify=self._notified)
+            if engine.dialect.name == "postgresql"
+            else None
         )
         shared = engine.url.database not in (None, "", ":memory:")  # a memory database has one connection
-        self._version = (
-            SqliteVersion(engine, pages_version_statement()) if self._listener is None and shared else None
+        self._changes = (
+            SqliteVersion(engine, page_changes_statement()) if self._listener is None and shared else None
         )
+        self._seen: int | None = None
+        """The last ``pagechange.seq`` applied (SQLite); None before the first read."""
+        self._sync_lock = threading.Lock()
         sa.event.listen(engine, "engine_disposed", lambda _engine: self.close())
 
-    def pages_version(self) -> Hashable | None:
-        """The version kept pages are checked against (see the module doc); None when the database
-        cannot say (nothing kept is answered then)."""
+    def _notified(self, payload: str | None) -> None:
+        """A PostgreSQL notification's changes (None: any may have been missed) applied to the pages."""
+        if payload is None:
+            self.pages.apply([EVERYTHING])
+        else:
+            self.pages.apply(span(*change) for change in parse_page_changes(payload))
+
+    def sync_pages(self) -> int | None:
+        """Bring the kept pages up to the committed changes (see the module doc) and give the mark a
+        page built now is kept under; None when the database cannot say (nothing kept is answered
+        or kept then)."""
         if self._listener is not None:
-            return self._listener.generation()
-        if self._version is None:
+            return None if self._listener.generation() is None else self.pages.mark()
+        if self._changes is None:
             return None
-        row = self._version.read()
-        return None if row is None else ("v", *row)
+        with self._sync_lock:
+            rows = self._changes.read({"since": self._seen or 0})
+            if rows is None:
+                return None
+            if rows:
+                first = rows[0][0]
+                changes: list[Span] = []
+                if self._seen is None or first != self._seen + 1:
+                    changes.append(EVERYTHING)  # the first read, or changes pruned before they were read
+                changes += [span(locale, lo, hi) for _, locale, lo, hi in rows]
+                self.pages.apply(changes)
+                self._seen = rows[-1][0]
+            elif self._seen is None:
+                self._seen = 0
+            return self.pages.mark()
 
     def kept_page(self, query: FeedQuery) -> FeedRows | None:
         """The kept page for ``query`` while it is current (no page read)."""
-        return self.pages.get(query, self.pages_version())
+        return None if self.sync_pages() is None else self.pages.get(query)
 
     def close(self) -> None:
         """Stop the change listener and close the version connection."""
         if self._listener is not None:
             self._listener.stop()
-        if self._version is not None:
-            self._version.close()
+        if self._changes is not None:
+            self._changes.close()
 
     # ---- disclaimers ---------------------------------------------------------------------
 
@@ -242,21 +280,25 @@ class FeedReader:
     def feed_rows(self, query: FeedQuery) -> FeedRows | Problem:
         """The page (the kept one while current), before it is joined into a body (the re-exports
         build on it)."""
-        version = self.pages_version()  # before the page: a write in between makes it look older
-        page = self.pages.get(query, version)
-        if page is not None:
-            return page
+        mark = self.sync_pages()  # before the page: a change in between keeps it out
+        if mark is not None:
+            page = self.pages.get(query)
+            if page is not None:
+                return page
         with self.engine.connect() as conn:
             found = self._read_page(conn, query)
         if not isinstance(found, Problem):
-            page, valid_until = found
-            self.pages.put(query, version, page, valid_until)
+            page, valid_until, page_span = found
+            self.pages.put(query, mark, page, valid_until, page_span)
             return page
         return found
 
-    def _read_page(self, conn: sa.Connection, query: FeedQuery) -> tuple[FeedRows, float] | Problem:
-        """The page read from the entries, and until when it stays right on its own (the next end
-        of a pin in its locale, as a POSIX time)."""
+    def _read_page(self, conn: sa.Connection, query: FeedQuery) -> tuple[FeedRows, float, Span] | Problem:
+        """The page read from the entries, until when it stays right on its own (the next end of a
+        pin in its locale, as a POSIX time), and its span: the published-at range a change must
+        meet to change it — from the first entry past it (``limit + 1`` are read: that entry decides
+        the next cursor; none: unbounded) up to its cursor (a first page: unbounded, and its pinned
+        entries' changes name the whole locale)."""
         now = datetime.now(UTC)
         params: dict[str, Any] = {"locale": query.locale, "now": now}
         if query.after is not None:
@@ -328,7 +370,12 @@ class FeedReader:
         if more and page:
             published_at, story_id, *_ = page[-1]
             next_cursor = self.signer.feed_cursor(FeedPosition(published_at.replace(tzinfo=UTC), story_id))
-        return FeedRows(query.locale, listed, next_cursor), valid_until
+        page_span = span(
+            feed_key(query.locale, UNTRANSLATED if query.untranslated else IN_CHAIN),
+            entries[query.limit][0] if more else None,
+            None if query.after is None else query.after.published_at,
+        )
+        return FeedRows(query.locale, listed, next_cursor), valid_until, page_span
 
     def feed_page(self, query: FeedQuery) -> Json | Problem:
         """A ``FeedPage`` body as plain values (the JSON route sends :meth:`feed_page_bytes`)."""

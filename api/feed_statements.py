@@ -12,8 +12,8 @@ ticker, ``storyticker`` (ticker, published_at, story_id) joined to the entry by 
 ``limit + 1`` each, then merged; so a filter costs the same whether it matches many, few or no
 stories. LIMIT is a literal (one statement per limit), so PostgreSQL keeps a generic plan.
 Every page statement also returns when the next pin of its locale ends (``PIN_END_ROW``): a
-cached page is right until then (``api.caching.PageCache``); ``pages_version_statement`` reads
-the version a cached page is checked against.
+cached page is right until then (``api.caching.PageCache``); ``page_changes_statement`` reads
+the changes of entries a kept page is checked against (SQLite).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from aggregator.entries import BY_ID_ONLY, IN_CHAIN, PAGES_VERSION_KEY
+from aggregator.entries import BY_ID_ONLY, IN_CHAIN
 from aggregator.models import UTCDateTime
 
 STORY = SQLModel.metadata.tables["story"]
@@ -38,6 +38,7 @@ ENTRY = SQLModel.metadata.tables["storyentry"]
 TICKER = SQLModel.metadata.tables["storyticker"]
 STORY_OUTLET = SQLModel.metadata.tables["storyoutlet"]
 APPSTATE = SQLModel.metadata.tables["appstate"]
+PAGECHANGE = SQLModel.metadata.tables["pagechange"]
 
 ENTRY_ROW, DISCLAIMER_ROW, OUTLET_ROW, MEMBER_ROW, PINNED_ROW, PIN_END_ROW = 0, 1, 2, 3, 4, 5
 MAX_PINNED = 50
@@ -259,10 +260,20 @@ def _pin_end() -> sa.Select[Any]:
 
 
 @lru_cache(maxsize=1)
-def pages_version_statement() -> sa.Select[Any]:
-    """What a kept page is checked against on SQLite: the pages version every writer of what a
-    page shows renews (``aggregator.entries.touch_pages``). A primary-key lookup."""
-    return sa.select(APPSTATE.c.value).where(APPSTATE.c.key == PAGES_VERSION_KEY)
+def page_changes_statement() -> sa.Select[Any]:
+    """What a kept page is checked against on SQLite: the changes of entries after ``since``, in
+    commit order (``aggregator.entries.touch_pages``); (seq, locale, lo, hi), times naive UTC. A
+    primary-key range scan, empty when nothing changed."""
+    return (
+        sa.select(
+            PAGECHANGE.c.seq,
+            PAGECHANGE.c.locale,
+            sa.type_coerce(PAGECHANGE.c.lo, sa.DateTime()),
+            sa.type_coerce(PAGECHANGE.c.hi, sa.DateTime()),
+        )
+        .where(PAGECHANGE.c.seq > sa.bindparam("since", type_=sa.Integer()))
+        .order_by(PAGECHANGE.c.seq)
+    )
 
 
 @lru_cache(maxsize=1)

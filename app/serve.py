@@ -9,6 +9,7 @@ a dedupe round's CPU, memory and paused garbage collector stay out of the API's 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -92,6 +93,8 @@ def serve(
 
     app.router.lifespan_context = lifespan
     config = uvicorn.Config(app, host=host, port=port, log_level="info", proxy_headers=False)
+    gc.collect()
+    gc.freeze()  # start-up's objects live as long as the process: full collections skip them (tail latency)
     try:
         asyncio.run(uvicorn.Server(config).serve())
     except KeyboardInterrupt:

@@ -1,26 +1,31 @@
 """API benchmark: app-like traffic on ``/v1/feed`` against a pre-built-bytes route of the same app.
 
 For each database — the embedded SQLite default with ``--sqlite-stories`` (10k) and a throwaway
-PostgreSQL (tests/pgserver.py) with ``--pg-stories`` (100k) — it loads a corpus (1-5 members a story
-across the thirteen locales, tickers, related links, a change log), writes every story's feed
-entries as the API does at start (timed), starts one uvicorn process the way ``serve`` would
-(httptools, uvloop when present) and drives it with wrk (``-c64``, a Lua script picking a URL per
-request, gzip on every request):
+PostgreSQL (tests/pgserver.py) with ``--pg-stories`` (100k) — it takes a corpus (1-5 members a story
+across the thirteen locales, tickers, related links, a change log) with every story's feed entries
+written as the API does at start, made once per size in a SQLite file kept in ``--corpus-dir``
+(:func:`prepare_sqlite`): the SQLite run serves a copy of it, PostgreSQL is filled from it by COPY
+(:func:`copy_to_postgres`: minutes, where writing 100k stories' entries again took 18). It starts
+one uvicorn process the way ``serve`` would (httptools, uvloop when present, no access log) and
+drives it with wrk (``-c64``, a Lua script picking a URL per request, gzip on every request); with
+``--pin`` the server has CPU 0 to itself and wrk (one thread) runs on CPU 1:
 
 * ``/bench/ceiling`` — the first English page's pre-built bytes through the same middleware,
   routing, ETag and gzip handling (the ceiling);
 * mixed traffic: a few hundred distinct URLs (13 locales × cursor pages × popular ticker and outlet
   filters, ``limit=20``), 30% revalidations with ``If-None-Match``;
 * the first pages of all locales in turn; an unfiltered first page; a filter matching nothing;
-* mixed traffic while a writer rewrites ``--writes-per-s`` (5) random stories' entries a second
-  through ``refresh_story_entries`` (each write makes every kept page stale: the cache-miss regime);
+* mixed traffic while a writer rewrites ``--writes-per-s`` (5) stories' entries a second through
+  ``refresh_story_entries``, random ones, then among the newest 100 (each write drops the kept
+  pages whose locale and published-at range it meets: the cache-miss regime);
 * mixed traffic again on a server with the 1 s micro-cache on;
 * each re-export format (RSS, Atom, JSON Feed) next to ``/v1/feed``: first pages of all locales in
   turn, and a feed reader's pattern (80% revalidations); ratios to ``/v1/feed`` in the same run.
 
 Every run but the last has the micro-cache off, so each request reads the database. Speeds are
-ratios to the ceiling measured on the same server in the same run, absolute numbers beside them;
-the peak RSS of the API process is reported. Nothing here asserts a timing. The markdown table goes
+ratios to the ceiling measured on the same server in the same run, absolute numbers beside them,
+and every run's p99 beside the ceiling's (the machine's tail, with no database work); the peak RSS
+of the API process is reported. Nothing here asserts a timing. The markdown table goes
 to stdout, progress to stderr. Needs ``wrk`` (``make bench`` installs it: Debian ``wrk``).
 
 uvicorn imports this module and calls ``app_factory`` (``--factory``), which builds settings and
@@ -86,15 +91,101 @@ def log(message: str) -> None:
     print(f"[api] {message}", file=sys.stderr, flush=True)
 
 
+TIMES_PATH = "/bench/times"
+"""Answered by :class:`Timed` (the bench's own wrapper, outside the app): the requests' times in the
+server since the last call, then forgotten."""
+
+
+class Timed:
+    """The bench's outermost ASGI layer: each HTTP request's wall time inside the server (from the
+    app being called to the response's last byte handed to uvicorn), the event loop's stalls (a
+    ticker's wake-up late by more than :data:`STALL_MS`) and the garbage collector's pauses, so a
+    run's tail can be told apart: queueing for the loop and the machine's scheduling (wrk's p99
+    minus these) from work of ours."""
+
+    STALL_MS = 5.0
+    TICK_S = 0.01
+    """The ticker's period: 100 wake-ups a second cost the server ~1 ms of CPU a second."""
+
+    def __init__(self, app: Any) -> None:
+        import gc
+
+        self.app = app
+        self.times: list[float] = []
+        self.gc_ms: list[float] = []
+        self.stalls: list[float] = []
+        self._gc_start = 0.0
+        self._ticker: Any = None
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif info.get("generation", 0) >= 1:  # young collections are many and short: counted once below
+            self.gc_ms.append((time.perf_counter() - self._gc_start) * 1000)
+
+    async def _tick(self) -> None:
+        import asyncio
+
+        every = self.TICK_S
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(every)
+            late = (time.perf_counter() - t - every) * 1000
+            if late > self.STALL_MS:
+                self.stalls.append(late)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self._ticker is None:
+            import asyncio
+
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        if scope["path"] == TIMES_PATH:
+            times, self.times = sorted(self.times), []
+            gc_ms, self.gc_ms = self.gc_ms, []
+            stalls, self.stalls = self.stalls, []
+
+            def q(f: float) -> float:
+                return times[min(len(times) - 1, int(f * len(times)))] * 1000 if times else float("nan")
+
+            body = json.dumps(
+                {"n": len(times), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0),
+                 "gc_ms": sorted(gc_ms), "stalls_ms": sorted(stalls)}
+            ).encode()  # fmt: skip
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        t = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.times.append(time.perf_counter() - t)
+
+
 def app_factory() -> Any:
-    """The app as ``main.py serve`` builds it (uvicorn ``--factory`` entry point)."""
+    """The app as ``main.py serve`` builds it (uvicorn ``--factory`` entry point; start-up's objects
+    frozen out of the collector's passes), inside :class:`Timed`."""
     from aggregator.db import make_engine
     from aggregator.settings import load_settings
     from api.app import create_app
 
     settings = load_settings()
     cache = os.environ.get(CACHE_ENV)
-    return create_app(settings, make_engine(settings), response_cache_s=float(cache) if cache else None)
+    app = create_app(settings, make_engine(settings), response_cache_s=float(cache) if cache else None)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # as ``serve`` does
+    return Timed(app)
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -233,6 +324,94 @@ def write_entries(database_url: str) -> float:
     return took
 
 
+def story_count(database_url: str) -> int:
+    from aggregator.db import make_engine
+    from aggregator.settings import load_settings
+
+    engine = make_engine(load_settings(database_url=database_url))
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM story")).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def prepare_sqlite(path: Path, stories: int) -> str:
+    """The bench corpus of ``stories`` stories with every entry written (``bench_api.load`` and
+    ``write_entries``, as the API does at start) in the SQLite file ``path``, made once and kept:
+    a file that already holds a finished corpus is migrated and reused as it is. Built under a
+    ``.partial`` name and renamed when complete, so an interrupted run leaves nothing half-made."""
+    from aggregator.db import make_engine
+    from aggregator.migrate import upgrade
+    from aggregator.settings import load_settings
+
+    url = f"sqlite:///{path}"
+    if path.exists():
+        engine = make_engine(load_settings(database_url=url))
+        upgrade(engine)
+        engine.dispose()
+        found = story_count(url)
+        log(f"SQLite: reusing the prepared {path} ({found:,} stories)")
+        return (
+            f"SQLite: the corpus prepared by an earlier run of this bench in {path.name} ({found:,} stories)."
+        )
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    engine = make_engine(load_settings(database_url=f"sqlite:///{partial}"))
+    upgrade(engine)
+    engine.dispose()
+    t = time.perf_counter()
+    load(f"sqlite:///{partial}", stories)
+    loaded = time.perf_counter() - t
+    took = write_entries(f"sqlite:///{partial}")
+    partial.rename(path)
+    log(
+        f"SQLite: loaded {stories:,} stories in {loaded:.1f} s; entries written in {took:.1f} s; kept as {path}"
+    )
+    return (
+        f"SQLite: entries of {stories:,} stories (13 locales) written in {took:.1f} s; kept for later runs."
+    )
+
+
+def copy_to_postgres(sqlite_path: Path, database_url: str) -> float:
+    """Fill a migrated, empty PostgreSQL database with every row of the prepared SQLite file (the
+    corpus and the entries the real writer made there) by COPY, then VACUUM ANALYZE; the seconds it
+    took. Writing 100k stories' entries again on PostgreSQL took 871 s under load; the rows are the
+    same on both engines (naive UTC times, JSON as text, booleans 0/1)."""
+    import sqlite3
+
+    import psycopg
+    from sqlmodel import SQLModel
+
+    import aggregator.models  # noqa: F401  (registers the tables)
+
+    t = time.perf_counter()
+    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
+    tables = SQLModel.metadata.sorted_tables
+    with contextlib.closing(sqlite3.connect(sqlite_path)) as lite, psycopg.connect(dsn) as conn:
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " CASCADE")
+            for table in tables:
+                present = {r[1] for r in lite.execute(f'PRAGMA table_info("{table.name}")')}
+                cols = [c.name for c in table.columns if c.name in present]
+                if not cols:
+                    continue  # a table the SQLite file does not have
+                quoted = ", ".join(f'"{c}"' for c in cols)
+                with cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+                    for row in lite.execute(f'SELECT {quoted} FROM "{table.name}"'):
+                        copy.write_row(row)
+                for col in table.primary_key.columns:
+                    if len(table.primary_key.columns) == 1 and isinstance(col.type, sa.Integer):
+                        cur.execute(
+                            f'SELECT setval(seq::regclass, (SELECT coalesce(max("{col.name}"), 0) + 1 FROM "{table.name}"), false) '
+                            f"FROM pg_get_serial_sequence('\"{table.name}\"', '{col.name}') AS seq WHERE seq IS NOT NULL"
+                        )
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+    return time.perf_counter() - t
+
+
 # ---- server and load ----------------------------------------------------------------------------
 
 
@@ -255,9 +434,15 @@ class Server:
         return float("nan")
 
 
+PIN_SERVER, PIN_LOAD = "0", "1"
+"""With ``--pin``: the server alone on CPU 0; wrk (one thread), the bench process, its writer and
+PostgreSQL on CPU 1, so the server's tail is not wrk's threads taking its core."""
+
+
 @contextlib.contextmanager
-def server(database_url: str, cache_s: float | None) -> Iterator[Server]:
-    """One ``serve``-like process (uvicorn, httptools, uvloop when present, one worker)."""
+def server(database_url: str, cache_s: float | None, pin: bool = False) -> Iterator[Server]:
+    """One ``serve``-like process (uvicorn, httptools, uvloop when present, one worker); ``pin``:
+    on CPU :data:`PIN_SERVER` only."""
     port = _free_port()
     env = {**os.environ, "BABELWIRE_DATABASE_URL": database_url, "PYTHONPATH": str(ROOT)}
     env.pop(CACHE_ENV, None)
@@ -270,7 +455,14 @@ def server(database_url: str, cache_s: float | None) -> Iterator[Server]:
         import uvloop  # noqa: F401
 
         cmd += ["--loop", "uvloop"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    if pin:
+        cmd = ["taskset", "-c", PIN_SERVER, *cmd]
+    access_log = os.environ.get("BENCH_ACCESS_LOG")  # as ``serve`` runs: uvicorn's access log on
+    if access_log:
+        cmd = [c for c in cmd if c != "--no-access-log"]
+        cmd[cmd.index("warning")] = "info"
+    out = open(access_log, "ab") if access_log else None  # noqa: SIM115  (closed below)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -292,6 +484,8 @@ def server(database_url: str, cache_s: float | None) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if out is not None:
+            out.close()
 
 
 @dataclass(frozen=True)
@@ -303,6 +497,24 @@ class Run:
     cpu_ms: float = float("nan")
     """CPU time the server process spent per request (user + system): steadier than req/s when
     other work shares the machine."""
+    inside: dict[str, Any] | None = None
+    """The requests' times inside the server over the run (``Timed``)."""
+    waited: float = float("nan")
+    """The share of the run the server's loop thread was runnable but waiting for a CPU (the
+    kernel's run-queue time, ``/proc/<pid>/schedstat``): the machine's doing, not ours."""
+
+    def inside_text(self) -> str:
+        """In-server p99 / max ms, and the loop's stalls and GC pauses over the run."""
+        if not self.inside:
+            return "—"
+        i = self.inside
+        return (
+            f"{i['p99_ms']:.1f} / {i['max_ms']:.0f}; {len(i['stalls_ms'])} stalls > {Timed.STALL_MS:g} ms"
+            + (f" (max {max(i['stalls_ms']):.0f})" if i["stalls_ms"] else "")
+            + f"; GC {len(i['gc_ms'])}"
+            + (f" (max {max(i['gc_ms']):.0f} ms)" if i["gc_ms"] else "")
+            + f"; waited for a CPU {self.waited:.0%} of the run"
+        )
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -326,6 +538,11 @@ end
 """
 
 
+def _waiting_s(pid: int) -> float:
+    """Seconds the process's main thread spent runnable on a run queue, not running."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -347,6 +564,8 @@ def wrk(
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
                "--timeout", "5s", "-s", str(script), srv.base]  # fmt: skip
         subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True, env=env)  # warm-up
+        if args.pin:
+            cmd = ["taskset", "-c", PIN_LOAD, *cmd]
         return run_wrk(name, srv, cmd, env)
 
 
@@ -355,9 +574,12 @@ def run_wrk(
 ) -> Run:
     """Run the wrk command ``cmd`` and read its report: req/s, p99, failed requests (non-2xx/3xx and
     timeouts) and the server process's CPU time per request over the run; ``say`` logs the line."""
-    cpu = _cpu_s(srv.pid)
+    _get(srv.base + TIMES_PATH)  # forget the warm-up's
+    cpu, waited, t = _cpu_s(srv.pid), _waiting_s(srv.pid), time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
     cpu = _cpu_s(srv.pid) - cpu
+    waited = (_waiting_s(srv.pid) - waited) / (time.perf_counter() - t)
+    inside = json.loads(_get(srv.base + TIMES_PATH)[2])
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     p99 = float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
@@ -366,8 +588,12 @@ def run_wrk(
     failed = (int(bad.group(1)) if bad else 0) + (int(errors.group(1)) if errors else 0)
     done = re.search(r"(\d+) requests in", out)
     cpu_ms = cpu * 1000 / int(done.group(1)) if done and int(done.group(1)) else float("nan")
-    say(f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed, server CPU {cpu_ms:.2f} ms/request")
-    return Run(name, rps, p99, failed, cpu_ms)
+    run = Run(name, rps, p99, failed, cpu_ms, inside, waited)
+    say(
+        f"{name}: {rps:.0f} req/s, p99 {p99:.1f} ms, {failed} failed, server CPU {cpu_ms:.2f} ms/request; "
+        f"in the server p99/max {run.inside_text()}"
+    )
+    return run
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -439,13 +665,16 @@ def measure_exports(srv: Server, args: argparse.Namespace) -> list[str]:
 
 
 class StoryWriter:
-    """A thread rewriting ``per_s`` random stories' entries a second through the real writer path
-    (``refresh_story_entries``, one transaction each), while a run measures the cache-miss regime."""
+    """A thread rewriting ``per_s`` stories' entries a second through the real writer path
+    (``refresh_story_entries``, one transaction each), while a run measures the cache-miss regime:
+    random stories of the whole corpus, or (``newest``) among the newest ones (what ingest touches:
+    every write meets the first pages of the locales that list the story)."""
 
-    def __init__(self, database_url: str, stories: int, per_s: float) -> None:
+    def __init__(self, database_url: str, stories: int, per_s: float, newest: int | None = None) -> None:
         import threading
 
         self.url, self.stories, self.per_s = database_url, stories, per_s
+        self.lowest = 1 if newest is None else max(1, stories - newest + 1)
         self.done = 0
         self.seconds = 0.0
         self._stop = threading.Event()
@@ -470,11 +699,15 @@ class StoryWriter:
         try:
             while not self._stop.wait(max(0.0, start + self.done / self.per_s - time.monotonic())):
                 with engine.begin() as conn:
-                    refresh_story_entries(conn, [rng.randint(1, self.stories)])
+                    refresh_story_entries(conn, [rng.randint(self.lowest, self.stories)])
                 self.done += 1
         finally:
             self.seconds = time.monotonic() - start
             engine.dispose()
+
+
+NEWEST_WRITTEN = 100
+"""The "newest stories change" run rewrites stories among the newest this many."""
 
 
 def measure(
@@ -483,7 +716,7 @@ def measure(
     """Every run of one database; markdown rows, ratios to the ceiling measured on the same server
     (and the re-export rows, ratios to ``/v1/feed``)."""
     lines = []
-    with server(database_url, 0) as srv:
+    with server(database_url, 0, args.pin) as srv:
         mix = targets(srv.base, args.pages, args.filter_pages)
         first_pages = [(f"/v1/feed?locale={loc}&limit=20", "") for loc in LOCALES]
         unfiltered = [("/v1/feed?locale=en&limit=20", "")]
@@ -497,32 +730,41 @@ def measure(
             wrk("unfiltered first page (en)", srv, unfiltered, args),
             wrk(f"a filter matching nothing ({EMPTY_FILTER})", srv, empty, args),
         ]
-        with StoryWriter(database_url, stories, args.writes_per_s) as writer:
-            changing = wrk(
-                f"mixed traffic while {args.writes_per_s:g} stories/s change", srv, mix, args, revalidate=0.3
+        for where, newest in (
+            ("random stories", None),
+            (f"among the newest {NEWEST_WRITTEN}", NEWEST_WRITTEN),
+        ):
+            with StoryWriter(database_url, stories, args.writes_per_s, newest) as writer:
+                name = f"mixed traffic while {args.writes_per_s:g} stories/s change ({where})"
+                runs.append(wrk(name, srv, mix, args, revalidate=0.3))
+            notes.append(
+                f"{label}: while stories change ({where}), a writer rewrote {writer.done} stories' entries "
+                f"through `refresh_story_entries` ({writer.done / max(writer.seconds, 1e-9):.1f}/s, each its "
+                "own transaction); a write drops only the kept pages whose locale and published-at range "
+                "it meets."
             )
-        runs.append(changing)
-        notes.append(
-            f"{label}: while stories change, a writer rewrote {writer.done} stories' entries through "
-            f"`refresh_story_entries` ({writer.done / max(writer.seconds, 1e-9):.1f}/s, each its own "
-            "transaction); every write makes the kept pages stale."
-        )
         rss = srv.peak_rss_mb()
         exports = [f"| **{label}, {stories:,} stories** | | | | | | | | |", *measure_exports(srv, args)]
-    with server(database_url, None) as srv:
+    with server(database_url, None, args.pin) as srv:
         cached = wrk(f"mixed traffic, micro-cache on ({args.cache_s:g} s)", srv, mix, args, revalidate=0.3)
         cached_ceiling = wrk("ceiling (micro-cache on server)", srv, [("/bench/ceiling", "")], args)
-    lines.append(f"| **{label}, {stories:,} stories** | | | | | | |")
+    load1 = os.getloadavg()[0]
+    lines.append(
+        f"| **{label}, {stories:,} stories** (load average {load1:.1f} after its runs) | | | | | | | | |"
+    )
     for r in runs:
         lines.append(
             f"| {r.name} (micro-cache off) | {r.rps:,.0f} | {r.rps / ceiling.rps:.2f} | {r.p99_ms:.1f} | "
-            f"{r.cpu_ms:.2f} | {ceiling.cpu_ms / r.cpu_ms:.2f} | {r.bad} |"
+            f"{ceiling.p99_ms:.1f} | {r.inside_text()} | {r.cpu_ms:.2f} | {ceiling.cpu_ms / r.cpu_ms:.2f} | {r.bad} |"
         )
     lines.append(
         f"| {cached.name} | {cached.rps:,.0f} | {cached.rps / cached_ceiling.rps:.2f} | {cached.p99_ms:.1f} | "
-        f"{cached.cpu_ms:.2f} | {cached_ceiling.cpu_ms / cached.cpu_ms:.2f} | {cached.bad} |"
+        f"{cached_ceiling.p99_ms:.1f} | {cached.inside_text()} | {cached.cpu_ms:.2f} | "
+        f"{cached_ceiling.cpu_ms / cached.cpu_ms:.2f} | {cached.bad} |"
     )
-    lines.append(f"| peak RSS of the API process under the micro-cache-off runs | {rss:.0f} MB | | | | | |")
+    lines.append(
+        f"| peak RSS of the API process under the micro-cache-off runs | {rss:.0f} MB | | | | | | | |"
+    )
     return lines, exports
 
 
@@ -549,7 +791,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=5.0,
         help="stories rewritten a second in the 'while stories change' run",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server alone on CPU 0, wrk (one thread), this process and PostgreSQL on CPU 1 (taskset)",
+    )
+    parser.add_argument(
+        "--corpus-dir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the SQLite corpora are made once and kept (babelwire-bench-api-<stories>.sqlite); "
+        "the SQLite run uses a copy, PostgreSQL is filled from one by COPY",
+    )
     args = parser.parse_args(argv)
+    if args.pin:
+        args.threads = 1
+        if shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+            print("bench_api: --pin needs taskset and two CPUs", file=sys.stderr)
+            return 2
+        os.sched_setaffinity(0, {int(PIN_LOAD)})  # the writer thread and PostgreSQL (started here) too
     if shutil.which("wrk") is None:
         print("bench_api: wrk not found (apt-get install -y wrk; make bench installs it)", file=sys.stderr)
         return 2
@@ -560,10 +820,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     lines = [
         f"### API: one `serve` process (uvicorn, httptools), wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s, gzip on every request",
+        f"-d{args.duration}s, gzip on every request"
+        + (
+            ", server alone on CPU 0, wrk on CPU 1 (`--pin`)"
+            if args.pin
+            else ", server and wrk sharing the CPUs"
+        ),
         "",
-        "| run | req/s | × ceiling | p99 ms | server CPU ms/req | × ceiling (CPU) | failed |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| run | req/s | × ceiling | p99 ms | ceiling's p99 ms | in the server: p99 / max ms; loop stalls; GC "
+        "≥ gen1; CPU wait | server CPU ms/req | × ceiling (CPU) | failed |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     notes = []
     export_lines = [
@@ -575,29 +841,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     with tempfile.TemporaryDirectory(prefix="babelwire-bench-api-") as tmp:
-        plan = []
-        if args.only in (None, "sqlite"):
-            plan.append(("SQLite", f"sqlite:///{tmp}/bench.sqlite", args.sqlite_stories))
+        plan: list[tuple[str, str, int]] = []
         pg = None
         try:
+            if args.only in (None, "sqlite"):
+                corpus = args.corpus_dir / f"babelwire-bench-api-{args.sqlite_stories}.sqlite"
+                notes.append(prepare_sqlite(corpus, args.sqlite_stories))
+                shutil.copyfile(corpus, f"{tmp}/bench.sqlite")  # the writer runs change it: a copy
+                plan.append(("SQLite", f"sqlite:///{tmp}/bench.sqlite", args.sqlite_stories))
             if args.only in (None, "postgres"):
                 from tests.pgserver import PostgresServer
 
+                corpus = args.corpus_dir / f"babelwire-bench-api-{args.pg_stories}.sqlite"
+                notes.append(prepare_sqlite(corpus, args.pg_stories))
                 pg = PostgresServer()
                 pg.start()
-                plan.append(("PostgreSQL", pg.create_database(), args.pg_stories))
-            for label, url, stories in plan:
+                url = pg.create_database()
                 engine = make_engine(load_settings(database_url=url))
                 upgrade(engine)
                 engine.dispose()
-                t = time.perf_counter()
-                load(url, stories)
-                loaded = time.perf_counter() - t
-                took = write_entries(url)
-                log(f"{label}: loaded {stories:,} stories in {loaded:.1f} s; entries written in {took:.1f} s")
+                took = copy_to_postgres(corpus, url)
+                log(f"PostgreSQL: {args.pg_stories:,} stories and their entries copied in {took:.1f} s")
                 notes.append(
-                    f"{label}: every story's entries (13 locales) written in {took:.1f} s for {stories:,} stories."
+                    f"PostgreSQL: the same {args.pg_stories:,} stories and the entries the real writer made for "
+                    f"them, copied from that SQLite corpus by COPY (then VACUUM ANALYZE) in {took:.1f} s."
                 )
+                plan.append(("PostgreSQL", url, args.pg_stories))
+            for label, url, stories in plan:
                 table, exports = measure(url, label, stories, args, notes)
                 lines += table
                 export_lines += exports
@@ -612,7 +882,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the bench, so absolute req/s swing: the ratios, measured on one server in one run, are what count). "
         "Server CPU ms/req is the API process's user + system time over a run divided by its requests; "
         "its ratio (ceiling's CPU per request / the run's) is the speed ratio with the machine's other "
-        "load taken out.",
+        "load taken out. The tail: wrk's p99 is from a request's send to its answer, so it holds the wait "
+        "for the server's loop (64 connections on one loop: on average 64 ÷ req/s) and whatever the machine "
+        "did meanwhile; the ceiling's p99 (no database work at all) beside every run is the machine's share. "
+        "'In the server' is measured by the bench's outermost ASGI layer: each request's time from the app "
+        "being called to its last byte handed to uvicorn (p99 / max), the event loop's stalls (a 10 ms ticker "
+        f"late by more than {Timed.STALL_MS:g} ms: a batch of requests handled in one loop turn, or the "
+        "process descheduled), garbage collections of generation 1 or 2, and the share of the run the "
+        "server's loop thread was runnable but waiting for a CPU (the kernel's run-queue time).",
         "",
         "The ceiling is `/bench/ceiling`: the pre-built bytes of the first English page, through the same "
         "middleware, routing, ETag and gzip handling as `/v1/feed`, never answered by the micro-cache. "

@@ -45,7 +45,7 @@ for path in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(path))
 
 import bench_api  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+from bench_api import copy_to_postgres, prepare_sqlite, story_count  # noqa: E402
 
 API = "/greader/reader/api/0"
 READING_LIST = "user/-/state/com.google/reading-list"
@@ -212,95 +212,6 @@ def measure(database_url: str, label: str, stories: int, key: str, args: argpars
         )
     lines.append(f"| peak RSS of the API process | {rss:.0f} MB | | | | | | |")
     return lines
-
-
-def story_count(database_url: str) -> int:
-    from aggregator.db import make_engine
-    from aggregator.settings import load_settings
-
-    engine = make_engine(load_settings(database_url=database_url))
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT count(*) FROM story")).scalar() or 0)
-    finally:
-        engine.dispose()
-
-
-def prepare_sqlite(path: Path, stories: int) -> str:
-    """The bench corpus of ``stories`` stories with every entry written (``bench_api.load`` and
-    ``write_entries``, as the API does at start) in the SQLite file ``path``, made once and kept:
-    a file that already holds a finished corpus is migrated and reused as it is. Built under a
-    ``.partial`` name and renamed when complete, so an interrupted run leaves nothing half-made."""
-    from aggregator.db import make_engine
-    from aggregator.migrate import upgrade
-    from aggregator.settings import load_settings
-
-    url = f"sqlite:///{path}"
-    if path.exists():
-        engine = make_engine(load_settings(database_url=url))
-        upgrade(engine)
-        engine.dispose()
-        found = story_count(url)
-        log(f"SQLite: reusing the prepared {path} ({found:,} stories)")
-        return (
-            f"SQLite: the corpus prepared by an earlier run of this bench in {path.name} ({found:,} stories)."
-        )
-    partial = path.with_name(path.name + ".partial")
-    partial.unlink(missing_ok=True)
-    engine = make_engine(load_settings(database_url=f"sqlite:///{partial}"))
-    upgrade(engine)
-    engine.dispose()
-    t = time.perf_counter()
-    bench_api.load(f"sqlite:///{partial}", stories)
-    loaded = time.perf_counter() - t
-    took = bench_api.write_entries(f"sqlite:///{partial}")
-    partial.rename(path)
-    log(
-        f"SQLite: loaded {stories:,} stories in {loaded:.1f} s; entries written in {took:.1f} s; kept as {path}"
-    )
-    return (
-        f"SQLite: entries of {stories:,} stories (13 locales) written in {took:.1f} s; kept for later runs."
-    )
-
-
-def copy_to_postgres(sqlite_path: Path, database_url: str) -> float:
-    """Fill a migrated, empty PostgreSQL database with every row of the prepared SQLite file (the
-    corpus and the entries the real writer made there) by COPY, then VACUUM ANALYZE; the seconds it
-    took. Writing 100k stories' entries again on PostgreSQL took 871 s under load; the rows are the
-    same on both engines (naive UTC times, JSON as text, booleans 0/1)."""
-    import contextlib
-    import sqlite3
-
-    import psycopg
-    from sqlmodel import SQLModel
-
-    import aggregator.models  # noqa: F401  (registers the tables)
-
-    t = time.perf_counter()
-    dsn = database_url.replace("postgresql+psycopg://", "postgresql://")
-    tables = SQLModel.metadata.sorted_tables
-    with contextlib.closing(sqlite3.connect(sqlite_path)) as lite, psycopg.connect(dsn) as conn:
-        with conn.cursor() as cur:
-            cur.execute("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables) + " CASCADE")
-            for table in tables:
-                present = {r[1] for r in lite.execute(f'PRAGMA table_info("{table.name}")')}
-                cols = [c.name for c in table.columns if c.name in present]
-                if not cols:
-                    continue  # a table the SQLite file does not have
-                quoted = ", ".join(f'"{c}"' for c in cols)
-                with cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
-                    for row in lite.execute(f'SELECT {quoted} FROM "{table.name}"'):
-                        copy.write_row(row)
-                for col in table.primary_key.columns:
-                    if len(table.primary_key.columns) == 1 and isinstance(col.type, sa.Integer):
-                        cur.execute(
-                            f'SELECT setval(seq::regclass, (SELECT coalesce(max("{col.name}"), 0) + 1 FROM "{table.name}"), false) '
-                            f"FROM pg_get_serial_sequence('\"{table.name}\"', '{col.name}') AS seq WHERE seq IS NOT NULL"
-                        )
-        conn.commit()
-        conn.autocommit = True
-        conn.execute("VACUUM ANALYZE")
-    return time.perf_counter() - t
 
 
 def main(argv: Sequence[str] | None = None) -> int:
