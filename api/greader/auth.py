@@ -30,7 +30,7 @@ from sqlmodel import SQLModel
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from aggregator.editorial import ROLES
 from aggregator.editorial.keys import MAX_KEY_CHARS, key_hash
-from api.caching import PageCache
+from api.caching import VersionCache
 
 KEYS = SQLModel.metadata.tables["apikey"]
 KEPT_TOKENS = 4096
@@ -63,14 +63,14 @@ class Tokens:
         secret: Callable[[], str],
         version: Callable[[], Hashable | None] = lambda: None,
     ) -> None:
-        """``version``: the database's pages version (``api.feed.FeedReader.pages_version``), which
+        """``version``: the database's pages version (``api.feed.FeedReader.sync_pages``: a count of the changes seen), which
         every editor's action renews (revoking a key is one): a checked token is kept while it is
         unchanged; None keeps nothing."""
         self.engine = engine
         self._secret = secret
         self._key: bytes | None = None
         self._version = version
-        self._checked: PageCache[Reader | None] = PageCache(KEPT_TOKENS)
+        self._checked: VersionCache[Reader | None] = VersionCache(KEPT_TOKENS)
 
     def _mac(self, purpose: str, key_id: int, hashed: str) -> str:
         if self._key is None:

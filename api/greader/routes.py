@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator.readstate import feed_numbers, mark_read_from, set_flags
 from aggregator.settings import Settings
-from api.caching import PageCache, Rendered, cached_response
+from api.caching import Rendered, VersionCache, cached_response
 from api.dbapi import compiled_for
 from api.errors import Problem, error_response
 from api.export.texts import TITLE
@@ -238,15 +238,15 @@ class GreaderService:
     _rendered: dict[tuple[str, int], list[Any]] = field(default_factory=dict)
     """(locale, story) → [the entry's stamp, the context (:meth:`context`) it was rendered in, the
     item, its fragment, the pages version it was last checked under]."""
-    _flags: PageCache[dict[int, tuple[bool, bool]]] = field(default_factory=lambda: PageCache(256))
+    _flags: VersionCache[dict[int, tuple[bool, bool]]] = field(default_factory=lambda: VersionCache(256))
     """Each key's flags by its state version (:meth:`flags`)."""
-    _disclaimers: PageCache[dict[tuple[str, str], tuple[str, str]]] = field(
-        default_factory=lambda: PageCache(1)
+    _disclaimers: VersionCache[dict[tuple[str, str], tuple[str, str]]] = field(
+        default_factory=lambda: VersionCache(1)
     )
     _contexts: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     _last_context: dict[tuple[str, str], tuple[Any, Any, tuple[Any, ...]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _answers: PageCache[Rendered] = field(default_factory=lambda: PageCache(KEPT_ANSWERS))
+    _answers: VersionCache[Rendered] = field(default_factory=lambda: VersionCache(KEPT_ANSWERS))
     """Built ``stream/items/ids`` and ``unread-count`` answers per key (:meth:`kept`)."""
 
     def context(
@@ -558,7 +558,7 @@ def install_greader(
     """Add the ``/greader`` routes and the slash-collapsing middleware to ``app``."""
     # On SQLite the pages version is read from the database on every call, so a revoked key is
     # refused at once; PostgreSQL's comes from a notification: tokens are checked every time there.
-    version = reader.pages_version if engine.dialect.name == "sqlite" else (lambda: None)
+    version = reader.sync_pages if engine.dialect.name == "sqlite" else (lambda: None)
     service = GreaderService(engine, reader, Tokens(engine, secret, version), settings.public_url)
     limiter = LoginLimiter()
     app.state.greader = service

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0060_greader_speed"
-down_revision: str | Sequence[str] | None = "0040_faults"
+down_revision: str | Sequence[str] | None = "0041_page_changes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
