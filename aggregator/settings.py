@@ -1,21 +1,32 @@
-"""Settings: one validated object, built once in ``main.py`` from ``BABELWIRE_*`` variables."""
+"""Settings: one validated object, built once in ``main.py`` from ``BABELWIRE_*`` variables.
+
+A plain pydantic model read from the environment by :func:`load_settings` (variable names in any
+case, ``BABELWIRE_`` + the field name; explicit overrides win; unknown names are ignored): the
+same validation and errors as a ``pydantic-settings`` class, without importing that package on
+every start (a poll that finds every feed unchanged is mostly its imports).
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from core.errors import ConfigError
 
 DEFAULT_DB = "sqlite:///./data/babelwire.sqlite"
 
 
-class Settings(BaseSettings):
-    """Every knob of babelwire; validated at start so a bad value fails before any work."""
+ENV_PREFIX = "BABELWIRE_"
 
-    model_config = SettingsConfigDict(env_prefix="BABELWIRE_", extra="ignore")
+
+class Settings(BaseModel):
+    """Every knob of babelwire; validated at start so a bad value fails before any work. Built from
+    the environment by :func:`load_settings`; ``Settings(...)`` takes the given values only."""
+
+    model_config = ConfigDict(extra="ignore")
 
     database_url: str = DEFAULT_DB
     allow_private_feeds: bool = False
@@ -84,10 +95,21 @@ class Settings(BaseSettings):
         return None if path in ("", ":memory:") else Path(path)
 
 
+def environment_values(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings given as ``BABELWIRE_*`` variables (names in any case), by field name."""
+    prefix = ENV_PREFIX.lower()
+    values: dict[str, str] = {}
+    for key, value in (os.environ if environ is None else environ).items():
+        name = key.lower()
+        if name.startswith(prefix) and name[len(prefix) :] in Settings.model_fields:
+            values[name[len(prefix) :]] = value
+    return values
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment (and explicit overrides); ConfigError when invalid."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings.model_validate({**environment_values(), **overrides})
     except ValidationError as e:
         first = e.errors()[0]
         name = "BABELWIRE_" + "_".join(str(p) for p in first["loc"]).upper()
