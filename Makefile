@@ -20,6 +20,7 @@ NATIVE := $(NATIVE_SRC:.pyx=$(EXT_SUFFIX))
 
 $(NATIVE) &: $(NATIVE_SRC) setup.py pyproject.toml $(STAMP)
 	$(PY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e .
+	$(PY) -m compileall -q core sources aggregator api app  # bytecode, as an install writes it: starts do not compile
 	touch $(NATIVE)
 
 # The benchmarks' peers (reader, for the ingest bench): installed by `make bench` only.

@@ -1,4 +1,5 @@
-"""Tables. Every datetime is UTC-aware in Python and stored as UTC.
+"""Tables (SQLModel; ``source``, ``item`` and ``feedchange`` map the Core columns of
+``aggregator.tables``). Every datetime is UTC-aware in Python and stored as UTC.
 
 Tables come from Alembic migrations (``migrations/``), never from ``create_all`` outside tests.
 """
@@ -6,35 +7,15 @@ Tables come from Alembic migrations (``migrations/``), never from ``create_all``
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stores naive UTC on every backend and hands back aware UTC datetimes."""
-
-    impl = sa.DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+from aggregator import tables
+from aggregator.tables import UTCDateTime as UTCDateTime  # defined with the Core tables
+from aggregator.tables import utcnow as utcnow
 
 
 def _ts(nullable: bool = False, index: bool = False, **kw: Any) -> Any:
@@ -51,29 +32,33 @@ class Outlet(SQLModel, table=True):
     """``none`` | ``third-party`` | ``sponsored``: which disclaimer text family applies."""
 
 
-class Source(SQLModel, table=True):
-    """One feed URL of one outlet in one locale, with its polling state."""
+_SOURCE = tables.columns("source")
 
-    id: int | None = Field(default=None, primary_key=True)
-    url: str = Field(max_length=2000, unique=True)
-    outlet_id: str = Field(foreign_key="outlet.id", index=True, max_length=64)
-    locale: str = Field(max_length=8)
-    title: str | None = Field(default=None, max_length=500)
-    enabled: bool = True
-    etag: str | None = Field(default=None, max_length=500)
-    last_modified: str | None = Field(default=None, max_length=100)
-    next_check_at: datetime = _ts(index=True, default_factory=utcnow)
-    interval_s: int = 900
-    error_count: int = 0
-    last_error: str | None = Field(default=None, max_length=2000)
-    last_bozo: str | None = Field(default=None, max_length=2000)
-    last_checked_at: datetime | None = _ts(nullable=True, default=None)
-    last_status: int | None = None
-    skipped_entries: int = Field(default=0, sa_column_kwargs={"server_default": sa.text("0")})
+
+class Source(SQLModel, table=True):
+    """One feed URL of one outlet in one locale, with its polling state (columns:
+    ``aggregator.tables``, shared with the poll round's Core statements)."""
+
+    id: int | None = Field(default=None, sa_column=_SOURCE["id"])
+    url: str = Field(sa_column=_SOURCE["url"])
+    outlet_id: str = Field(sa_column=_SOURCE["outlet_id"])
+    locale: str = Field(sa_column=_SOURCE["locale"])
+    title: str | None = Field(default=None, sa_column=_SOURCE["title"])
+    enabled: bool = Field(default=True, sa_column=_SOURCE["enabled"])
+    etag: str | None = Field(default=None, sa_column=_SOURCE["etag"])
+    last_modified: str | None = Field(default=None, sa_column=_SOURCE["last_modified"])
+    next_check_at: datetime = Field(default_factory=utcnow, sa_column=_SOURCE["next_check_at"])
+    interval_s: int = Field(default=900, sa_column=_SOURCE["interval_s"])
+    error_count: int = Field(default=0, sa_column=_SOURCE["error_count"])
+    last_error: str | None = Field(default=None, sa_column=_SOURCE["last_error"])
+    last_bozo: str | None = Field(default=None, sa_column=_SOURCE["last_bozo"])
+    last_checked_at: datetime | None = Field(default=None, sa_column=_SOURCE["last_checked_at"])
+    last_status: int | None = Field(default=None, sa_column=_SOURCE["last_status"])
+    skipped_entries: int = Field(default=0, sa_column=_SOURCE["skipped_entries"])
     """Malformed entries of this feed skipped so far (the feed's other entries were kept)."""
-    lease_owner: str | None = Field(default=None, max_length=100)
-    lease_until: datetime | None = _ts(nullable=True, default=None)
-    created_at: datetime = _ts(default_factory=utcnow)
+    lease_owner: str | None = Field(default=None, sa_column=_SOURCE["lease_owner"])
+    lease_until: datetime | None = Field(default=None, sa_column=_SOURCE["lease_until"])
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_SOURCE["created_at"])
 
 
 class Story(SQLModel, table=True):
@@ -98,45 +83,49 @@ class Story(SQLModel, table=True):
     on rows written without it (bulk loads): read as ``first_published_at``."""
 
 
+_ITEM = tables.columns("item")
+
+
 class Item(SQLModel, table=True):
-    """One entry read from one source, normalized; belongs to exactly one story."""
+    """One entry read from one source, normalized; belongs to exactly one story (columns:
+    ``aggregator.tables``, shared with the poll round's Core statements)."""
 
-    __table_args__ = (sa.UniqueConstraint("source_id", "identity", name="uq_item_source_identity"),)
+    __table_args__ = tables.constraints("item")
 
-    id: int | None = Field(default=None, primary_key=True)
-    source_id: int = Field(foreign_key="source.id", index=True)
-    story_id: int | None = Field(default=None, foreign_key="story.id", index=True)
-    identity: str = Field(max_length=64)
+    id: int | None = Field(default=None, sa_column=_ITEM["id"])
+    source_id: int = Field(sa_column=_ITEM["source_id"])
+    story_id: int | None = Field(default=None, sa_column=_ITEM["story_id"])
+    identity: str = Field(sa_column=_ITEM["identity"])
     """sha256 of the entry identity: guid → link → title+date (see ``decide``)."""
-    guid: str | None = Field(default=None, max_length=2000)
-    link: str | None = Field(default=None, max_length=2000, index=True)
+    guid: str | None = Field(default=None, sa_column=_ITEM["guid"])
+    link: str | None = Field(default=None, sa_column=_ITEM["link"])
     """Canonical link: absolute, tracking parameters removed."""
-    title: str = Field(default="", max_length=2000)
-    summary_html: str = Field(default="", sa_type=sa.Text)
-    content_html: str = Field(default="", sa_type=sa.Text)
-    summary_text: str = Field(default="", sa_type=sa.Text, sa_column_kwargs={"server_default": sa.text("''")})
+    title: str = Field(default="", sa_column=_ITEM["title"])
+    summary_html: str = Field(default="", sa_column=_ITEM["summary_html"])
+    content_html: str = Field(default="", sa_column=_ITEM["content_html"])
+    summary_text: str = Field(default="", sa_column=_ITEM["summary_text"])
     """Plain text of ``summary_html`` on one line, worked out once at ingest."""
-    text: str = Field(default="", sa_type=sa.Text)
+    text: str = Field(default="", sa_column=_ITEM["text"])
     """Plain text (title + body) for dedupe."""
-    published_at: datetime = _ts(index=True)
-    fetched_at: datetime = _ts(default_factory=utcnow)
-    updated_at: datetime = _ts(default_factory=utcnow)
-    image: str | None = Field(default=None, max_length=2000)
-    author: str | None = Field(default=None, max_length=500)
-    locale: str = Field(max_length=8)
+    published_at: datetime = Field(sa_column=_ITEM["published_at"])
+    fetched_at: datetime = Field(default_factory=utcnow, sa_column=_ITEM["fetched_at"])
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ITEM["updated_at"])
+    image: str | None = Field(default=None, sa_column=_ITEM["image"])
+    author: str | None = Field(default=None, sa_column=_ITEM["author"])
+    locale: str = Field(sa_column=_ITEM["locale"])
     """The source's declared locale."""
-    language: str | None = Field(default=None, max_length=8)
+    language: str | None = Field(default=None, sa_column=_ITEM["language"])
     """Language detected offline from the text (a locale code), when it could be."""
-    tickers: list[str] = Field(default_factory=list, sa_type=sa.JSON)
-    links: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    tickers: list[str] = Field(default_factory=list, sa_column=_ITEM["tickers"])
+    links: dict[str, Any] = Field(default_factory=dict, sa_column=_ITEM["links"])
     """Declared identity links: {"alternates": [{"href", "hreflang"}], "source": url,
     "original": url (attribution link), "outbound": [urls in the body]}."""
-    content_hash: str = Field(max_length=64)
-    tombstone: bool = False
-    dedupe_features: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    content_hash: str = Field(sa_column=_ITEM["content_hash"])
+    tombstone: bool = Field(default=False, sa_column=_ITEM["tombstone"])
+    dedupe_features: bytes | None = Field(default=None, sa_column=_ITEM["dedupe_features"])
     """Dedupe's extracted features of this item (``aggregator.dedupe.codec``), so a run does not
     re-extract the whole time window; internal, never part of the API."""
-    dedupe_key: str | None = Field(default=None, max_length=64)
+    dedupe_key: str | None = Field(default=None, sa_column=_ITEM["dedupe_key"])
     """What ``dedupe_features`` were extracted from (item fields, lexicon, extractor version):
     the cache is used only while this still matches."""
 
@@ -197,14 +186,18 @@ class Disclaimer(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
 
 
-class FeedChange(SQLModel, table=True):
-    """Append-only log of story changes, for ``/v1/feed/changes`` delta sync."""
+_FEEDCHANGE = tables.columns("feedchange")
 
-    id: int | None = Field(default=None, primary_key=True)
-    story_id: int = Field(index=True)
-    change: str = Field(max_length=16)
+
+class FeedChange(SQLModel, table=True):
+    """Append-only log of story changes, for ``/v1/feed/changes`` delta sync (columns:
+    ``aggregator.tables``)."""
+
+    id: int | None = Field(default=None, sa_column=_FEEDCHANGE["id"])
+    story_id: int = Field(sa_column=_FEEDCHANGE["story_id"])
+    change: str = Field(sa_column=_FEEDCHANGE["change"])
     """``upsert`` | ``removed``."""
-    at: datetime = _ts(default_factory=utcnow)
+    at: datetime = Field(default_factory=utcnow, sa_column=_FEEDCHANGE["at"])
 
 
 class ApiKey(SQLModel, table=True):

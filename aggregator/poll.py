@@ -26,12 +26,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col
 
-from aggregator.db import session_scope
 from aggregator.decide import decide, entry_identity
 from aggregator.fetch import Fetcher, FetchResult
-from aggregator.models import Source, utcnow
 from aggregator.settings import Settings
 from aggregator.store import (
     backoff_s,
@@ -42,6 +39,7 @@ from aggregator.store import (
     stored_by_article,
     stored_items,
 )
+from aggregator.tables import SOURCE, utcnow
 
 if TYPE_CHECKING:  # the parser and normalizer load on the first body: a round of 304s needs neither
     from aggregator.normalize import NormalizedEntry
@@ -49,6 +47,10 @@ if TYPE_CHECKING:  # the parser and normalizer load on the first body: a round o
 
 
 log = logging.getLogger(__name__)
+
+Source = sa.Row[Any]
+"""A claimed source: a row of every ``source`` column (``aggregator.tables.SOURCE``); the round
+works on Core rows, never on ORM objects (a round of 304s imports neither SQLModel nor the ORM)."""
 
 
 def worker_id() -> str:
@@ -108,27 +110,24 @@ def claim_due_sources(
     never claim the same source. A lease left by a crashed worker expires after ``lease_s``.
     ``checked_before``: only sources not checked since then (a round polls a source once).
     """
-    lease_free = sa.or_(col(Source.lease_until).is_(None), col(Source.lease_until) < now)
-    due = sa.select(col(Source.id)).where(col(Source.enabled), lease_free)
+    c = SOURCE.c
+    lease_free = sa.or_(c.lease_until.is_(None), c.lease_until < now)
+    due = sa.select(c.id).where(c.enabled, lease_free)
     if not all_sources:
-        due = due.where(col(Source.next_check_at) <= now)
+        due = due.where(c.next_check_at <= now)
     if checked_before is not None:
-        due = due.where(
-            sa.or_(col(Source.last_checked_at).is_(None), col(Source.last_checked_at) < checked_before)
-        )
-    due = due.order_by(col(Source.next_check_at), col(Source.id)).limit(limit)
+        due = due.where(sa.or_(c.last_checked_at.is_(None), c.last_checked_at < checked_before))
+    due = due.order_by(c.next_check_at, c.id).limit(limit)
     if engine.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     claim = (
-        sa.update(Source)
-        .where(col(Source.id).in_(due.scalar_subquery()))
+        sa.update(SOURCE)
+        .where(c.id.in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
-        .returning(Source)
+        .returning(*SOURCE.c)
     )
-    with session_scope(engine) as session:
-        rows = list(session.execute(claim, execution_options={"synchronize_session": False}).scalars().all())
-        for row in rows:
-            session.expunge(row)
+    with engine.begin() as conn:
+        rows = list(conn.execute(claim).all())
     rows.sort(key=lambda s: (s.next_check_at, s.id or 0))
     return rows
 
@@ -353,16 +352,16 @@ class SourceUpdater:
             published=[e.published_at for e in entries],
             failed=outcome.error is not None,
         )
-        with self._write_lock, Session(self.engine, expire_on_commit=False) as session, session.begin():
+        with self._write_lock, self.engine.begin() as conn:
             if entries:
-                stored = stored_items(session, outcome.source_id, (entry_identity(e) for e in entries))
+                stored = stored_items(conn, outcome.source_id, (entry_identity(e) for e in entries))
                 unknown = [e for e in entries if e.guid and entry_identity(e) not in stored]
-                twins = stored_by_article(session, outcome.source_id, unknown) if unknown else {}
-                report = store_decisions(session, source, decide(entries, stored, twins), now)
+                twins = stored_by_article(conn, outcome.source_id, unknown) if unknown else {}
+                report = store_decisions(conn, source, decide(entries, stored, twins), now)
                 outcome.inserted, outcome.updated = report.inserted, report.updated
                 written = list(report.written)
             record_source_state(
-                session,
+                conn,
                 source,
                 fetch=fetch,
                 plan=plan,
@@ -396,14 +395,11 @@ def release_leases(engine: sa.Engine, owner: str) -> int:
     A worker runs one round at a time, so between rounds any lease under its name is left over
     from a round the database cut short or a stop cancelled: the source is due again at once
     instead of waiting for the lease to expire. Returns how many were released."""
-    with session_scope(engine) as session:
-        result = session.execute(
-            sa.update(Source)
-            .where(col(Source.lease_owner) == owner)
-            .values(lease_owner=None, lease_until=None),
-            execution_options={"synchronize_session": False},
+    with engine.begin() as conn:
+        result = conn.execute(
+            sa.update(SOURCE).where(SOURCE.c.lease_owner == owner).values(lease_owner=None, lease_until=None)
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return int(result.rowcount or 0)
 
 
 def print_progress(outcome: SourceOutcome, done: int, total: int) -> None:
@@ -509,16 +505,16 @@ async def poll_round(
 def _release_with_error(engine: sa.Engine, settings: Settings, source: Source, error: str) -> None:
     """Give up the lease after an unexpected failure, backing off as for any failed fetch."""
     delay = backoff_s(settings, source.id or 0, source.error_count + 1)
-    with session_scope(engine) as session:
-        session.execute(
-            sa.update(Source)
-            .where(col(Source.id) == source.id)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(SOURCE)
+            .where(SOURCE.c.id == source.id)
             .values(
                 lease_owner=None,
                 lease_until=None,
                 last_error=error[:2000],
                 last_checked_at=utcnow(),
-                error_count=Source.error_count + 1,
+                error_count=SOURCE.c.error_count + 1,
                 next_check_at=utcnow() + timedelta(seconds=delay),
             )
         )

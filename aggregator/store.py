@@ -12,19 +12,37 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
 
 from aggregator.db import DEDUPE_LOCK_KEY
 from aggregator.decide import Decision, StoredItem, article_key
 from aggregator.fetch import FetchResult
-from aggregator.models import FeedChange, Item, Source
 from aggregator.settings import Settings
+from aggregator.tables import FEEDCHANGE, ITEM, SOURCE
 
 if TYPE_CHECKING:  # a round of 304s stores no entry: the normalizer is not imported for it
+    from sqlmodel import Session
+
     from aggregator.normalize import NormalizedEntry
+
+    Conn = sa.Connection | Session
+    """Where the store writes: a Core connection (the poll round) or an ORM session (callers
+    that hold one); both inside the caller's transaction."""
+
+
+class SourceState(Protocol):
+    """What the store reads of a source: a claimed row (``aggregator.poll``) or a ``Source``."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def locale(self) -> str: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def title(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -94,15 +112,15 @@ def plan_next_check(
     return NextCheck(now + timedelta(seconds=interval), int(interval), 0, enabled=True)
 
 
-def stored_items(session: Session, source_id: int, identities: Iterable[str]) -> dict[str, StoredItem]:
+def stored_items(session: Conn, source_id: int, identities: Iterable[str]) -> dict[str, StoredItem]:
     """What is already stored for these identities of one source."""
     wanted = list(set(identities))
     found: dict[str, StoredItem] = {}
+    c = ITEM.c
     for chunk in range(0, len(wanted), 500):
-        rows = session.exec(
-            select(Item.id, Item.identity, Item.content_hash, Item.tombstone).where(
-                Item.source_id == source_id,
-                Item.identity.in_(wanted[chunk : chunk + 500]),  # type: ignore[attr-defined]
+        rows = session.execute(
+            sa.select(c.id, c.identity, c.content_hash, c.tombstone).where(
+                c.source_id == source_id, c.identity.in_(wanted[chunk : chunk + 500])
             )
         ).all()
         for item_id, identity, content_hash, tombstone in rows:
@@ -142,12 +160,12 @@ def _entry_values(entry: NormalizedEntry) -> dict[str, Any]:
     }
 
 
-_ITEMS = cast(sa.Table, Item.__table__)  # type: ignore[attr-defined]
-_FEED_CHANGES = cast(sa.Table, FeedChange.__table__)  # type: ignore[attr-defined]
+_ITEMS = ITEM
+_FEED_CHANGES = FEEDCHANGE
 
 
 def stored_by_article(
-    session: Session, source_id: int, entries: Iterable[NormalizedEntry]
+    session: Conn, source_id: int, entries: Iterable[NormalizedEntry]
 ) -> dict[str, StoredItem]:
     """Stored items of one source by :func:`article_key`, for these entries' links (unstable guids)."""
     links = sorted({e.link for e in entries if e.link})
@@ -173,7 +191,7 @@ _UPDATE_ITEM = sa.update(_ITEMS).where(_ITEMS.c.id == sa.bindparam("item_id"))
 
 
 def store_decisions(
-    session: Session, source: Source, decisions: Sequence[Decision], now: datetime
+    session: Conn, source: SourceState, decisions: Sequence[Decision], now: datetime
 ) -> StoreReport:
     """Insert and update items of one source inside the caller's transaction.
 
@@ -263,8 +281,8 @@ def store_features(engine: sa.Engine, rows: Sequence[Mapping[str, Any]]) -> bool
 
 
 def record_source_state(
-    session: Session,
-    source: Source,
+    session: Conn,
+    source: SourceState,
     *,
     fetch: FetchResult,
     plan: NextCheck,
@@ -298,8 +316,8 @@ def record_source_state(
     if title and not source.title:
         values["title"] = title[:500]
     if skipped:
-        values["skipped_entries"] = Source.skipped_entries + skipped
-    session.execute(sa.update(Source).where(Source.id == source.id).values(**values))  # type: ignore[arg-type]
+        values["skipped_entries"] = SOURCE.c.skipped_entries + skipped
+    session.execute(sa.update(SOURCE).where(SOURCE.c.id == source.id).values(**values))
 
 
 def items_without_story(engine: sa.Engine) -> bool:

@@ -70,6 +70,14 @@ def log(message: str) -> None:
     print(f"[ingest] {message}", file=sys.stderr, flush=True)
 
 
+def compile_project() -> None:
+    """Write the bytecode of the project's packages (``python -m compileall``)."""
+    import compileall
+
+    for package in ("core", "sources", "aggregator", "api", "app"):
+        compileall.compile_dir(ROOT / package, quiet=2)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_round"]:
@@ -153,6 +161,10 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
     if fp_default.items != expected:
         notes.append(f"feedparser read {fp_default.items} entries, {expected} were written")
 
+    # As an install does (pip compiles the peer's modules to bytecode in site-packages): the
+    # checkout's own modules are compiled once here, so no start compiles them again (a start
+    # cannot write them when PYTHONDONTWRITEBYTECODE is set). `make venv` does the same.
+    compile_project()
     start = run_child([sys.executable, str(ROOT / "main.py"), "--help"], dict(os.environ))
     ours: dict[str, Rate] = {}
     details: dict[str, dict[str, Any]] = {}

@@ -8,6 +8,7 @@ import marshal
 import os
 import subprocess
 import sys
+import types
 import zlib
 from collections.abc import Iterator
 from datetime import timedelta
@@ -97,6 +98,20 @@ def test_decoded_features_equal_the_extracted_ones_field_by_field() -> None:
             assert type(got) is type(want), field.name
         assert back == f
         assert back.doc is doc
+
+
+def test_features_holding_other_containers_are_stored_as_plain_ones() -> None:
+    """marshal takes only exact builtin types: a Mapping that is not a dict inside a field is
+    stored as the plain dict (the slower way), and decodes equal."""
+    doc = sample_docs()[0]
+    f = EXTRACTOR.features(doc)
+    assert f.entities
+    wrapped = dataclasses.replace(f, entities=types.MappingProxyType(dict(f.entities)))
+    with pytest.raises(ValueError):
+        marshal.dumps(wrapped.entities)  # type: ignore[arg-type]
+    back = decode(encode(wrapped), doc)
+    assert back is not None and type(back.entities) is dict and back.entities == dict(f.entities)
+    assert back == f
 
 
 def test_damaged_or_foreign_blobs_decode_to_none(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,11 +50,17 @@ _CONFIG_DIGESTS: WeakKeyDictionary[Extractor, str] = WeakKeyDictionary()
 
 def encode(f: Features) -> bytes:
     """``f`` without its doc, as header + marshal payload; ValueError on a value marshal cannot hold."""
-    values = tuple(_plain(getattr(f, field.name)) for field in _STORED)
+    values = tuple(getattr(f, field.name) for field in _STORED)
     try:
-        payload = zlib.compress(marshal.dumps(values, _MARSHAL_VERSION), 1)
-    except ValueError as e:
-        raise ValueError(f"Features field not storable with marshal: {e}") from None
+        # Most features are builtin values already: marshal takes them as they are (it refuses
+        # any subclass, a NamedTuple or a Mapping that is not a dict), else they go through _plain.
+        raw = marshal.dumps(values, _MARSHAL_VERSION)
+    except ValueError:
+        try:
+            raw = marshal.dumps(tuple(_plain(v) for v in values), _MARSHAL_VERSION)
+        except ValueError as e:
+            raise ValueError(f"Features field not storable with marshal: {e}") from None
+    payload = zlib.compress(raw, 1)
     return _HEADER.pack(_MAGIC, *_PYTHON, FEATURES_VERSION, _FIELDS_CRC, zlib.crc32(payload)) + payload
 
 
