@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import multiprocessing
 import os
 import socket
 import sys
@@ -29,6 +28,7 @@ import sqlalchemy as sa
 
 from aggregator.decide import decide, entry_identity
 from aggregator.fetch import Fetcher, FetchResult
+from aggregator.procpool import forkserver_pool
 from aggregator.settings import Settings
 from aggregator.store import (
     backoff_s,
@@ -162,11 +162,9 @@ class ParsePool:
             return None
         with self._lock:
             if self._processes is None:
-                context = multiprocessing.get_context("forkserver")
                 # Not the dedupe package: a worker imports it with its first ``extract_features``
                 # job, so the pool is ready (and parsing) sooner.
-                context.set_forkserver_preload(["__main__", "aggregator.normalize"])
-                self._processes = ProcessPoolExecutor(self.workers, mp_context=context)
+                self._processes = forkserver_pool(self.workers, preload=["__main__", "aggregator.normalize"])
                 self._ready = threading.Event()
                 threading.Thread(
                     target=self._start, args=(self._processes, self._ready), name="parse-pool", daemon=True

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from itertools import islice
 from typing import TYPE_CHECKING, TypeVar
+
+from aggregator.procpool import forkserver_pool
 
 if TYPE_CHECKING:
     from aggregator.dedupe.features import DedupeDoc, Extractor, Features
@@ -52,10 +53,7 @@ def _in_processes(
     batches = _batched(docs, chunk)
     # forkserver, as the parse pool: the worker calls this from a thread, and forking a
     # process that runs threads can copy a held lock.
-    context = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_init, initargs=(extractor,)
-    ) as pool:
+    with forkserver_pool(workers, initializer=_worker_init, initargs=(extractor,)) as pool:
         pending: deque[Future[list[R]]] = deque()
         for batch in batches:
             pending.append(pool.submit(job, batch))
