@@ -96,3 +96,39 @@ def wait_until(condition: Callable[[], Any], what: str, timeout_s: float = 120, 
             return found
         time.sleep(poll_s)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def _stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after ``comm`` (state, ppid, …); comm may hold spaces,
+    so split after its closing parenthesis. Empty when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """``pid`` exists and is not a zombie."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(entry.name)
+            if fields and int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def descendants_of(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, their children, …)."""
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children_of(parent) if alive(child)]
+        found.update(frontier)
+    return found

@@ -20,7 +20,7 @@ from aggregator.settings import Settings
 from sources.opml import SourceSpec
 from tests.feedserver import FeedServer, Response
 from tests.livesite import free_port
-from tests.processes import Process
+from tests.processes import Process, alive, children_of
 
 FIXTURES = Path(__file__).parent / "fixtures" / "e2e"
 FEEDS = {
@@ -32,31 +32,8 @@ KERNEL = "aggregator/dedupe/_index"
 """Part of the path of dedupe's compiled blocking index: mapped by a process once it dedupes."""
 
 
-def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid …: comm may hold spaces, so split after its closing parenthesis
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            out.append(int(entry.name))
-    return out
-
-
 def maps_kernel(pid: int) -> bool:
     return KERNEL in Path(f"/proc/{pid}/maps").read_text()
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def count(engine: sa.Engine, sql: str) -> int:
