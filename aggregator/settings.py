@@ -178,7 +178,7 @@ class Settings:
     feed_max_limit: int = setting(100, ge=1, le=1000)
     feed_default_limit: int = setting(20, ge=1, le=1000)
     cache_max_age_s: int = setting(30, ge=0)
-    response_cache_s: float = setting(1.0, ge=0, le=60)
+    response_cache_s: float = setting(0.0, ge=0, le=60)
     """Lifetime of the API's per-process response micro-cache (capped by ``cache_max_age_s``; 0: off)."""
     locale_fallbacks: str = ""
     """Rows replacing the API's fallback table, e.g. ``uk=en,!ru;fr=es,en`` (api/locales.py)."""

@@ -128,8 +128,8 @@ def create_app(
     ``fallbacks`` replaces the locale fallback table (default: ``api.locales.FALLBACKS`` with the
     rows of ``settings.locale_fallbacks``);
     ``seed_disclaimers`` the bundled disclaimer texts (default: ``sources/disclaimers.toml``);
-    ``response_cache_s`` the micro-cache lifetime (default: 1 s, capped by the Cache-Control max-age;
-    0 turns it off);
+    ``response_cache_s`` the micro-cache lifetime (default: ``settings.response_cache_s``, off unless
+    set; capped by the Cache-Control max-age; 0 turns it off);
     ``editorial_check_s`` how often the cache reads the editorial generation (the newest audit
     row) to drop values an editor's change made stale in another process (0: on every hit).
     """
