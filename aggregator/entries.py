@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,9 +81,6 @@ TABLE_KEY = "entries_fallbacks"
 VERSION_KEY = "entries_version"
 """``appstate`` key: RENDER_VERSION and a hash of the table, as of the last full rewrite."""
 PAGES_CHANNEL = "babelwire_pages"
-PAGES_VERSION_KEY = "pages_version"
-"""A version renewed by every change of pages (``appstate``): for readers that keep answers whole
-rather than by span (the Google Reader API's kept answers and items)."""
 """PostgreSQL ``NOTIFY`` channel of the changes of entries (payload: :func:`page_changes_payload`)."""
 PAGE_CHANGES_KEPT = 4096
 """``pagechange`` rows kept (SQLite): an API process further behind drops every kept page."""
@@ -379,7 +375,6 @@ def touch_pages(session: Session | sa.Connection, changed: Iterable[PageSpan] | 
     spans = [EVERYTHING] if changed is None else coarsen(changed)
     if not spans:
         return
-    put_state(conn, PAGES_VERSION_KEY, secrets.token_hex(8))
     if conn.dialect.name == "postgresql":
         conn.execute(
             sa.text("SELECT pg_notify(:channel, :payload)"),

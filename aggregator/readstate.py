@@ -6,15 +6,15 @@ both engines, so two devices of one key marking the same story at once both succ
 that exist get rows: ids a client makes up are dropped. ``greaderfeed`` gives each outlet a small
 number the first time it is listed and keeps it forever (``feed/<n>`` is what apps store).
 
-Every write of a key's flags also renews that key's state version (``appstate`` row
-``greader_state:<key id>``, :func:`touch_state`) in the same transaction: answers built from the
-flags (``stream/items/ids``, ``unread-count``) are kept per key while it and the pages version are
-unchanged, so one reader's marks never drop another reader's kept answers.
+Every write of a key's flags also says so in the same transaction, as a change of pages would
+(:func:`touch_state`: a span of the key's own feed key, ``gr:<key id>``, through
+``aggregator.entries.touch_pages``): answers built from the flags (``stream/items/ids``,
+``unread-count``) are kept per key until it arrives, so one reader's marks never drop another
+reader's kept answers, and feed pages (whose keys are locales) never meet it.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,32 +23,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from aggregator.entries import touch_pages
 from aggregator.models import utcnow
 
 STATE = SQLModel.metadata.tables["greaderstate"]
 FEED = SQLModel.metadata.tables["greaderfeed"]
 _OUTLET = SQLModel.metadata.tables["outlet"]
 _STORY = SQLModel.metadata.tables["story"]
-_APPSTATE = SQLModel.metadata.tables["appstate"]
 CHUNK = 500
-STATE_VERSION_PREFIX = "greader_state:"
+STATE_KEY_PREFIX = "gr:"
+"""Feed keys of readers' state (``gr:<key id>``): no locale starts so, so no feed page meets them."""
 
 
-def state_version_key(key_id: int) -> str:
-    """The ``appstate`` key of ``key_id``'s state version."""
-    return f"{STATE_VERSION_PREFIX}{int(key_id)}"
+def state_key(key_id: int) -> str:
+    """The feed key a change of ``key_id``'s flags is told by (at most 15 characters)."""
+    return f"{STATE_KEY_PREFIX}{int(key_id)}"
 
 
 def touch_state(conn: sa.Connection, key_id: int) -> None:
-    """Renew ``key_id``'s state version in the caller's transaction (an upsert: two devices of one
-    key writing at once both succeed)."""
-    values = {"key": state_version_key(key_id), "value": secrets.token_hex(8)}
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_APPSTATE)
-    conn.execute(
-        insert.values(values).on_conflict_do_update(
-            index_elements=[_APPSTATE.c.key], set_={"value": insert.excluded.value}
-        )
-    )
+    """Tell every API process, in the caller's transaction, that ``key_id``'s flags change when it
+    commits: a change of the span (``gr:<key id>``, unbounded), sent the way changes of pages are."""
+    touch_pages(conn, [(state_key(key_id), None, None)])
 
 
 def _insert(conn: sa.Connection) -> Any:

@@ -243,61 +243,6 @@ class _Page(Generic[T]):
     valid_until: float
 
 
-@dataclass(slots=True)
-class _Versioned(Generic[T]):
-    value: T
-    version: Hashable
-    valid_until: float
-
-
-class VersionCache(Generic[T]):
-    """Values kept while a version read from the database is unchanged: no TTL.
-
-    A value is stored with the version it was built under (read *before* what it is built from,
-    so a write committing between the two makes it look older, never newer); a lookup names the
-    version the database has now, and a value of another version, or past ``valid_until``, is
-    dropped. None means the database cannot say: nothing is answered or kept. For answers kept
-    whole (the Google Reader API's) where :class:`PageCache`'s spans do not apply. Bounded (LRU),
-    thread-safe, per process."""
-
-    def __init__(self, max_entries: int = 1024, clock: Callable[[], float] = time.time) -> None:
-        self.max_entries = max_entries
-        self._clock = clock
-        self._kept: OrderedDict[Hashable, _Versioned[T]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, version: Hashable | None) -> T | None:
-        if version is None or self.max_entries <= 0:
-            return None
-        with self._lock:
-            kept = self._kept.get(key)
-            if kept is None:
-                return None
-            if kept.version != version or self._clock() >= kept.valid_until:
-                del self._kept[key]
-                return None
-            self._kept.move_to_end(key)
-            return kept.value
-
-    def put(
-        self, key: Hashable, version: Hashable | None, value: T, valid_until: float = float("inf")
-    ) -> None:
-        if version is None or self.max_entries <= 0:
-            return
-        with self._lock:
-            self._kept[key] = _Versioned(value, version, valid_until)
-            self._kept.move_to_end(key)
-            while len(self._kept) > self.max_entries:
-                self._kept.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-
-    def __len__(self) -> int:
-        return len(self._kept)
-
-
 CHANGES_REMEMBERED = 4096
 """Applied changes a page being built may be checked against (see ``PageCache.put``)."""
 
@@ -326,6 +271,13 @@ class PageCache(Generic[T]):
         self._log: deque[tuple[int, Span]] = deque(maxlen=CHANGES_REMEMBERED)
         self.dropped = 0
         """Pages dropped by changes (the bench and tests watch it)."""
+        self._followers: list[PageCache[Any]] = []
+
+    def follow(self, leader: PageCache[Any]) -> None:
+        """Have every change applied to ``leader`` applied here too (the same changes, in the same
+        order): a cache of other values kept by the same spans (the Google Reader API's)."""
+        with leader._lock:
+            leader._followers.append(self)
 
     def mark(self) -> int:
         """How many changes were applied: take it before reading a page's rows."""
@@ -336,6 +288,8 @@ class PageCache(Generic[T]):
         batch = list(changes)
         if not batch:
             return
+        for follower in self._followers:
+            follower.apply(batch)
         by_locale: dict[str | None, list[Span]] = {}
         for change in batch:
             by_locale.setdefault(change[0], []).append(change)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from aggregator.models import Item, Story
 from aggregator.settings import Settings
 from api.app import create_app
 from api.greader.ids import ITEM_PREFIX, READ, READING_LIST, STARRED, long_id, parse_item_id
+from tests.processes import wait_until
 from tests.test_api import SEEDS, T0, Member, Seeder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,6 +61,19 @@ class World:
         auth = re.search(r"^Auth=(.+)$", r.text, re.M)
         assert auth
         return {"Authorization": f"GoogleLogin auth={auth.group(1)}"}
+
+
+@contextmanager
+def told(world: World) -> Iterator[None]:
+    """Around a write made as another process would make it (straight into the database): on
+    PostgreSQL, wait until its change has been told to this app (its NOTIFY arrives milliseconds after
+    the commit; what the app keeps is answered until then); SQLite reads the changes at the next
+    request."""
+    reader = world.client.app.state.reader  # type: ignore[attr-defined]
+    before = reader.pages.mark()
+    yield
+    if world.engine.dialect.name == "postgresql":
+        wait_until(lambda: reader.pages.mark() > before, "the write's NOTIFY to arrive", 20, poll_s=0.01)
 
 
 def post_form(client: TestClient, url: str, pairs: list[tuple[str, str]], headers: dict[str, str]) -> Any:
@@ -201,7 +216,7 @@ def test_client_login_tokens_and_user_info(world: World) -> None:
     for auth in (None, "GoogleLogin auth=1/" + "0" * 40, "Bearer " + key, "GoogleLogin auth=garbage"):
         r = c.get(f"{API}/user-info", headers={"Authorization": auth} if auth else {})
         assert r.status_code == 401 and r.headers["Google-Bad-Token"] == "true"
-    with Session(world.engine) as s:
+    with told(world), Session(world.engine) as s:
         revoke_key(s, CLI, int(lines["Auth"].split("/")[0]))
         s.commit()
     assert c.get(f"{API}/user-info", headers=headers).status_code == 401

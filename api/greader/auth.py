@@ -4,9 +4,10 @@
   (no ``=`` or whitespace inside: NetNewsWire splits lines on ``=``).
 * Tokens are HMACs of the key's id and stored hash under a secret kept in the database
   (``appstate``), so every replica and every restart accepts them, and revoking the key (or a new
-  secret) ends them; the key row is read on every request, so a revocation counts at once (on SQLite a
-  checked token is kept while the database's pages version, which a revocation renews, is unchanged:
-  a primary-key read on every request all the same).
+  secret) ends them. A checked token is kept per process until an editor's action is told
+  (``api.feed.FeedReader.sync_pages``: on SQLite read at the start of every request, on PostgreSQL
+  NOTIFY-ed at commit): revoking a key is one, so a revoked key is refused on the next request (on
+  PostgreSQL, in another process, once the notification arrives: milliseconds).
 * Writes: the ``Authorization`` header alone suffices (Fluent Reader sends no ``T``, Reeder ``T=x``);
   without it, ``T`` (trimmed: Read You and newsboat send the token body back as is) must be the
   key's write token from ``/token``.
@@ -21,8 +22,9 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import SQLModel
@@ -30,11 +32,13 @@ from sqlmodel import SQLModel
 import aggregator.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from aggregator.editorial import ROLES
 from aggregator.editorial.keys import MAX_KEY_CHARS, key_hash
-from api.caching import VersionCache
+from api.caching import PageCache, Span
 
 KEYS = SQLModel.metadata.tables["apikey"]
 KEPT_TOKENS = 4096
 """Checked tokens kept per process (:class:`Tokens`)."""
+KEYS_SPAN: Span = ("gr:keys", None, None)
+"""What a kept token is kept by: no change names it, so only an editor's action (every page) drops it."""
 _TOKEN = re.compile(r"([0-9]{1,12})/([0-9a-f]{40})")
 _BY_ID = sa.select(KEYS.c.name, KEYS.c.key_hash, KEYS.c.locale, KEYS.c.role, KEYS.c.revoked_at).where(
     KEYS.c.id == sa.bindparam("id")
@@ -61,16 +65,19 @@ class Tokens:
         self,
         engine: sa.Engine,
         secret: Callable[[], str],
-        version: Callable[[], Hashable | None] = lambda: None,
+        changes: PageCache[Any] | None = None,
+        sync: Callable[[], int | None] = lambda: None,
     ) -> None:
-        """``version``: the database's pages version (``api.feed.FeedReader.sync_pages``: a count of the changes seen), which
-        every editor's action renews (revoking a key is one): a checked token is kept while it is
-        unchanged; None keeps nothing."""
+        """``changes``: the cache the committed changes are applied to (``FeedReader.pages``), and
+        ``sync`` what applies them (``FeedReader.sync_pages``; None: the database cannot say, and
+        nothing kept is trusted). Without them every token is checked in the database."""
         self.engine = engine
         self._secret = secret
         self._key: bytes | None = None
-        self._version = version
-        self._checked: VersionCache[Reader | None] = VersionCache(KEPT_TOKENS)
+        self._sync = sync
+        self._checked: PageCache[Reader] = PageCache(KEPT_TOKENS if changes is not None else 0)
+        if changes is not None:
+            self._checked.follow(changes)
 
     def _mac(self, purpose: str, key_id: int, hashed: str) -> str:
         if self._key is None:
@@ -95,14 +102,22 @@ class Tokens:
         return Reader(row.id, row.name, row.locale, row.key_hash)
 
     def _check(self, token: str, purpose: str) -> Reader | None:
-        version = self._version()  # read before the key: a revocation in between is never missed
-        kept = self._checked.get((purpose, token), version)
-        if kept is not None:
-            return kept
+        # the mark before the key is read: a revocation told in between keeps the answer out
+        mark = None if self._sync() is None else self._checked.mark()
+        if mark is not None:
+            kept = self._checked.get((purpose, token))
+            if kept is not None:
+                return kept
         reader = self._check_now(token, purpose)
         if reader is not None:
-            self._checked.put((purpose, token), version, reader)
+            self._checked.put((purpose, token), mark, reader, page_span=KEYS_SPAN)
         return reader
+
+    def kept(self, authorization: str | None) -> Reader | None:
+        """The reader of a header whose token is kept, without reading anything: the caller has just
+        brought the kept tokens up to the committed changes (``sync``); None when not kept."""
+        token = _header_token(authorization)
+        return None if token is None else self._checked.get(("auth", token))
 
     def _check_now(self, token: str, purpose: str) -> Reader | None:
         found = _TOKEN.fullmatch(token.strip())
@@ -119,16 +134,22 @@ class Tokens:
 
     def from_header(self, authorization: str | None) -> Reader | None:
         """The reader of ``Authorization: GoogleLogin auth=<token>``, or None."""
-        if not authorization:
-            return None
-        scheme, _, rest = authorization.strip().partition(" ")
-        rest = rest.strip()
-        if scheme.lower() != "googlelogin" or rest[:5].lower() != "auth=":
-            return None
-        return self._check(rest[5:], "auth")
+        token = _header_token(authorization)
+        return None if token is None else self._check(token, "auth")
 
     def from_write_token(self, token: str | None) -> Reader | None:
         return self._check(token, "write") if token else None
+
+
+def _header_token(authorization: str | None) -> str | None:
+    """The token of ``Authorization: GoogleLogin auth=<token>``, or None."""
+    if not authorization:
+        return None
+    scheme, _, rest = authorization.strip().partition(" ")
+    rest = rest.strip()
+    if scheme.lower() != "googlelogin" or rest[:5].lower() != "auth=":
+        return None
+    return rest[5:]
 
 
 class LoginLimiter:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote_plus
 
 import pydantic_core
@@ -28,15 +28,16 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aggregator.readstate import feed_numbers, mark_read_from, set_flags
+from aggregator.entries import BY_ID_ONLY, UNTRANSLATED_KEY, feed_key
+from aggregator.readstate import feed_numbers, mark_read_from, set_flags, state_key
 from aggregator.settings import Settings
-from api.caching import Rendered, VersionCache, cached_response
+from api.caching import PageCache, Rendered, Span, cached_response, span
 from api.dbapi import compiled_for
 from api.errors import Problem, error_response
 from api.export.texts import TITLE
 from api.feed import FeedReader
 from api.greader import render
-from api.greader.auth import LoginLimiter, Reader, Tokens
+from api.greader.auth import KEYS_SPAN, LoginLimiter, Reader, Tokens
 from api.greader.ids import LABEL_PREFIX, READING_LIST, Stream, parse_item_id, parse_stream
 from api.greader.streams import (
     LABEL_COUNT,
@@ -46,7 +47,6 @@ from api.greader.streams import (
     Position,
     Row,
     StreamQuery,
-    answer_version,
     feed_outlet,
     key_flags,
     marked_select,
@@ -72,7 +72,12 @@ OUTLETS_TTL_S = 5.0
 RENDERED_ITEMS = 50_000
 """Items kept rendered per process (about 2 KB each), oldest dropped first."""
 KEPT_ANSWERS = 4096
-"""``stream/items/ids`` and ``unread-count`` answers kept per process (least recently used dropped)."""
+"""``stream/items/ids``, ``unread-count`` and ``stream/items/contents`` answers kept per process
+(least recently used dropped)."""
+KEPT_STATES = 4096
+"""Keys' epochs and flags kept per process (least recently used dropped)."""
+KEPT_CONTENTS_S = 60.0
+"""A kept ``stream/items/contents`` answer is answered at most this long (its ``updated`` ages)."""
 BAD_TOKEN = {"Google-Bad-Token": "true", "X-Reader-Google-Bad-Token": "true", "Cache-Control": "no-store"}
 PRIVATE = "private, no-cache"
 _SLASHES = re.compile(r"/{2,}")
@@ -226,6 +231,18 @@ def stream_query(params: Params, stream_text: str | None, default_n: int) -> Str
     )
 
 
+def ids_key(who: Reader, query: StreamQuery) -> tuple[Any, ...]:
+    return ("ids", who.key_id, who.locale, query)
+
+
+def unread_key(who: Reader) -> tuple[Any, ...]:
+    return ("unread", who.key_id, who.locale)
+
+
+def contents_key(who: Reader, story_ids: list[int], base: str) -> tuple[Any, ...]:
+    return ("contents", who.key_id, who.locale, tuple(story_ids), base)
+
+
 @dataclass
 class GreaderService:
     """The database work behind the routes (run in the threadpool)."""
@@ -237,17 +254,48 @@ class GreaderService:
     _outlets: tuple[float, dict[str, Outlet]] | None = None
     _rendered: dict[tuple[str, int], list[Any]] = field(default_factory=dict)
     """(locale, story) → [the entry's stamp, the context (:meth:`context`) it was rendered in, the
-    item, its fragment, the pages version it was last checked under]."""
-    _flags: VersionCache[dict[int, tuple[bool, bool]]] = field(default_factory=lambda: VersionCache(256))
-    """Each key's flags by its state version (:meth:`flags`)."""
-    _disclaimers: VersionCache[dict[tuple[str, str], tuple[str, str]]] = field(
-        default_factory=lambda: VersionCache(1)
-    )
+    item, its fragment, the mark of ``_answers`` it was last checked at (None: never trusted
+    unchecked), the span a change of its entry is told by (None: not told)]."""
+    _states: PageCache[Any] = field(default_factory=lambda: PageCache(KEPT_STATES))
+    """Per key, kept until a change of its flags is told (:meth:`epoch`, :meth:`flags`); the
+    editors' disclaimers until an editor's action."""
     _contexts: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     _last_context: dict[tuple[str, str], tuple[Any, Any, tuple[Any, ...]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _answers: VersionCache[Rendered] = field(default_factory=lambda: VersionCache(KEPT_ANSWERS))
-    """Built ``stream/items/ids`` and ``unread-count`` answers per key (:meth:`kept`)."""
+    _answers: PageCache[tuple[object, Rendered]] = field(default_factory=lambda: PageCache(KEPT_ANSWERS))
+    """Built ``stream/items/ids``, ``unread-count`` and ``stream/items/contents`` answers per key,
+    with the key's epoch they were built in (:meth:`kept`)."""
+
+    def __post_init__(self) -> None:
+        self._answers.follow(self.reader.pages)
+        self._states.follow(self.reader.pages)
+
+    def synced(self) -> int | None:
+        """Bring everything kept up to the committed changes (``FeedReader.sync_pages``: on SQLite a
+        read of the changes since the last, on PostgreSQL the NOTIFY-ed ones) and give the mark an
+        answer built now is kept under; None when the database cannot say (nothing kept is used)."""
+        return None if self.reader.sync_pages() is None else self._answers.mark()
+
+    def epoch(self, key_id: int) -> object | None:
+        """An object that stays the same until a change of ``key_id``'s flags is told: answers built
+        from the flags are kept with it and answered only while it is current (a change told
+        between building and keeping an answer leaves it with an epoch no longer current)."""
+        key = ("epoch", key_id)
+        mark = self._states.mark()
+        found = self._states.get(key)
+        if found is None:
+            found = object()
+            if not self._states.put(key, mark, found, page_span=(state_key(key_id), None, None)):
+                return None
+        return found
+
+    def kept_answer(self, key: tuple[Any, ...], key_id: int) -> Rendered | None:
+        """The kept answer for ``key`` while current, reading nothing (after :meth:`synced`)."""
+        found = self._answers.get(key)
+        if found is None:
+            return None
+        epoch = self._states.get(("epoch", key_id))
+        return found[1] if epoch is not None and found[0] is epoch else None
 
     def context(
         self, locale: str, disclaimers: Mapping[Any, Any], by_outlet: Mapping[str, Outlet], base: str
@@ -314,57 +362,60 @@ class GreaderService:
             # empty, not kept: the next request knows it.
             return rendered, not (query.stream.kind == "feed" and outlet is None)
 
-        return self.kept(("ids", who.key_id, who.locale, query), who, build)
+        return self.kept(ids_key(who, query), who, build)
 
     def kept(
         self, key: tuple[Any, ...], who: Reader, build: Callable[[sa.Connection], tuple[Rendered, bool]]
     ) -> Rendered:
-        """The answer ``build`` makes from the entries and ``who``'s flags, kept while the pages
-        version and the key's state version are those read before it was built (a write that
-        commits in between makes it look older, never newer); an answer ``build`` says not to keep
-        is answered once."""
-        with self.reader.engine.connect() as conn:
-            version = answer_version(conn, who.key_id)
-            found = self._answers.get(key, version)
+        """The answer ``build`` makes from the entries of ``who``'s locale (its default feed) and
+        ``who``'s flags, kept until a change of either is told (a change told after the mark taken
+        before building keeps it out: never newer than it looks); an answer ``build`` says not to
+        keep is answered once."""
+        mark = self.synced()
+        epoch = None
+        if mark is not None:
+            found = self.kept_answer(key, who.key_id)
             if found is not None:
                 return found
+            epoch = self.epoch(who.key_id)
+        with self.reader.engine.connect() as conn:
             built, keep = build(conn)
-        if keep:
-            self._answers.put(key, version, built)
+        if keep and epoch is not None:
+            self._answers.put(key, mark, (epoch, built), page_span=(who.locale, None, None))
         return built
 
     def items(
         self, who: Reader, story_ids: list[int], base: str
-    ) -> list[tuple[render.Item, bool, bool, render.Fragment]]:
+    ) -> list[tuple[render.Item, bool, bool, render.Fragment, Span | None]]:
         """The stories among ``story_ids`` that have an entry in the key's locale, in that order:
-        each as an item (without the key's flags), the key's read and starred flags, and its
-        encoded JSON without them (:func:`render.item_fragment`).
+        each as an item (without the key's flags), the key's read and starred flags, its encoded
+        JSON without them (:func:`render.item_fragment`) and the span a change of its entry is told
+        by (None: never told).
 
         Rendered items are kept per process by (locale, story) with what they were made from: the
         entry's stamp (renewed by every write of the entry: a story whose members, texts or
         publication change has its entries rewritten; its store time never changes) and the
-        context (:meth:`context`: disclaimers, feeds, base URL), and the pages version under which
-        that was last checked. A request reads the pages version and the key's state version
-        first (two primary-key lookups); an item checked under the current pages version is
-        current (every write of entries renews it). Only the others are checked, by one statement
-        that reads their stamps (never the bodies); only items kept under another stamp or context
-        are read in full and rendered again. The key's flags are kept per key while its state
-        version is unchanged (:meth:`flags`)."""
+        context (:meth:`context`: disclaimers, feeds, base URL), and the mark of the changes told
+        when that was last checked. An item checked at the current mark (no change told since) is
+        current, unless a change of its entry is never told (an entry only found by id). Only the
+        others are checked, by one statement that reads their stamps (never the bodies); only items
+        kept under another stamp or context are read in full and rendered again. The key's flags
+        are kept per key until a change of them is told (:meth:`flags`)."""
         if not story_ids:
             return []
+        mark = self.synced()
         by_outlet = self.outlets()
         locale = who.locale
         rendered = self._rendered
         with self.reader.engine.connect() as conn:
-            pages, state = answer_version(conn, who.key_id)
-            flags = self.flags(conn, who.key_id, state)
-            disclaimers = self.disclaimers(conn, pages)
+            flags = self.flags(conn, who.key_id, mark)
+            disclaimers = self.disclaimers(conn, mark)
             context = self.context(locale, disclaimers, by_outlet, base)
             kept: dict[int, list[Any]] = {}
             unchecked = []
             for sid in story_ids:
                 cached = rendered.get((locale, sid))
-                if cached is not None and cached[4] == pages and pages is not None and cached[1] is context:
+                if cached is not None and cached[4] == mark and mark is not None and cached[1] is context:
                     kept[sid] = cached
                 else:
                     unchecked.append(sid)
@@ -377,12 +428,12 @@ class GreaderService:
                 for sid, stamp, *_ in rows.values():
                     cached = rendered.get((locale, sid))
                     if cached is not None and cached[0] == stamp and cached[1] is context:
-                        cached[4] = pages  # checked under this version (read before the stamps)
+                        cached[4] = mark if cached[5] is not None else None  # (taken before the stamps)
                         kept[sid] = cached
                     else:
                         stale[sid] = (False, False)
                 if stale:
-                    self.render_items(conn, locale, read_bodies(conn, who.key_id, locale, stale), pages,
+                    self.render_items(conn, locale, read_bodies(conn, who.key_id, locale, stale), mark,
                                       disclaimers, by_outlet, base, kept)  # fmt: skip
         out = []
         no_flags = (False, False)
@@ -390,7 +441,7 @@ class GreaderService:
             cached = kept.get(sid)
             if cached is not None:  # not kept: no entry in the locale (or gone between two reads)
                 read, starred = flags.get(sid, no_flags)
-                out.append((cached[2], read, starred, cached[3]))
+                out.append((cached[2], read, starred, cached[3], cached[5]))
         return out
 
     def render_items(
@@ -398,7 +449,7 @@ class GreaderService:
         conn: sa.Connection,
         locale: str,
         fresh: Mapping[int, Row],
-        pages: str | None,
+        mark: int | None,
         disclaimers: Mapping[Any, Any],
         by_outlet: Mapping[str, Outlet],
         base: str,
@@ -414,40 +465,81 @@ class GreaderService:
             if row.policy not in memo:
                 memo[row.policy] = self.reader.disclaimer(row.policy, locale, disclaimers)
             item = render.build_item(row, locale, memo[row.policy], render.origin_of(row, by_outlet), base)
-            entry = [row.stamp, context, item, render.item_fragment(item), pages]
+            told = row.reach < BY_ID_ONLY  # a change of an entry only found by id is never told
+            spot = span(feed_key(locale, row.reach), *(2 * [moment(row.listed_at)])) if told else None
+            entry = [row.stamp, context, item, render.item_fragment(item), mark if told else None, spot]
             kept[sid] = entry
             with self._lock:
                 rendered[(locale, sid)] = entry
                 while len(rendered) > RENDERED_ITEMS:
                     del rendered[next(iter(rendered))]
 
-    def flags(self, conn: sa.Connection, key_id: int, state: str | None) -> dict[int, tuple[bool, bool]]:
-        """story → (read, starred) of ``key_id``, kept while its state version is ``state`` (a key
-        without one, whose flags predate it or that never wrote any, is read every time)."""
-        if state is None:
-            return key_flags(conn, key_id)
-        found = self._flags.get(key_id, state)
+    def flags(self, conn: sa.Connection, key_id: int, synced: int | None) -> dict[int, tuple[bool, bool]]:
+        """story → (read, starred) of ``key_id``, kept until a change of them is told (``synced``:
+        what :meth:`synced` said; None: read, not kept)."""
+        key = ("flags", key_id)
+        mark = self._states.mark()
+        found = self._states.get(key) if synced is not None else None
         if found is None:
             found = key_flags(conn, key_id)
-            self._flags.put(key_id, state, found)
-        return found
+            self._states.put(
+                key, mark if synced is not None else None, found, page_span=(state_key(key_id), None, None)
+            )
+        return cast(dict[int, tuple[bool, bool]], found)
 
-    def disclaimers(self, conn: sa.Connection, pages: str | None) -> dict[tuple[str, str], tuple[str, str]]:
-        """The editors' disclaimers, kept while the pages version is ``pages`` (an editor's action
-        renews it)."""
-        found = self._disclaimers.get("all", pages)
+    def disclaimers(self, conn: sa.Connection, synced: int | None) -> dict[tuple[str, str], tuple[str, str]]:
+        """The editors' disclaimers, kept until an editor's action is told (publishing one is)."""
+        mark = self._states.mark()
+        found = self._states.get("disclaimers") if synced is not None else None
         if found is None:
             found = self.reader.current_disclaimers(conn)
-            self._disclaimers.put("all", pages, found)
-        return found
+            self._states.put("disclaimers", mark if synced is not None else None, found, page_span=KEYS_SPAN)
+        return cast(dict[tuple[str, str], tuple[str, str]], found)
 
     def contents(
         self, who: Reader, stream_id: str, story_ids: list[int], base: str, continuation: str | None
     ) -> Rendered:
         items = self.items(who, story_ids, base)
         return render.contents_rendered(
-            stream_id, [(f, read, starred) for _, read, starred, f in items], int(time.time()), continuation
+            stream_id,
+            [(f, read, starred) for _, read, starred, f, _ in items],
+            int(time.time()),
+            continuation,
         )
+
+    def items_contents(self, who: Reader, story_ids: list[int], base: str) -> Rendered:
+        """``stream/items/contents`` of ``story_ids``: the answer for the same batch kept whole per
+        key (apps ask for the same batches from each device, and again after a failed sync), until a
+        change of the key's flags or of an entry in the batch's published-at range is told, or
+        :data:`KEPT_CONTENTS_S` pass (its ``updated`` is the time it was built). A batch with an
+        entry whose changes are never told (found by id only) is not kept."""
+        key = contents_key(who, story_ids, base)
+        mark = self.synced()
+        epoch = None
+        if mark is not None:
+            found = self.kept_answer(key, who.key_id)
+            if found is not None:
+                return found
+            epoch = self.epoch(who.key_id)
+        items = self.items(who, story_ids, base)
+        now = time.time()
+        rendered = render.contents_rendered(
+            READING_LIST, [(f, read, starred) for _, read, starred, f, _ in items], int(now), None
+        )
+        spots = [spot for *_, spot in items if spot is not None]
+        if epoch is not None and len(spots) == len(items):
+            # A story without an entry here may get one at any time: then the whole feed key.
+            lo = min((s[1] for s in spots if s[1] is not None), default=None)
+            hi = max((s[2] for s in spots if s[2] is not None), default=None)
+            whole = (
+                span(who.locale + UNTRANSLATED_KEY, lo, hi)
+                if len(items) == len(story_ids)
+                else span(who.locale + UNTRANSLATED_KEY, None, None)
+            )
+            # kept as one body: its gzip is one compress of the whole (made on the next request)
+            self._answers.put(key, mark, (epoch, Rendered(rendered.body, rendered.etag)),
+                              now + KEPT_CONTENTS_S, whole)  # fmt: skip
+        return rendered
 
     def stream_body(self, who: Reader, query: StreamQuery, base: str) -> Rendered:
         rows, continuation = self.page(who, query)
@@ -457,7 +549,7 @@ class GreaderService:
         rows, _ = self.page(who, query)
         items = [
             replace(item, read=read, starred=starred)
-            for item, read, starred, _ in self.items(who, [sid for sid, _ in rows], base)
+            for item, read, starred, *_ in self.items(who, [sid for sid, _ in rows], base)
         ]
         title, home = TITLE.get(who.locale, "babelwire"), f"{base}/v1/feed?locale={who.locale}"
         if query.stream.kind == "feed":
@@ -532,11 +624,17 @@ class GreaderService:
             )
             return body, complete
 
-        return self.kept(("unread", who.key_id, who.locale), who, build)
+        return self.kept(unread_key(who), who, build)
+
+    def told_here(self, key_id: int) -> None:
+        """A change of ``key_id``'s flags this process committed shows in its next answer at once
+        (other processes follow the change as told: on PostgreSQL, once its NOTIFY arrives)."""
+        self.reader.pages.apply([(state_key(key_id), None, None)])
 
     def edit(self, who: Reader, story_ids: list[int], read: bool | None, starred: bool | None) -> None:
         with self.engine.begin() as conn:
             set_flags(conn, who.key_id, story_ids, read=read, starred=starred)
+        self.told_here(who.key_id)
 
     def mark_all(self, who: Reader, stream: Stream, before: datetime | None) -> None:
         params: dict[str, Any] = {
@@ -550,16 +648,15 @@ class GreaderService:
             params["ts"] = before
         with self.engine.begin() as conn:
             mark_read_from(conn, who.key_id, marked_select(stream.kind, before is not None), params)
+        self.told_here(who.key_id)
 
 
 def install_greader(
     app: FastAPI, *, settings: Settings, engine: sa.Engine, reader: FeedReader, secret: Callable[[], str]
 ) -> None:
     """Add the ``/greader`` routes and the slash-collapsing middleware to ``app``."""
-    # On SQLite the pages version is read from the database on every call, so a revoked key is
-    # refused at once; PostgreSQL's comes from a notification: tokens are checked every time there.
-    version = reader.sync_pages if engine.dialect.name == "sqlite" else (lambda: None)
-    service = GreaderService(engine, reader, Tokens(engine, secret, version), settings.public_url)
+    tokens = Tokens(engine, secret, reader.pages, reader.sync_pages)
+    service = GreaderService(engine, reader, tokens, settings.public_url)
     limiter = LoginLimiter()
     app.state.greader = service
     app.state.greader_logins = limiter
@@ -577,12 +674,50 @@ def install_greader(
         return settings.public_url or str(request.base_url).rstrip("/")
 
     Handler = Callable[[Request, Params, Reader], Awaitable[Response]]
+    FrontHandler = Callable[[Request, Params, str | None], Awaitable[Response]]
 
-    def route(
-        path: str, methods: list[str], *, write: bool = False, front: bool = False
-    ) -> Callable[[Handler], Handler]:
-        """Register an authenticated handler: the reader from the header (or, on writes, from ``T``);
-        ``front``: also answered ahead of FastAPI's routing (:class:`GreaderFront`)."""
+    async def answer(
+        header: str | None, key: Callable[[Reader], tuple[Any, ...]], work: Callable[[Reader], Rendered]
+    ) -> Rendered | None:
+        """The kept answer when the token and the answer for ``key`` are kept: on the loop, reading
+        nothing (on SQLite: the changes since the last request); else the token checked and
+        ``work`` run in one hop (on the loop for SQLite). None: not authorized."""
+        who = service.tokens.kept(header) if service.synced() is not None else None
+        if who is not None:
+            found = service.kept_answer(key(who), who.key_id)
+            if found is not None:
+                return found
+
+        def job() -> Rendered | None:
+            checked = who or service.tokens.from_header(header)
+            return None if checked is None else work(checked)
+
+        return job() if inline else await run_in_threadpool(job)
+
+    def front(path: str, methods: list[str]) -> Callable[[FrontHandler], FrontHandler]:
+        """Register a hot read, also answered ahead of FastAPI's routing (:class:`GreaderFront`): the
+        handler gets the ``Authorization`` header and answers through :func:`answer`."""
+
+        def register(handler: FrontHandler) -> FrontHandler:
+            async def endpoint(request: Request) -> Response:
+                params = await read_params(request)
+                if isinstance(params, Problem):
+                    return error_response(params)
+                return await handler(request, params, request.headers.get("authorization"))
+
+            app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
+            hot[path] = (endpoint, app.router.routes[-1])  # type: ignore[assignment]
+            return handler
+
+        return register
+
+    async def refused(header: str | None, problem: Problem) -> Response:
+        """A bad request's answer: 401 first when the token is not good (as for every route)."""
+        who = await read(service.tokens.from_header, header)
+        return unauthorized() if who is None else error_response(problem)
+
+    def route(path: str, methods: list[str], *, write: bool = False) -> Callable[[Handler], Handler]:
+        """Register an authenticated handler: the reader from the header (or, on writes, from ``T``)."""
 
         def register(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
@@ -600,8 +735,6 @@ def install_greader(
                 return await handler(request, params, who)
 
             app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
-            if front:
-                hot[path] = (endpoint, app.router.routes[-1])  # type: ignore[assignment]
             return handler
 
         return register
@@ -658,24 +791,35 @@ def install_greader(
     async def tag_list(request: Request, params: Params, who: Reader) -> Response:
         return json_page(request, await run_in_threadpool(service.tags_body))
 
-    @route(API + "/unread-count", ["GET"], front=True)
-    async def unread_count(request: Request, params: Params, who: Reader) -> Response:
-        return cached_response(request, await read(service.unread_body, who), PRIVATE)
+    @front(API + "/unread-count", ["GET"])
+    async def unread_count(request: Request, params: Params, header: str | None) -> Response:
+        rendered = await answer(header, unread_key, service.unread_body)
+        return unauthorized() if rendered is None else cached_response(request, rendered, PRIVATE)
 
-    @route(API + "/stream/items/ids", ["GET", "POST"], front=True)
-    async def items_ids(request: Request, params: Params, who: Reader) -> Response:
+    @front(API + "/stream/items/ids", ["GET", "POST"])
+    async def items_ids(request: Request, params: Params, header: str | None) -> Response:
         query = stream_query(params, params.get("s"), 20)
         if isinstance(query, Problem):
-            return error_response(query)
-        return cached_response(request, await read(service.ids_body, who, query), PRIVATE)
+            return await refused(header, query)
+        rendered = await answer(
+            header, lambda who: ids_key(who, query), lambda who: service.ids_body(who, query)
+        )
+        return unauthorized() if rendered is None else cached_response(request, rendered, PRIVATE)
 
-    @route(API + "/stream/items/contents", ["GET", "POST"], front=True)
-    async def items_contents(request: Request, params: Params, who: Reader) -> Response:
+    @front(API + "/stream/items/contents", ["GET", "POST"])
+    async def items_contents(request: Request, params: Params, header: str | None) -> Response:
         ids = list(dict.fromkeys(sid for v in params.getall("i") if (sid := parse_item_id(v)) is not None))
         if len(ids) > MAX_CONTENTS:
-            return error_response(Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call"))
-        rendered = await read(service.contents, who, READING_LIST, ids, base_of(request), None)
-        return cached_response(request, rendered, PRIVATE)
+            return await refused(
+                header, Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call")
+            )
+        base = base_of(request)
+        rendered = await answer(
+            header,
+            lambda who: contents_key(who, ids, base),
+            lambda who: service.items_contents(who, ids, base),
+        )
+        return unauthorized() if rendered is None else cached_response(request, rendered, PRIVATE)
 
     async def contents(request: Request, params: Params, who: Reader, stream_text: str | None) -> Response:
         query = stream_query(params, stream_text, 20)

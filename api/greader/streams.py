@@ -23,11 +23,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from aggregator.entries import IN_CHAIN, PAGES_VERSION_KEY, as_utc
+from aggregator.entries import IN_CHAIN, as_utc
 from aggregator.models import UTCDateTime
-from aggregator.readstate import STATE, state_version_key
+from aggregator.readstate import STATE
 from api.dbapi import compiled_for
-from api.feed_statements import APPSTATE, ENTRY, OUTLET, STORY, TICKER
+from api.feed_statements import ENTRY, OUTLET, STORY, TICKER
 from api.greader.ids import Stream
 
 MAX_N = 10_000
@@ -235,6 +235,10 @@ class Row:
     read: bool
     starred: bool
     body: str = ""
+    reach: int = IN_CHAIN
+    listed_at: Any = None
+    """The entry's ``published_at`` as the driver gives it: where a change of it is told (with the
+    feed key of its locale and ``reach``)."""
 
     @property
     def stored_at(self) -> datetime:
@@ -278,7 +282,7 @@ def contents_statement(size: int) -> sa.Select[Any]:
 @lru_cache(maxsize=16)
 def bodies_statement(size: int) -> sa.Select[Any]:
     """The bodies of up to ``size`` entries of one locale, each with its stamp, policy, served
-    outlet and the story's store time as of the same read; binds as :func:`contents_statement`
+    outlet, the story's store time, reach and publication as of the same read; binds as :func:`contents_statement`
     (but ``key_id``)."""
     entry, story = ENTRY.alias("e"), STORY.alias("st")
     return (
@@ -289,6 +293,8 @@ def bodies_statement(size: int) -> sa.Select[Any]:
             entry.c.policy,
             entry.c.outlet_id,
             sa.type_coerce(_stored(story), sa.String()),
+            entry.c.reach,
+            sa.type_coerce(entry.c.published_at, sa.String()),
         )
         .select_from(entry.join(story, story.c.id == entry.c.story_id))
         .where(entry.c.locale == _bind("locale"), _in_ids(entry.c.story_id, size))
@@ -324,11 +330,12 @@ def read_bodies(
     is left out)."""
     out: dict[int, Row] = {}
     for size, ids in _chunks(list(flags)):
-        for sid, stamp, body, policy, outlet_id, stored in compiled_for(
+        for sid, stamp, body, policy, outlet_id, stored, reach, listed_at in compiled_for(
             bodies_statement(size), conn.dialect
         ).rows(conn, {"locale": locale, **ids}):
             read, starred = flags[sid]
-            out[sid] = Row(sid, int(stamp), policy, outlet_id, stored, bool(read), bool(starred), body)
+            out[sid] = Row(sid, int(stamp), policy, outlet_id, stored, bool(read), bool(starred), body,
+                           int(reach), listed_at)  # fmt: skip
     return out
 
 
@@ -442,28 +449,6 @@ def unread_counts(
     return [
         (int(kind), name, int(count or 0), moment(newest)) for kind, name, count, newest in rows if newest
     ]
-
-
-@lru_cache(maxsize=1)
-def versions_statement() -> sa.Select[Any]:
-    """(key, value) of the pages version (``aggregator.entries.touch_pages``) and of one key's
-    state version (``aggregator.readstate.touch_state``): two primary-key lookups; bind
-    ``pages_key`` and ``state_key``."""
-    return sa.select(APPSTATE.c.key, APPSTATE.c.value).where(
-        APPSTATE.c.key.in_([_bind("pages_key"), _bind("state_key")])
-    )
-
-
-def answer_version(conn: sa.Connection, key_id: int) -> tuple[str | None, str | None]:
-    """What a kept answer of ``key_id`` built from the entries and the key's flags is checked
-    against: (pages version, the key's state version), read now (None: never written)."""
-    state_key = state_version_key(key_id)
-    found = dict(
-        compiled_for(versions_statement(), conn.dialect).rows(
-            conn, {"pages_key": PAGES_VERSION_KEY, "state_key": state_key}
-        )
-    )
-    return found.get(PAGES_VERSION_KEY), found.get(state_key)
 
 
 @lru_cache(maxsize=1)
