@@ -91,6 +91,9 @@ class Rendered:
     last_modified: datetime | None = None
     _gzip: tuple[bytes, str] | None = field(default=None, repr=False)
     make: Callable[[], bytes] | None = field(default=None, repr=False)
+    memo: bool = field(default=True, repr=False)
+    """Whether the gzip variant goes through the per-process memo (False: a body kept elsewhere with
+    its gzip, too big to keep twice)."""
 
     @classmethod
     def of(
@@ -137,7 +140,9 @@ class Rendered:
 
     def gzipped(self) -> tuple[bytes, str]:
         if self._gzip is None:
-            self._gzip = (_gzip(self.etag, self.body), self.gzip_etag)
+            body = self.body
+            packed = _gzip(self.etag, body) if self.memo else gzip.compress(body, GZIP_LEVEL, mtime=0)
+            self._gzip = (packed, self.gzip_etag)
         return self._gzip
 
 

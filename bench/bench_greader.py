@@ -58,9 +58,17 @@ for line in io.lines(os.getenv("BENCH_URLS")) do
   targets[#targets + 1] = {method, path, body}
 end
 local auth = os.getenv("BENCH_AUTH")
+local walk = os.getenv("BENCH_WALK") == "1"
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+local at = math.random(#targets)
 request = function()
-  local t = targets[math.random(#targets)]
+  local t
+  if walk then  -- each target once, in order from a random start per thread
+    at = at % #targets + 1
+    t = targets[at]
+  else
+    t = targets[math.random(#targets)]
+  end
   local headers = {["Accept-Encoding"] = "gzip", ["Authorization"] = auth}
   if t[1] == "POST" then
     headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -83,19 +91,26 @@ class Target:
 
 
 def wrk(
-    name: str, srv: bench_api.Server, targets: Sequence[Target], auth: str, args: argparse.Namespace
+    name: str,
+    srv: bench_api.Server,
+    targets: Sequence[Target],
+    auth: str,
+    args: argparse.Namespace,
+    walk: bool = False,
 ) -> bench_api.Run:
-    """wrk over ``targets`` (a random one per request, gzip on every request); the server's CPU
-    time per request beside req/s, as ``bench_api.wrk`` measures it."""
+    """wrk over ``targets`` (a random one per request; ``walk``: each once, in order from a random
+    start per thread, no warm-up), gzip on every request; the server's CPU time per request beside
+    req/s, as ``bench_api.wrk`` measures it."""
     with tempfile.TemporaryDirectory(prefix="babelwire-wrk-") as tmp:
         urls = Path(tmp) / "targets.tsv"
         urls.write_text("".join(f"{t.method}\t{t.path}\t{t.body}\n" for t in targets))
         script = Path(tmp) / "greader.lua"
         script.write_text(_SCRIPT)
-        env = {"BENCH_URLS": str(urls), "BENCH_AUTH": auth, "PATH": "/usr/bin:/bin"}
+        env = {"BENCH_URLS": str(urls), "BENCH_AUTH": auth, "PATH": "/usr/bin:/bin", "BENCH_WALK": "01"[walk]}
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
                "--timeout", "10s", "-s", str(script), srv.base]  # fmt: skip
-        subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True, env=env)  # warm-up
+        if not walk:
+            subprocess.run([*cmd[:3], "-d2s", *cmd[5:]], capture_output=True, check=True, env=env)  # warm-up
         drain(srv.base, auth)
         return bench_api.run_wrk(name, srv, cmd, env, log)
 
@@ -167,17 +182,21 @@ def measure(database_url: str, label: str, stories: int, key: str, args: argpars
         t = time.perf_counter()
         ids, continuations = reading_list(srv.base, auth)
         log(f"{label}: reading list of {len(ids):,} stories walked in {time.perf_counter() - t:.1f} s")
-        contents = []
-        for _ in range(200):
-            batch = rng.sample(ids, 150)
+
+        def batch_target(batch: Sequence[int]) -> Target:
             form = "&".join(f"i=tag:google.com,2005:reader/item/{sid:016x}" for sid in batch) + "&T=x"
-            contents.append(Target("POST", f"{API}/stream/items/contents?output=json", form))
+            return Target("POST", f"{API}/stream/items/contents?output=json", form)
+
+        contents = [batch_target(rng.sample(ids, 150)) for _ in range(200)]
+        fresh = [batch_target(rng.sample(ids, 150)) for _ in range(args.fresh_batches)]
         t = time.perf_counter()
-        for target in contents:  # a serving process has rendered its items once: not part of the runs
+        every = [batch_target(ids[i : i + 150]) for i in range(0, len(ids), 150)]
+        for target in [*every, *contents]:  # a serving process renders an item once: not in the runs
             status, _ = _request(srv.base + target.path, auth=auth, data=target.body.encode())
             assert status == 200, status
         log(
-            f"{label}: the 200 contents batches posted once (first renders) in {time.perf_counter() - t:.1f} s"
+            f"{label}: every item rendered once and the 200 contents batches posted once in "
+            f"{time.perf_counter() - t:.1f} s"
         )
         refs = [
             Target(
@@ -190,15 +209,16 @@ def measure(database_url: str, label: str, stories: int, key: str, args: argpars
         mix = [Target("GET", p) for p, _ in bench_api.targets(srv.base, args.pages, args.filter_pages)]
         later = [t for t in mix if "cursor=" in t.path]
 
-        def run(name: str, targets: Sequence[Target]) -> bench_api.Run:
+        def run(name: str, targets: Sequence[Target], walk: bool = False) -> bench_api.Run:
             drain(srv.base, auth)
-            return wrk(name, srv, targets, auth, args)
+            return wrk(name, srv, targets, auth, args, walk)
 
         runs = [
             feed := run(f"/v1/feed mixed traffic, {len(mix)} URLs", mix),
             run(f"/v1/feed pages after the first (cursor), {len(later)} of those URLs", later),
             run("/v1/feed unfiltered first page (en)", [Target("GET", "/v1/feed?locale=en&limit=20")]),
-            run("stream/items/contents, 150 random ids (POST)", contents),
+            run("stream/items/contents, 150 random ids (POST), 200 batches asked again", contents),
+            run("stream/items/contents, 150 random ids (POST), each batch new", fresh, walk=True),
             run(f"stream/items/ids, 1,000 unread refs at {len(refs)} positions", refs),
             run("unread-count", [Target("GET", f"{API}/unread-count?output=json")]),
         ]
@@ -238,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pages", type=int, default=6, help="cursor pages per locale of /v1/feed, unfiltered"
     )
     parser.add_argument("--filter-pages", type=int, default=3, help="cursor pages per locale and filter")
+    parser.add_argument(
+        "--fresh-batches", type=int, default=3000, help="contents batches never asked before (one run)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print(
@@ -292,9 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "no revalidations) and the cursor pages of that mix alone. Server CPU ms/req is the API process's "
         "user + system time over a run divided by its requests; its ratio (the mix's CPU per request / the "
         "run's) is the speed ratio with the machine's other load taken out. `stream/items/contents`: 150 "
-        "long-form ids drawn at random from the whole reading list, a new batch per request (200 batches, "
-        "each posted once before the runs: a serving process renders an item once and keeps it), "
-        "posted the way NetNewsWire does. `stream/items/ids`: `n=1000`, `xt=read`, at a random "
+        "long-form ids drawn at random from the whole reading list, posted the way NetNewsWire does, every "
+        "item of the list rendered once before the runs (a serving process renders an item once and keeps "
+        "it): *asked again* draws each request from 200 batches each posted once before (an answer kept "
+        "whole per key and batch: devices and retried syncs ask for the same batches), *each batch new* "
+        "walks through batches never asked before (each thread in order from a random start, no warm-up: "
+        "the kept items, not a kept answer). `stream/items/ids`: `n=1000`, `xt=read`, at a random "
         "continuation of the whole list. `unread-count`: per feed, per label (ticker) and the reading "
         "list. Before each run the bench waits until the server has finished what the previous run left "
         "queued. Target (issue 16): contents and ids ≥ 0.5× `/v1/feed`. A contents request carries 150 items "

@@ -30,10 +30,11 @@ with warnings.catch_warnings():
 
 from aggregator.editorial import CLI
 from aggregator.editorial.keys import create_key, revoke_key
-from aggregator.entries import refresh_story_entries
+from aggregator.entries import refresh_story_entries, touch_pages
 from aggregator.models import Item, Story
 from aggregator.settings import Settings
 from api.app import create_app
+from api.caching import PageCache
 from api.greader.ids import ITEM_PREFIX, READ, READING_LIST, STARRED, long_id, parse_item_id
 from tests.processes import wait_until
 from tests.test_api import SEEDS, T0, Member, Seeder
@@ -65,15 +66,21 @@ class World:
 
 @contextmanager
 def told(world: World) -> Iterator[None]:
-    """Around a write made as another process would make it (straight into the database): on
-    PostgreSQL, wait until its change has been told to this app (its NOTIFY arrives milliseconds after
-    the commit; what the app keeps is answered until then); SQLite reads the changes at the next
-    request."""
-    reader = world.client.app.state.reader  # type: ignore[attr-defined]
-    before = reader.pages.mark()
+    """Around a write made as another process would make it (straight into the database, or through
+    this app: a NOTIFY follows its local effect): on PostgreSQL, wait until its change has been told
+    to this app — its NOTIFY arrives milliseconds after the commit, and what the app keeps is
+    answered until then. A probe's own change is sent after the block and waited for: notifications
+    arrive in commit order. SQLite reads the changes at the next request."""
     yield
-    if world.engine.dialect.name == "postgresql":
-        wait_until(lambda: reader.pages.mark() > before, "the write's NOTIFY to arrive", 20, poll_s=0.01)
+    if world.engine.dialect.name != "postgresql":
+        return
+    reader = world.client.app.state.reader  # type: ignore[attr-defined]
+    probe: PageCache[bool] = PageCache(1)
+    probe.follow(reader.pages)
+    assert probe.put("probe", probe.mark(), True, page_span=("gr:probe", None, None))
+    with world.engine.begin() as conn:
+        touch_pages(conn, [("gr:probe", None, None)])
+    wait_until(lambda: probe.get("probe") is None, "the write's NOTIFY to arrive", 20, poll_s=0.01)
 
 
 def post_form(client: TestClient, url: str, pairs: list[tuple[str, str]], headers: dict[str, str]) -> Any:

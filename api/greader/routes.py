@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -72,10 +73,15 @@ OUTLETS_TTL_S = 5.0
 RENDERED_ITEMS = 50_000
 """Items kept rendered per process (about 2 KB each), oldest dropped first."""
 KEPT_ANSWERS = 4096
-"""``stream/items/ids``, ``unread-count`` and ``stream/items/contents`` answers kept per process
-(least recently used dropped)."""
+"""``stream/items/ids`` and ``unread-count`` answers kept per process (least recently used dropped)."""
+KEPT_CONTENTS = 256
+"""Whole ``stream/items/contents`` answers kept per process (about 200 KB each with their gzip for
+150 items: 50 MB at most)."""
 KEPT_STATES = 4096
 """Keys' epochs and flags kept per process (least recently used dropped)."""
+KEPT_ALIASES = 1024
+"""Raw requests remembered with the answer's key (:meth:`GreaderService.alias`; a 150-id form is
+about 7 KB: 7 MB at most)."""
 KEPT_CONTENTS_S = 60.0
 """A kept ``stream/items/contents`` answer is answered at most this long (its ``updated`` ages)."""
 BAD_TOKEN = {"Google-Bad-Token": "true", "X-Reader-Google-Bad-Token": "true", "Cache-Control": "no-store"}
@@ -263,10 +269,15 @@ class GreaderService:
     _last_context: dict[tuple[str, str], tuple[Any, Any, tuple[Any, ...]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _answers: PageCache[tuple[object, Rendered]] = field(default_factory=lambda: PageCache(KEPT_ANSWERS))
-    """Built ``stream/items/ids``, ``unread-count`` and ``stream/items/contents`` answers per key,
-    with the key's epoch they were built in (:meth:`kept`)."""
+    """Built ``stream/items/ids`` and ``unread-count`` answers per key, with the key's epoch they
+    were built in (:meth:`kept`)."""
+
+    _aliases: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=OrderedDict)
+    _contents: PageCache[tuple[object, Rendered]] = field(default_factory=lambda: PageCache(KEPT_CONTENTS))
+    """Whole ``stream/items/contents`` answers (:meth:`items_contents`)."""
 
     def __post_init__(self) -> None:
+        self._contents.follow(self.reader.pages)
         self._answers.follow(self.reader.pages)
         self._states.follow(self.reader.pages)
 
@@ -289,9 +300,24 @@ class GreaderService:
                 return None
         return found
 
+    def alias(self, raw: tuple[Any, ...], key_id: int, key: tuple[Any, ...]) -> None:
+        """Remember that ``raw`` (a request as sent: path, query, form, base URL) of ``key_id`` is
+        answered by ``key`` (on the event loop only)."""
+        aliases = self._aliases
+        aliases[(key_id, raw)] = key
+        aliases.move_to_end((key_id, raw))
+        while len(aliases) > KEPT_ALIASES:
+            aliases.popitem(last=False)
+
+    def raw_answer(self, raw: tuple[Any, ...], key_id: int) -> Rendered | None:
+        """The kept answer to a request ``key_id`` sent before exactly so (:meth:`alias`): parsing
+        150 item ids costs more than answering a kept answer (after :meth:`synced`)."""
+        key = self._aliases.get((key_id, raw))
+        return None if key is None else self.kept_answer(key, key_id)
+
     def kept_answer(self, key: tuple[Any, ...], key_id: int) -> Rendered | None:
         """The kept answer for ``key`` while current, reading nothing (after :meth:`synced`)."""
-        found = self._answers.get(key)
+        found = (self._contents if key[0] == "contents" else self._answers).get(key)
         if found is None:
             return None
         epoch = self._states.get(("epoch", key_id))
@@ -536,9 +562,11 @@ class GreaderService:
                 if len(items) == len(story_ids)
                 else span(who.locale + UNTRANSLATED_KEY, None, None)
             )
-            # kept as one body: its gzip is one compress of the whole (made on the next request)
-            self._answers.put(key, mark, (epoch, Rendered(rendered.body, rendered.etag)),
-                              now + KEPT_CONTENTS_S, whole)  # fmt: skip
+            # Kept as one body, its gzip one compress of the whole, made when it is asked again: a
+            # 150-item answer is 23 KB then, not the 83 KB of its items' pieces (a compress costs
+            # more than a fresh answer, so the first answer is sent as pieces).
+            again = Rendered(rendered.body, rendered.etag, memo=False)
+            self._contents.put(key, mark, (epoch, again), now + KEPT_CONTENTS_S, whole)
         return rendered
 
     def stream_body(self, who: Reader, query: StreamQuery, base: str) -> Rendered:
@@ -674,36 +702,60 @@ def install_greader(
         return settings.public_url or str(request.base_url).rstrip("/")
 
     Handler = Callable[[Request, Params, Reader], Awaitable[Response]]
-    FrontHandler = Callable[[Request, Params, str | None], Awaitable[Response]]
+    FrontHandler = Callable[[Request, Params, "Asker"], Awaitable[Response]]
+
+    @dataclass
+    class Asker:
+        """Who sent a hot read: the header, the reader when its token is kept (None: not kept, or
+        nothing kept can be trusted now) and the raw request (:meth:`GreaderService.alias`)."""
+
+        header: str | None
+        kept: Reader | None
+        raw: tuple[Any, ...]
 
     async def answer(
-        header: str | None, key: Callable[[Reader], tuple[Any, ...]], work: Callable[[Reader], Rendered]
+        asker: Asker, key: Callable[[Reader], tuple[Any, ...]], work: Callable[[Reader], Rendered]
     ) -> Rendered | None:
-        """The kept answer when the token and the answer for ``key`` are kept: on the loop, reading
-        nothing (on SQLite: the changes since the last request); else the token checked and
-        ``work`` run in one hop (on the loop for SQLite). None: not authorized."""
-        who = service.tokens.kept(header) if service.synced() is not None else None
+        """The kept answer for ``key`` when the token is kept: on the loop, reading nothing; else
+        the token checked and ``work`` run in one hop (on the loop for SQLite). None: not
+        authorized."""
+        who = asker.kept
         if who is not None:
             found = service.kept_answer(key(who), who.key_id)
             if found is not None:
+                service.alias(asker.raw, who.key_id, key(who))
                 return found
 
-        def job() -> Rendered | None:
-            checked = who or service.tokens.from_header(header)
-            return None if checked is None else work(checked)
+        def job() -> tuple[Reader, Rendered] | None:
+            checked = who or service.tokens.from_header(asker.header)
+            return None if checked is None else (checked, work(checked))
 
-        return job() if inline else await run_in_threadpool(job)
+        done = job() if inline else await run_in_threadpool(job)
+        if done is None:
+            return None
+        service.alias(asker.raw, done[0].key_id, key(done[0]))
+        return done[1]
 
     def front(path: str, methods: list[str]) -> Callable[[FrontHandler], FrontHandler]:
-        """Register a hot read, also answered ahead of FastAPI's routing (:class:`GreaderFront`): the
-        handler gets the ``Authorization`` header and answers through :func:`answer`."""
+        """Register a hot read, also answered ahead of FastAPI's routing (:class:`GreaderFront`).
+        A request the same reader sent before (the same query and form, byte for byte) whose answer
+        is kept is answered before its parameters are parsed (:meth:`GreaderService.raw_answer`);
+        the handler answers the others through :func:`answer`."""
 
         def register(handler: FrontHandler) -> FrontHandler:
             async def endpoint(request: Request) -> Response:
+                header = request.headers.get("authorization")
+                body = await request.body() if request.method == "POST" else b""
+                raw = (path, request.scope["query_string"], body, base_of(request))
+                kept = service.tokens.kept(header) if service.synced() is not None else None
+                if kept is not None:
+                    found = service.raw_answer(raw, kept.key_id)
+                    if found is not None:
+                        return cached_response(request, found, PRIVATE)
                 params = await read_params(request)
                 if isinstance(params, Problem):
                     return error_response(params)
-                return await handler(request, params, request.headers.get("authorization"))
+                return await handler(request, params, Asker(header, kept, raw))
 
             app.add_api_route(path, endpoint, methods=methods, include_in_schema=False)
             hot[path] = (endpoint, app.router.routes[-1])  # type: ignore[assignment]
@@ -792,30 +844,30 @@ def install_greader(
         return json_page(request, await run_in_threadpool(service.tags_body))
 
     @front(API + "/unread-count", ["GET"])
-    async def unread_count(request: Request, params: Params, header: str | None) -> Response:
-        rendered = await answer(header, unread_key, service.unread_body)
+    async def unread_count(request: Request, params: Params, asker: Asker) -> Response:
+        rendered = await answer(asker, unread_key, service.unread_body)
         return unauthorized() if rendered is None else cached_response(request, rendered, PRIVATE)
 
     @front(API + "/stream/items/ids", ["GET", "POST"])
-    async def items_ids(request: Request, params: Params, header: str | None) -> Response:
+    async def items_ids(request: Request, params: Params, asker: Asker) -> Response:
         query = stream_query(params, params.get("s"), 20)
         if isinstance(query, Problem):
-            return await refused(header, query)
+            return await refused(asker.header, query)
         rendered = await answer(
-            header, lambda who: ids_key(who, query), lambda who: service.ids_body(who, query)
+            asker, lambda who: ids_key(who, query), lambda who: service.ids_body(who, query)
         )
         return unauthorized() if rendered is None else cached_response(request, rendered, PRIVATE)
 
     @front(API + "/stream/items/contents", ["GET", "POST"])
-    async def items_contents(request: Request, params: Params, header: str | None) -> Response:
+    async def items_contents(request: Request, params: Params, asker: Asker) -> Response:
         ids = list(dict.fromkeys(sid for v in params.getall("i") if (sid := parse_item_id(v)) is not None))
         if len(ids) > MAX_CONTENTS:
             return await refused(
-                header, Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call")
+                asker.header, Problem(400, "too_many_items", f"at most {MAX_CONTENTS} i= per call")
             )
         base = base_of(request)
         rendered = await answer(
-            header,
+            asker,
             lambda who: contents_key(who, ids, base),
             lambda who: service.items_contents(who, ids, base),
         )
