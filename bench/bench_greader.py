@@ -60,12 +60,21 @@ end
 local auth = os.getenv("BENCH_AUTH")
 local walk = os.getenv("BENCH_WALK") == "1"
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
-local at = math.random(#targets)
+local made = 0
+function setup(thread)
+  thread:set("part", made)
+  made = made + 1
+end
+local at, share = 0, #targets
+function init(args)
+  share = math.floor(#targets / tonumber(os.getenv("BENCH_THREADS")))
+  at = (part or 0) * share
+end
 request = function()
   local t
-  if walk then  -- each target once, in order from a random start per thread
-    at = at % #targets + 1
-    t = targets[at]
+  if walk then  -- each target once: every thread walks its own share in order
+    at = at + 1
+    t = targets[(at - 1) % #targets + 1]
   else
     t = targets[math.random(#targets)]
   end
@@ -106,7 +115,13 @@ def wrk(
         urls.write_text("".join(f"{t.method}\t{t.path}\t{t.body}\n" for t in targets))
         script = Path(tmp) / "greader.lua"
         script.write_text(_SCRIPT)
-        env = {"BENCH_URLS": str(urls), "BENCH_AUTH": auth, "PATH": "/usr/bin:/bin", "BENCH_WALK": "01"[walk]}
+        env = {
+            "BENCH_URLS": str(urls),
+            "BENCH_AUTH": auth,
+            "PATH": "/usr/bin:/bin",
+            "BENCH_WALK": "01"[walk],
+            "BENCH_THREADS": str(args.threads),
+        }
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
                "--timeout", "10s", "-s", str(script), srv.base]  # fmt: skip
         if not walk:
@@ -218,11 +233,17 @@ def measure(database_url: str, label: str, stories: int, key: str, args: argpars
             run(f"/v1/feed pages after the first (cursor), {len(later)} of those URLs", later),
             run("/v1/feed unfiltered first page (en)", [Target("GET", "/v1/feed?locale=en&limit=20")]),
             run("stream/items/contents, 150 random ids (POST), 200 batches asked again", contents),
-            run("stream/items/contents, 150 random ids (POST), each batch new", fresh, walk=True),
+            new := run("stream/items/contents, 150 random ids (POST), each batch new", fresh, walk=True),
             run(f"stream/items/ids, 1,000 unread refs at {len(refs)} positions", refs),
             run("unread-count", [Target("GET", f"{API}/unread-count?output=json")]),
         ]
         rss = srv.peak_rss_mb()
+        sent = new.rps * args.duration
+        log(f"{label}: about {sent:,.0f} requests of new batches sent, {len(fresh):,} batches made")
+        if sent > len(fresh) * 0.95:
+            raise SystemExit(
+                f"too few new batches ({len(fresh):,}) for {sent:,.0f} requests: raise --fresh-batches"
+            )
     lines = [f"| **{label}, {stories:,} stories ({len(ids):,} in the key's reading list)** | | | | | | | |"]
     paged = runs[1]
     for r in runs:
@@ -259,7 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--filter-pages", type=int, default=3, help="cursor pages per locale and filter")
     parser.add_argument(
-        "--fresh-batches", type=int, default=3000, help="contents batches never asked before (one run)"
+        "--fresh-batches",
+        type=int,
+        default=8000,
+        help="contents batches never asked before (one run: more than it sends, or some are asked twice)",
     )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
