@@ -9,6 +9,7 @@ in a ``/greader`` path are collapsed first: newsboat concatenates its configured
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
@@ -80,8 +81,7 @@ KEPT_CONTENTS = 256
 KEPT_STATES = 4096
 """Keys' epochs and flags kept per process (least recently used dropped)."""
 KEPT_ALIASES = 1024
-"""Raw requests remembered with the answer's key (:meth:`GreaderService.alias`; a 150-id form is
-about 7 KB: 7 MB at most)."""
+"""Raw requests (their form as a digest) remembered with the answer's key (:meth:`GreaderService.alias`)."""
 KEPT_CONTENTS_S = 60.0
 """A kept ``stream/items/contents`` answer is answered at most this long (its ``updated`` ages)."""
 BAD_TOKEN = {"Google-Bad-Token": "true", "X-Reader-Google-Bad-Token": "true", "Cache-Control": "no-store"}
@@ -301,7 +301,7 @@ class GreaderService:
         return found
 
     def alias(self, raw: tuple[Any, ...], key_id: int, key: tuple[Any, ...]) -> None:
-        """Remember that ``raw`` (a request as sent: path, query, form, base URL) of ``key_id`` is
+        """Remember that ``raw`` (a request as sent: path, query, form digest, base URL) of ``key_id`` is
         answered by ``key`` (on the event loop only)."""
         aliases = self._aliases
         aliases[(key_id, raw)] = key
@@ -746,7 +746,8 @@ def install_greader(
             async def endpoint(request: Request) -> Response:
                 header = request.headers.get("authorization")
                 body = await request.body() if request.method == "POST" else b""
-                raw = (path, request.scope["query_string"], body, base_of(request))
+                form = hashlib.blake2b(body, digest_size=16).digest()  # not the form: 2 MB at most
+                raw = (path, request.scope["query_string"], form, base_of(request))
                 kept = service.tokens.kept(header) if service.synced() is not None else None
                 if kept is not None:
                     found = service.raw_answer(raw, kept.key_id)
