@@ -9,7 +9,6 @@ MinHash of the text for same-language near-duplicates.
 from __future__ import annotations
 
 import re
-import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from aggregator.dedupe.blocking import Keys, blocking_keys
+from aggregator.dedupe.kernels import minhash_kernel as _minhash_kernel
 from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fold_chinese
 from aggregator.dedupe.numbers import Figure, extract_figures, family
 from aggregator.dedupe.policy import DEFAULT, Thresholds
@@ -361,25 +361,16 @@ class Extractor:
         return info
 
     def _minhash(self, text: str, locale: str) -> tuple[int, ...] | None:
-        """datasketch's ``affine32`` MinHash of the shingles (crc32, fmix32, a·h + b mod 2³²),
-        computed in one numpy pass instead of through a ``MinHash`` object per document."""
+        """datasketch's ``affine32`` MinHash of the shingles (crc32, fmix32, a·h + b mod 2³²), in
+        the compiled kernel (``_minhash.pyx``): three consecutive words, or in Chinese and Japanese
+        three consecutive Han/kana characters; None below five distinct shingles."""
         if family(locale) == "cjk":
             joined = "".join(_HAN_KANA_RUN.findall(text))
             shingles = {joined[i : i + 3] for i in range(max(0, len(joined) - 2))}
-        else:
-            words = _WORD.findall(text.lower())
-            shingles = {" ".join(w) for w in zip(words, words[1:], words[2:], strict=False)}
-        if len(shingles) < 5:
-            return None
-        crc = zlib.crc32
-        hv = np.fromiter((crc(s.encode()) for s in shingles), dtype=np.uint32, count=len(shingles))
-        hv ^= hv >> _U16
-        hv *= _FMIX_1
-        hv ^= hv >> _U13
-        hv *= _FMIX_2
-        hv ^= hv >> _U16
-        phv = hv[:, None] * self._perm_a + self._perm_b
-        return tuple(phv.min(axis=0).tolist())
+            if len(shingles) < 5:
+                return None
+            return _minhash_kernel.minhash_strings(shingles, self._perm_a, self._perm_b)
+        return _minhash_kernel.minhash_words(_WORD.findall(text.lower()), self._perm_a, self._perm_b)
 
     def _latin_run(
         self,
@@ -456,8 +447,6 @@ class Extractor:
 
 _CACHE_LIMIT = 200_000
 """Per-word caches are dropped past this many distinct words (memory stays bounded)."""
-_U16, _U13 = np.uint32(16), np.uint32(13)
-_FMIX_1, _FMIX_2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 
 
 @dataclass(frozen=True, slots=True)
