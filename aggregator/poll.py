@@ -162,9 +162,12 @@ class ParsePool:
             return None
         with self._lock:
             if self._processes is None:
-                # Not the dedupe package: a worker imports it with its first ``extract_features``
-                # job, so the pool is ready (and parsing) sooner.
-                self._processes = forkserver_pool(self.workers, preload=["__main__", "aggregator.normalize"])
+                # The dedupe package too: imported once in the fork server rather than once per
+                # worker with its first ``extract_features`` job (~0.3 CPU s each); bodies that
+                # come in meanwhile are parsed in a thread.
+                self._processes = forkserver_pool(
+                    self.workers, preload=["__main__", "aggregator.normalize", "aggregator.dedupe.ingest"]
+                )
                 self._ready = threading.Event()
                 threading.Thread(
                     target=self._start, args=(self._processes, self._ready), name="parse-pool", daemon=True
