@@ -467,3 +467,43 @@ def test_minhash_kernel_rejects_mismatched_permutations() -> None:
         _minhash.minhash_words(["a", "b", "c", "d", "e", "f", "g", "h"], a, a[:4])
     with pytest.raises(ValueError):
         _minhash.minhash_strings(["abc"], a, a[:4])
+
+
+def test_features_from_kept_urls_are_the_same() -> None:
+    """The extractor keeps each URL's identity by spelling: features made with every URL already
+    kept (a second pass, other docs' links among them) equal the ones made from scratch."""
+    from dataclasses import replace
+
+    spellings = [
+        "https://www.coindesk.example/markets/2025/03/14/btc/",
+        "http://coindesk.example/markets/2025/03/14/btc?utm_source=rss&id=7",
+        "https://coindesk.example/tag/btc",
+        "HTTPS://WWW.Coindesk.example/tag/btc/",
+        "urn:uuid:1234",
+        "  https://t.example/a  ",
+        "/relative/path",
+        "https://例子.example/新闻/1",
+        "",
+    ]
+    rng = random.Random(14)
+    base = [d.doc for c in (ROOT / "eval" / "tune", ROOT / "eval" / "test") for d in load_corpus(c)]
+    docs = []
+    for doc in base:
+        links: dict[str, Any] = {"outbound": rng.sample(spellings, rng.randint(0, 5))}
+        if rng.random() < 0.4:
+            links["original"] = rng.choice(spellings)
+        if rng.random() < 0.3:
+            links["alternates"] = [{"href": rng.choice(spellings)}, rng.choice(spellings)]
+        docs.append(replace(doc, links=links, image=rng.choice([None, *spellings])))
+    warm = Extractor()
+    for doc in docs:
+        warm.features(doc)
+    assert warm._urls  # the second pass below reads them
+    cold = Extractor()
+    linked = 0
+    for doc in docs:
+        cold._urls.clear()
+        a, b = warm.features(doc), cold.features(doc)
+        assert (a.identity, a.declared, a.cites, a.image) == (b.identity, b.declared, b.cites, b.image)
+        linked += bool(a.cites and a.declared)
+    assert linked > 10

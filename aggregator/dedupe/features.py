@@ -185,6 +185,7 @@ class Extractor:
         self._latin_infos: dict[str, _LatinToken] = {}
         self._cyr_infos: dict[str, tuple[int, str | None]] = {}
         self._ar_infos: dict[str, tuple[int, str | None]] = {}
+        self._urls: dict[str, str | None] = {}
 
     def features_many(
         self, docs: Iterable[DedupeDoc], workers: int = 1, chunk: int = 500
@@ -197,7 +198,7 @@ class Extractor:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_latin_infos"], state["_cyr_infos"], state["_ar_infos"] = {}, {}, {}
+        state["_latin_infos"], state["_cyr_infos"], state["_ar_infos"], state["_urls"] = {}, {}, {}, {}
         return state
 
     def features(self, doc: DedupeDoc) -> Features:
@@ -243,22 +244,23 @@ class Extractor:
                 sequence.append(key)
                 seq_values.append(float(key[1:]) if key.startswith("#") else None)
         links = doc.links or {}
+        ident = self._identity_url
         declared = set()
         for key in ("original", "source"):
-            u = identity_url(links.get(key)) if isinstance(links.get(key), str) else None
+            u = ident(links.get(key)) if isinstance(links.get(key), str) else None
             if u:
                 declared.add(u)
         for alt in links.get("alternates") or []:
             href = alt.get("href") if isinstance(alt, Mapping) else alt
-            u = identity_url(href) if isinstance(href, str) else None
+            u = ident(href) if isinstance(href, str) else None
             if u:
                 declared.add(u)
-        cites = {u for u in (identity_url(x) for x in links.get("outbound") or [] if isinstance(x, str)) if u}
-        identity = {k for k in (identity_url(doc.url), identity_url(doc.guid)) if k}
+        cites = {u for u in (ident(x) for x in links.get("outbound") or [] if isinstance(x, str)) if u}
+        identity = {k for k in (ident(doc.url), ident(doc.guid)) if k}
         akey = self._article_key(doc)
         if akey:
             identity.add("article:" + akey)
-        own = identity_url(doc.url)
+        own = ident(doc.url)
         declared.discard(own or "")
         cites.discard(own or "")
         f = Features(
@@ -267,7 +269,7 @@ class Extractor:
             identity=frozenset(identity),
             declared=frozenset(declared),
             cites=frozenset(cites - declared),
-            image=identity_url(doc.image),
+            image=ident(doc.image),
             figures=values,
             title_figures=title_figures,
             entities=entities,
@@ -285,6 +287,19 @@ class Extractor:
         # worked out from the finished features.
         object.__setattr__(f, "blocking", blocking_keys(f, self.thresholds))
         return f
+
+    def _identity_url(self, url: str | None) -> str | None:
+        """``identity_url(url)``, kept per spelling: tag, home and section links recur in item
+        after item of an outlet."""
+        if url is None:
+            return None
+        urls = self._urls
+        if url in urls:
+            return urls[url]
+        if len(urls) > _CACHE_LIMIT:
+            urls.clear()
+        found = urls[url] = identity_url(url)
+        return found
 
     def _article_key(self, doc: DedupeDoc) -> str | None:
         if self.article_key is not None:
