@@ -2,9 +2,10 @@
 
 The bench's other profiles look at one stage at a time (the round inline in one thread, then
 ``run_dedupe`` alone); this one profiles the command as a user runs it, in its own process, so
-the shares say where the wall time of ``poll --once`` goes. cProfile sees the main thread only:
-the parse processes' work (parse, normalize, dedupe features) shows as the main thread waiting,
-and their CPU is in the CPU column (the command and every process it reaped).
+the shares say where the CPU of ``poll --once`` goes. Every process and thread is profiled
+(``ingest_profile_site/sitecustomize.py``: the command with its event loop and store threads, the
+fork server, the pool workers that parse, normalize and extract dedupe features), in CPU seconds
+(``time.thread_time``), and each figure says which process it is from.
 
 Standalone, to profile another checkout of the code with the same feeds (how the "before" was
 made)::
@@ -29,50 +30,44 @@ if str(ROOT) not in sys.path:
 
 from ingest_runs import bench_env, poll_summary, prepare_database, run_child  # noqa: E402
 
-STAGES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+STAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "imports (importlib, wherever they happen)",
-        "main",
         "<frozen importlib._bootstrap>",
         ("_find_and_load",),
     ),
-    ("fetch (fetch.py Fetcher.fetch, event loop thread)", "main", "aggregator/fetch.py", ("fetch",)),
-    ("store (poll.py SourceUpdater._store, store threads)", "main", "aggregator/poll.py", ("_store",)),
-    ("storing features (poll.py _store_features)", "main", "aggregator/poll.py", ("_store_features",)),
-    ("dedupe (run.py run_dedupe)", "main", "aggregator/dedupe/run.py", ("run_dedupe",)),
+    ("fetch (fetch.py Fetcher.fetch, event loop thread)", "aggregator/fetch.py", ("fetch",)),
+    ("store (poll.py SourceUpdater._store, store threads)", "aggregator/poll.py", ("_store",)),
+    ("storing features (poll.py _store_features)", "aggregator/poll.py", ("_store_features",)),
+    ("dedupe (run.py run_dedupe)", "aggregator/dedupe/run.py", ("run_dedupe",)),
     (
         "— features before its transaction (run.py prepare_features)",
-        "main",
         "aggregator/dedupe/run.py",
         ("prepare_features",),
     ),
-    ("— loading rows (run.py _load)", "main", "aggregator/dedupe/run.py", ("_load",)),
-    ("— features in its transaction (run.py _features)", "main", "aggregator/dedupe/run.py", ("_features",)),
-    ("— clustering (cluster.py Clusterer.add)", "main", "aggregator/dedupe/cluster.py", ("add",)),
-    ("— canonicals (run.py _set_canonicals)", "main", "aggregator/dedupe/run.py", ("_set_canonicals",)),
+    ("— loading rows (run.py _load)", "aggregator/dedupe/run.py", ("_load",)),
+    ("— features in its transaction (run.py _features)", "aggregator/dedupe/run.py", ("_features",)),
+    ("— clustering (cluster.py Clusterer.add)", "aggregator/dedupe/cluster.py", ("add",)),
+    ("— canonicals (run.py _set_canonicals)", "aggregator/dedupe/run.py", ("_set_canonicals",)),
     (
         "— feed entries (entries.py refresh_story_entries)",
-        "main",
         "aggregator/entries.py",
         ("refresh_story_entries",),
     ),
     (
         "parse + normalize (normalize prepare_feed)",
-        "worker",
         "aggregator/normalize/entry.py",
         ("prepare_feed",),
     ),
-    ("— parse (parse.py parse_feed)", "worker", "aggregator/parse.py", ("parse_feed",)),
+    ("— parse (parse.py parse_feed)", "aggregator/parse.py", ("parse_feed",)),
     (
         "— normalize (normalize/entry.py normalize_entry)",
-        "worker",
         "aggregator/normalize/entry.py",
         ("normalize_entry",),
     ),
-    ("dedupe features (poll.py extract_features)", "worker", "aggregator/poll.py", ("extract_features",)),
-    ("— entities (features.py _entities)", "worker", "aggregator/dedupe/features.py", ("_entities",)),
-    ("— minhash (features.py _minhash)", "worker", "aggregator/dedupe/features.py", ("_minhash",)),
-    ("imports in the workers", "worker", "<frozen importlib._bootstrap>", ("_find_and_load",)),
+    ("dedupe features (poll.py extract_features)", "aggregator/poll.py", ("extract_features",)),
+    ("— entities (features.py _entities)", "aggregator/dedupe/features.py", ("_entities",)),
+    ("— minhash (features.py _minhash)", "aggregator/dedupe/features.py", ("_minhash",)),
 )
 
 
@@ -162,7 +157,7 @@ def cli_profile(database_url: str, root: Path = ROOT, top: int = 25, keep: Path 
             v[1] for t in tables[role] for (f, _l, fn), v in t.items() if f.endswith(path) and fn in funcs
         )
 
-    for label, _where, suffix, funcs in STAGES:
+    for label, suffix, funcs in STAGES:
         m, w = cum("main", suffix, funcs), cum("worker", suffix, funcs)
         lines.append(f"| {label} | {m:.2f} | {w:.2f} | {(m + w) / total:.0%} |")
     merged: dict[tuple[str, int, str], list[float]] = {}
