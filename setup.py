@@ -3,7 +3,7 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["aggregator.dedupe._index", "aggregator.dedupe._pairs"]
+KERNELS = ["aggregator.dedupe._index", "aggregator.dedupe._pairs", "aggregator.dedupe._minhash"]
 
 setup(
     ext_modules=cythonize(

@@ -17,7 +17,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -155,6 +155,16 @@ class ParsePool:
         self._processes: ProcessPoolExecutor | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._thread: ThreadPoolExecutor | None = None
+
+    def thread(self) -> Executor:
+        """The one thread that parses what the processes do not take (small bodies, bodies that
+        come in before the workers are up). One: parsing holds the GIL, so more threads would
+        parse no faster and would keep the event loop and the stores from running."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = ThreadPoolExecutor(1, thread_name_prefix="parse")
+            return self._thread
 
     def executor_for(self, body_bytes: int) -> Executor | None:
         """The process pool for a body this big once it is up, else None (a thread)."""
@@ -162,9 +172,12 @@ class ParsePool:
             return None
         with self._lock:
             if self._processes is None:
-                # Not the dedupe package: a worker imports it with its first ``extract_features``
-                # job, so the pool is ready (and parsing) sooner.
-                self._processes = forkserver_pool(self.workers, preload=["__main__", "aggregator.normalize"])
+                # The dedupe package too: imported once in the fork server rather than once per
+                # worker with its first ``extract_features`` job (~0.3 CPU s each); bodies that
+                # come in meanwhile are parsed in a thread.
+                self._processes = forkserver_pool(
+                    self.workers, preload=["__main__", "aggregator.normalize", "aggregator.dedupe.ingest"]
+                )
                 self._ready = threading.Event()
                 threading.Thread(
                     target=self._start, args=(self._processes, self._ready), name="parse-pool", daemon=True
@@ -203,8 +216,11 @@ class ParsePool:
     def shutdown(self) -> None:
         with self._lock:
             processes, self._processes = self._processes, None
+            thread, self._thread = self._thread, None
         if processes is not None:
             processes.shutdown(wait=True, cancel_futures=True)
+        if thread is not None:
+            thread.shutdown(wait=True, cancel_futures=True)
 
 
 class SourceUpdater:
@@ -230,6 +246,11 @@ class SourceUpdater:
             threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
         self._extracting: set[asyncio.Task[None]] = set()
+        # Stores run on threads of their own: queued behind parse jobs on the event loop's shared
+        # pool, a stored feed waited for bodies fetched after it. SQLite has one writer: one thread.
+        self._stores = ThreadPoolExecutor(
+            1 if engine.dialect.name == "sqlite" else 4, thread_name_prefix="store"
+        )
 
     async def _prepare(
         self, fetch: FetchResult, source: Source, now: datetime
@@ -251,12 +272,13 @@ class SourceUpdater:
         if not isinstance(self.executor, ParsePool):
             return await loop.run_in_executor(self.executor, job)
         executor = self.executor.executor_for(len(fetch.body))
+        if executor is None:
+            return await loop.run_in_executor(self.executor.thread(), job)
         try:
             return await loop.run_in_executor(executor, job)
         except BrokenProcessPool:  # a worker died (killed, out of memory): this body goes to a thread
-            assert executor is not None
             self.executor.discard(executor)
-            return await loop.run_in_executor(None, job)
+            return await loop.run_in_executor(self.executor.thread(), job)
 
     async def update(self, source: Source) -> SourceOutcome:
         assert source.id is not None
@@ -275,7 +297,9 @@ class SourceUpdater:
             outcome.error = fetch.error if not fetch.not_modified else None
             if outcome.error is None and parsed is not None and parsed.error:
                 outcome.error = parsed.error
-        written = await loop.run_in_executor(None, self._store, source, fetch, parsed, entries, outcome, now)
+        written = await loop.run_in_executor(
+            self._stores, self._store, source, fetch, parsed, entries, outcome, now
+        )
         if written:
             task = asyncio.create_task(self._extract_features(source, written))
             self._extracting.add(task)
@@ -301,7 +325,7 @@ class SourceUpdater:
         loop = asyncio.get_running_loop()
         try:
             rows = await loop.run_in_executor(executor, extract_features, items)
-            await loop.run_in_executor(None, self._store_features, rows)
+            await loop.run_in_executor(self._stores, self._store_features, rows)
         except BrokenProcessPool:
             if isinstance(self.executor, ParsePool):
                 self.executor.discard(executor)
@@ -324,6 +348,10 @@ class SourceUpdater:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
+
+    def close(self) -> None:
+        """Let the store threads go (the end of a round; every store has been awaited)."""
+        self._stores.shutdown(wait=True)
 
     async def drain(self) -> None:
         """Wait for the feature extraction still running (the end of a round)."""
@@ -489,6 +517,7 @@ async def poll_round(
         if in_flight:
             await asyncio.wait(in_flight)
         await updater.cancel_extraction()  # stopped mid-round: the next dedupe run extracts them
+        await asyncio.to_thread(updater.close)
         for task in started_tasks:  # the first error (database down) ends the round; the others
             if task.done() and not task.cancelled():  # are the same outage, not "never retrieved"
                 task.exception()

@@ -248,7 +248,7 @@ def _run(args: argparse.Namespace, tmp: Path, feed_dir: Path) -> int:
                 )
                 profile += "\n\n" + run.stdout.strip()
                 profile += "\n\n" + import_profile(bench_env(f"sqlite:///{tmp / 'cli'}.sqlite"))
-                log("profiling main.py poll --once end to end (cProfile)")
+                log("profiling main.py poll --once end to end (cProfile, every process and thread)")
                 url = f"sqlite:///{tmp / 'cli-profile'}.sqlite"
                 prepare_database(url, base_url, args.feeds)
                 before_cli = (

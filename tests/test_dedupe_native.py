@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 from aggregator.dedupe import _pairs as native
@@ -357,3 +359,151 @@ def test_finish_returns_a_complete_score_itself() -> None:
     full = oracle.compare(a, b, DEFAULT)
     assert full.complete
     assert native.finish(full, x, y, DEFAULT) is full
+
+
+# --- MinHash (``_minhash.pyx`` against ``tests/dedupe_oracle/minhash.py``) ---------------------
+
+_MINHASH_WORDS = (
+    "bitcoin",
+    "ETF",
+    "inflows",
+    "record",
+    "Биткоин",
+    "вырос",
+    "до",
+    "ставка",
+    "بيتكوين",
+    "ارتفع",
+    "إلى",
+    "比特币",
+    "上涨",
+    "ビットコイン",
+    "急騰",
+    "取引所",
+    "비트코인",
+    "상승",
+    "Ethereum's",
+    "señal",
+    "über",
+    "Straße",
+    "ﬁnance",
+    "İstanbul",
+    "e\u0301",
+    "🚀",
+    "70,000",
+    "5%",
+    "$3.5bn",
+    "2025-03-14",
+    "a",
+    "the",
+    "و",
+    "的",
+    "—",
+    "\u200b",
+    "x" * 40,
+)
+"""Words of every script the feeds carry, with figures, combining marks, ligatures, emoji,
+zero-width spaces and characters whose lower case is longer (``İ``)."""
+
+
+def _random_text(rng: random.Random) -> str:
+    n = rng.choice([0, 1, 2, 3, 4, 5, 6, 8, 12, 40, 200])
+    words = [rng.choice(_MINHASH_WORDS) for _ in range(n)]
+    if words and rng.random() < 0.3:  # a repeated phrase: shingles seen more than once
+        words += words[: rng.randint(1, len(words))]
+    seps = [" ", " ", " ", ", ", "\n\n", "", "-", "。"]
+    return "".join(w + rng.choice(seps) for w in words)
+
+
+@pytest.mark.parametrize("num_perm", [DEFAULT.minhash_perm, 1, 64, 256])
+def test_minhash_kernel_agrees_with_the_oracle(num_perm: int) -> None:
+    from aggregator.dedupe import _minhash
+    from aggregator.dedupe.features import MINHASH_SEED, affine32_permutations
+    from tests.dedupe_oracle import minhash as mh_oracle
+
+    a, b = affine32_permutations(num_perm, seed=MINHASH_SEED)
+    rng = random.Random(num_perm)
+    signed = unsigned = 0
+    for _ in range(600):
+        text = _random_text(rng)
+        words = re.findall(r"\w+", text.lower())
+        expected = mh_oracle.minhash(text, False, a, b)
+        assert _minhash.minhash_words(words, a, b) == expected, text
+        signed += expected is not None
+        unsigned += expected is None
+        found = mh_oracle.shingles(text, True) | set(re.findall(r"\w+", text))
+        if len(found) >= 5:
+            assert _minhash.minhash_strings(found, a, b) == mh_oracle.signature(found, a, b), text
+    assert signed > 100 and unsigned > 100  # both outcomes exercised
+
+
+def test_minhash_of_features_agrees_with_the_oracle() -> None:
+    """Through ``Extractor.features``, on both eval halves: every locale's path (CJK shingles by
+    character, the others by word) gives the oracle's signature."""
+    from aggregator.dedupe.features import _parse_locale
+    from aggregator.dedupe.lexicon import fold_chinese
+    from aggregator.dedupe.numbers import family
+    from tests.dedupe_oracle import minhash as mh_oracle
+
+    ex = Extractor()
+    docs = [d.doc for c in (ROOT / "eval" / "tune", ROOT / "eval" / "test") for d in load_corpus(c)]
+    cjk = 0
+    for doc in docs:
+        f = ex.features(doc)
+        locale = _parse_locale(doc)
+        text = doc.text or doc.title
+        text = fold_chinese(text) if locale.startswith("zh") else text
+        is_cjk = family(locale) == "cjk"
+        cjk += is_cjk
+        assert f.minhash == mh_oracle.minhash(text, is_cjk, ex._perm_a, ex._perm_b), doc.id
+    assert cjk > 10
+
+
+def test_minhash_kernel_rejects_mismatched_permutations() -> None:
+    from aggregator.dedupe import _minhash
+
+    a = np.arange(1, 9, dtype=np.uint32)
+    with pytest.raises(ValueError):
+        _minhash.minhash_words(["a", "b", "c", "d", "e", "f", "g", "h"], a, a[:4])
+    with pytest.raises(ValueError):
+        _minhash.minhash_strings(["abc"], a, a[:4])
+
+
+def test_features_from_kept_urls_are_the_same() -> None:
+    """The extractor keeps each URL's identity by spelling: features made with every URL already
+    kept (a second pass, other docs' links among them) equal the ones made from scratch."""
+    from dataclasses import replace
+
+    spellings = [
+        "https://www.coindesk.example/markets/2025/03/14/btc/",
+        "http://coindesk.example/markets/2025/03/14/btc?utm_source=rss&id=7",
+        "https://coindesk.example/tag/btc",
+        "HTTPS://WWW.Coindesk.example/tag/btc/",
+        "urn:uuid:1234",
+        "  https://t.example/a  ",
+        "/relative/path",
+        "https://例子.example/新闻/1",
+        "",
+    ]
+    rng = random.Random(14)
+    base = [d.doc for c in (ROOT / "eval" / "tune", ROOT / "eval" / "test") for d in load_corpus(c)]
+    docs = []
+    for doc in base:
+        links: dict[str, Any] = {"outbound": rng.sample(spellings, rng.randint(0, 5))}
+        if rng.random() < 0.4:
+            links["original"] = rng.choice(spellings)
+        if rng.random() < 0.3:
+            links["alternates"] = [{"href": rng.choice(spellings)}, rng.choice(spellings)]
+        docs.append(replace(doc, links=links, image=rng.choice([None, *spellings])))
+    warm = Extractor()
+    for doc in docs:
+        warm.features(doc)
+    assert warm._urls  # the second pass below reads them
+    cold = Extractor()
+    linked = 0
+    for doc in docs:
+        cold._urls.clear()
+        a, b = warm.features(doc), cold.features(doc)
+        assert (a.identity, a.declared, a.cites, a.image) == (b.identity, b.declared, b.cites, b.image)
+        linked += bool(a.cites and a.declared)
+    assert linked > 10

@@ -190,3 +190,40 @@ def test_editor_overrides_survive_reruns(engine: sa.Engine) -> None:
     before = snapshot(engine)
     run_dedupe(engine)
     assert snapshot(engine) == before
+
+
+def test_rows_written_without_models_are_the_models_rows() -> None:
+    """``_cluster`` writes new stories and decisions as plain rows: every column the model would
+    dump, with the same values (the times the models stamp themselves excepted)."""
+    from aggregator.dedupe.cluster import Assignment
+    from aggregator.dedupe.run import decision_row, story_row
+
+    first, now = datetime(2025, 3, 14, 8, 30, tzinfo=UTC), datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+    model = Story(first_published_at=first, updated_at=now).model_dump(exclude={"id"})
+    row = story_row(first, now)
+    assert row.keys() == model.keys()
+    assert {k: v for k, v in row.items() if k != "stored_at"} == {
+        k: v for k, v in model.items() if k != "stored_at"
+    }
+    assert isinstance(row["stored_at"], datetime) and row["stored_at"].tzinfo is not None
+    for a in (
+        Assignment(
+            7, 3, "merge", matched_doc=5, score=0.812345678, threshold=0.5, signals={"figures": [1.5]}
+        ),
+        Assignment(8, -1, "new"),
+    ):
+        model = MergeDecision(
+            item_id=a.doc_id,
+            story_id=12,
+            matched_item_id=a.matched_doc,
+            kind=a.kind,
+            score=round(a.score, 4),
+            threshold=a.threshold,
+            signals=a.signals,
+        ).model_dump(exclude={"id"})
+        row = decision_row(a, 12)
+        assert row.keys() == model.keys()
+        assert {k: v for k, v in row.items() if k != "decided_at"} == {
+            k: v for k, v in model.items() if k != "decided_at"
+        }
+        assert isinstance(row["decided_at"], datetime) and row["decided_at"].tzinfo is not None

@@ -9,7 +9,6 @@ MinHash of the text for same-language near-duplicates.
 from __future__ import annotations
 
 import re
-import zlib
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from aggregator.dedupe.blocking import Keys, blocking_keys
+from aggregator.dedupe.kernels import minhash_kernel as _minhash_kernel
 from aggregator.dedupe.lexicon import LATIN_LETTER, Lexicon, default_lexicon, fold_chinese
 from aggregator.dedupe.numbers import Figure, extract_figures, family
 from aggregator.dedupe.policy import DEFAULT, Thresholds
@@ -185,6 +185,7 @@ class Extractor:
         self._latin_infos: dict[str, _LatinToken] = {}
         self._cyr_infos: dict[str, tuple[int, str | None]] = {}
         self._ar_infos: dict[str, tuple[int, str | None]] = {}
+        self._urls: dict[str, str | None] = {}
 
     def features_many(
         self, docs: Iterable[DedupeDoc], workers: int = 1, chunk: int = 500
@@ -197,7 +198,7 @@ class Extractor:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_latin_infos"], state["_cyr_infos"], state["_ar_infos"] = {}, {}, {}
+        state["_latin_infos"], state["_cyr_infos"], state["_ar_infos"], state["_urls"] = {}, {}, {}, {}
         return state
 
     def features(self, doc: DedupeDoc) -> Features:
@@ -243,22 +244,23 @@ class Extractor:
                 sequence.append(key)
                 seq_values.append(float(key[1:]) if key.startswith("#") else None)
         links = doc.links or {}
+        ident = self._identity_url
         declared = set()
         for key in ("original", "source"):
-            u = identity_url(links.get(key)) if isinstance(links.get(key), str) else None
+            u = ident(links.get(key)) if isinstance(links.get(key), str) else None
             if u:
                 declared.add(u)
         for alt in links.get("alternates") or []:
             href = alt.get("href") if isinstance(alt, Mapping) else alt
-            u = identity_url(href) if isinstance(href, str) else None
+            u = ident(href) if isinstance(href, str) else None
             if u:
                 declared.add(u)
-        cites = {u for u in (identity_url(x) for x in links.get("outbound") or [] if isinstance(x, str)) if u}
-        identity = {k for k in (identity_url(doc.url), identity_url(doc.guid)) if k}
+        cites = {u for u in (ident(x) for x in links.get("outbound") or [] if isinstance(x, str)) if u}
+        identity = {k for k in (ident(doc.url), ident(doc.guid)) if k}
         akey = self._article_key(doc)
         if akey:
             identity.add("article:" + akey)
-        own = identity_url(doc.url)
+        own = ident(doc.url)
         declared.discard(own or "")
         cites.discard(own or "")
         f = Features(
@@ -267,7 +269,7 @@ class Extractor:
             identity=frozenset(identity),
             declared=frozenset(declared),
             cites=frozenset(cites - declared),
-            image=identity_url(doc.image),
+            image=ident(doc.image),
             figures=values,
             title_figures=title_figures,
             entities=entities,
@@ -285,6 +287,19 @@ class Extractor:
         # worked out from the finished features.
         object.__setattr__(f, "blocking", blocking_keys(f, self.thresholds))
         return f
+
+    def _identity_url(self, url: str | None) -> str | None:
+        """``identity_url(url)``, kept per spelling: tag, home and section links recur in item
+        after item of an outlet."""
+        if url is None:
+            return None
+        urls = self._urls
+        if url in urls:
+            return urls[url]
+        if len(urls) > _CACHE_LIMIT:
+            urls.clear()
+        found = urls[url] = identity_url(url)
+        return found
 
     def _article_key(self, doc: DedupeDoc) -> str | None:
         if self.article_key is not None:
@@ -361,25 +376,16 @@ class Extractor:
         return info
 
     def _minhash(self, text: str, locale: str) -> tuple[int, ...] | None:
-        """datasketch's ``affine32`` MinHash of the shingles (crc32, fmix32, a·h + b mod 2³²),
-        computed in one numpy pass instead of through a ``MinHash`` object per document."""
+        """datasketch's ``affine32`` MinHash of the shingles (crc32, fmix32, a·h + b mod 2³²), in
+        the compiled kernel (``_minhash.pyx``): three consecutive words, or in Chinese and Japanese
+        three consecutive Han/kana characters; None below five distinct shingles."""
         if family(locale) == "cjk":
             joined = "".join(_HAN_KANA_RUN.findall(text))
             shingles = {joined[i : i + 3] for i in range(max(0, len(joined) - 2))}
-        else:
-            words = _WORD.findall(text.lower())
-            shingles = {" ".join(w) for w in zip(words, words[1:], words[2:], strict=False)}
-        if len(shingles) < 5:
-            return None
-        crc = zlib.crc32
-        hv = np.fromiter((crc(s.encode()) for s in shingles), dtype=np.uint32, count=len(shingles))
-        hv ^= hv >> _U16
-        hv *= _FMIX_1
-        hv ^= hv >> _U13
-        hv *= _FMIX_2
-        hv ^= hv >> _U16
-        phv = hv[:, None] * self._perm_a + self._perm_b
-        return tuple(phv.min(axis=0).tolist())
+            if len(shingles) < 5:
+                return None
+            return _minhash_kernel.minhash_strings(shingles, self._perm_a, self._perm_b)
+        return _minhash_kernel.minhash_words(_WORD.findall(text.lower()), self._perm_a, self._perm_b)
 
     def _latin_run(
         self,
@@ -456,8 +462,6 @@ class Extractor:
 
 _CACHE_LIMIT = 200_000
 """Per-word caches are dropped past this many distinct words (memory stays bounded)."""
-_U16, _U13 = np.uint32(16), np.uint32(13)
-_FMIX_1, _FMIX_2 = np.uint32(0x85EBCA6B), np.uint32(0xC2B2AE35)
 
 
 @dataclass(frozen=True, slots=True)

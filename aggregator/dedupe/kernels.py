@@ -1,5 +1,5 @@
-"""Dedupe's compiled kernels, required: the blocking index (``_index.pyx``) and pair scoring
-(``_pairs.pyx``), built by the package build (``setup.py``; ``make venv`` or
+"""Dedupe's compiled kernels, required: the blocking index (``_index.pyx``), pair scoring
+(``_pairs.pyx``) and the MinHash signature features carry (``_minhash.pyx``), built by the package build (``setup.py``; ``make venv`` or
 ``pip install --no-build-isolation -e .``). Without them importing dedupe fails at once with
 ``KernelsNotBuilt``, one line saying how to build: there is no slower fallback.
 """
@@ -7,25 +7,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from aggregator.dedupe.features import Features
 from aggregator.dedupe.policy import Thresholds
 from aggregator.dedupe.similarity import PairScore
 from core.errors import BabelwireError
+
+if TYPE_CHECKING:  # features imports this module (its MinHash is a kernel)
+    from aggregator.dedupe.features import Features
 
 BUILD = "run `make venv` (or `.venv/bin/pip install --no-build-isolation -e .`)"
 
 
 class KernelsNotBuilt(BabelwireError, ImportError):
-    """``aggregator.dedupe._index`` or ``_pairs`` is not compiled (or not for this interpreter)."""
+    """``aggregator.dedupe._index``, ``_pairs`` or ``_minhash`` is not compiled (or not for this interpreter)."""
 
 
 try:
-    from aggregator.dedupe import _index, _pairs
+    from aggregator.dedupe import _index, _minhash, _pairs
 except ImportError as e:
     raise KernelsNotBuilt(f"dedupe's compiled kernels are not built ({e}): {BUILD}") from None
 
 Index = _index.Index
+minhash_kernel = _minhash
 
 
 class PairKernel:

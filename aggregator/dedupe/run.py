@@ -48,6 +48,7 @@ from aggregator.entries import refresh_story_entries, related_neighbors
 from aggregator.models import EditorialOverride, FeedChange, Item, MergeDecision, RelatedStory, Source, Story
 from aggregator.normalize.urls import identity_url as norm_url
 from aggregator.store import STORE_FEATURES, store_features
+from aggregator.tables import utcnow
 
 POOL_FROM = 400
 """Above this many items to extract in one run, extraction runs in two worker processes."""
@@ -198,8 +199,21 @@ def run_dedupe(
     return report
 
 
-Prepared = dict[int, tuple[str, Features, bytes]]
-"""Item id → (key, features, stored form) extracted by :func:`prepare_features`."""
+class Prepared(dict[int, tuple[str, Features, bytes]]):
+    """Item id → (key, features, stored form) extracted by :func:`prepare_features`; ``computed``: the
+    doc and key it computed for every row it read, so the run's transaction hashes a row again
+    only when its doc is not the same (the row changed in between)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.computed: dict[int, tuple[DedupeDoc, str]] = {}
+
+    def key(self, ex: Extractor, doc: DedupeDoc) -> str:
+        """``dedupe_key(ex, doc)``, from ``computed`` when the doc there equals ``doc``."""
+        known = self.computed.get(doc.id)
+        if known is not None and known[0] == doc:
+            return known[1]
+        return dedupe_key(ex, doc)
 
 
 def prepare_features(engine: sa.Engine, extractor: Callable[[], Extractor], t: Thresholds) -> Prepared:
@@ -215,16 +229,17 @@ def prepare_features(engine: sa.Engine, extractor: Callable[[], Extractor], t: T
     with engine.connect() as conn:
         new, context = _load(conn, t, blobs=False)
     if not new:
-        return {}
+        return Prepared()
     ex = extractor()
     missing: list[tuple[DedupeDoc, str]] = []
+    out = Prepared()
     for row in (*context, *new):
         doc = _doc(row, row.outlet)
         key = dedupe_key(ex, doc)
+        out.computed[doc.id] = (doc, key)
         if row.dedupe_key != key:
             missing.append((doc, key))
     del new, context
-    out: Prepared = {}
     if not missing:
         return out
     workers = 2 if len(missing) > POOL_FROM else 1
@@ -295,8 +310,7 @@ def _cluster(
     for a in assignments:
         if a.story < 0 and a.story not in founded:
             founded[a.story] = None
-            story = Story(first_published_at=items[a.doc_id].published_at, updated_at=now)
-            founders.append(story.model_dump(exclude={"id"}))
+            founders.append(story_row(items[a.doc_id].published_at, now))
     real: dict[int, int] = {}
     if founders:
         inserted = session.execute(
@@ -309,17 +323,7 @@ def _cluster(
     for a in assignments:
         story_id = real.get(a.story, a.story)
         placed.append({"item_id": a.doc_id, "story": story_id})
-        decisions.append(
-            MergeDecision(
-                item_id=a.doc_id,
-                story_id=story_id,
-                matched_item_id=a.matched_doc,
-                kind=a.kind,
-                score=round(a.score, 4),
-                threshold=a.threshold,
-                signals=a.signals,
-            ).model_dump(exclude={"id"})
-        )
+        decisions.append(decision_row(a, story_id))
         report.items += 1
         report.merged += a.kind == "merge"
         report.changed_stories.add(story_id)
@@ -368,6 +372,37 @@ def _cluster(
     _set_canonicals(session, report.changed_stories, features)
 
 
+def story_row(first_published_at: datetime, now: datetime) -> dict[str, Any]:
+    """The ``story`` row of a new story, every column but the id: what ``Story(...).model_dump``
+    gives, without building (and validating) a model per row (``tests/test_dedupe_run.py`` checks
+    the two agree)."""
+    return {
+        "canonical_item_id": None,
+        "first_published_at": first_published_at,
+        "updated_at": now,
+        "hidden": False,
+        "pinned": False,
+        "pinned_until": None,
+        "pinned_locale": None,
+        "titles": {},
+        "stored_at": utcnow(),
+    }
+
+
+def decision_row(a: Assignment, story_id: int) -> dict[str, Any]:
+    """The ``mergedecision`` row of an assignment, every column but the id (as ``story_row``)."""
+    return {
+        "item_id": a.doc_id,
+        "story_id": story_id,
+        "matched_item_id": a.matched_doc,
+        "kind": a.kind,
+        "score": round(a.score, 4),
+        "threshold": a.threshold,
+        "signals": a.signals,
+        "decided_at": utcnow(),
+    }
+
+
 _PLACE_ITEM = (
     sa.update(_ITEMS).where(_ITEMS.c.id == sa.bindparam("item_id")).values(story_id=sa.bindparam("story"))
 )
@@ -396,7 +431,7 @@ def _features(session: Session, ex: Extractor, rows: list[ItemRow], fresh: Prepa
     stored: list[dict[str, Any]] = []
     for item in rows:
         doc = _doc(item, item.outlet)
-        key = dedupe_key(ex, doc)
+        key = fresh.key(ex, doc)
         known = fresh.get(doc.id)
         if known is not None and known[0] == key:
             f: Features | None = known[1]  # the key hashes the doc: the same doc
