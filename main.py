@@ -217,8 +217,9 @@ def cmd_worker(settings: Settings, engine: sa.Engine) -> int:
 
     exec_with_system_malloc()  # returns only once Python allocates through glibc (or trimming is off)
     from aggregator.migrate import require_migrated
-    from aggregator.scheduler import run_worker
+    from aggregator.scheduler import lower_cpu_priority, run_worker
 
+    lower_cpu_priority(settings.background_nice)  # before any thread or pool: they inherit it
     require_migrated(engine)
     # `kill -USR1 <pid>` prints every thread's stack on stderr: how to see where a worker hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)

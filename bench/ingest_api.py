@@ -41,12 +41,16 @@ class ApiLatency:
 
 
 def dedupe_child(database_url: str) -> None:
-    """In a fresh process: one ``run_dedupe``; prints JSON."""
+    """In a fresh process: one ``run_dedupe`` at the priority ``serve``'s scheduler process runs it
+    (``BABELWIRE_BACKGROUND_NICE``); prints JSON."""
     from aggregator.db import make_engine
     from aggregator.dedupe.run import run_dedupe
+    from aggregator.scheduler import lower_cpu_priority
     from aggregator.settings import load_settings
 
-    engine = make_engine(load_settings(database_url=database_url))
+    settings = load_settings(database_url=database_url)
+    lower_cpu_priority(settings.background_nice)
+    engine = make_engine(settings)
     started = time.perf_counter()
     report = run_dedupe(engine)
     print(json.dumps({"items": report.items, "seconds": time.perf_counter() - started}))
