@@ -464,7 +464,8 @@ async def poll_round(
     """Update due sources until none is left; returns what happened, never raises for a feed.
 
     Claims are bounded: the round leases only as many sources as it has free fetch slots
-    (``fetch_concurrency``) and claims again as slots free up, so N workers share the due
+    (``fetch_concurrency``) and claims again once half of them are free (sources that answered
+    304 are recorded together just before, :meth:`SourceUpdater.store_unchanged`), so N workers share the due
     sources by how fast each works, and a worker that dies loses only the few leases it holds,
     which expire after ``lease_s``. A source is polled at most once per round. Without an
     ``executor`` the round parses in its own :class:`ParsePool`, shut down at the end.
@@ -481,7 +482,7 @@ async def poll_round(
     try:
         started = utcnow()
         slots = settings.fetch_concurrency
-        refill = max(1, slots // 4)  # claim again once this many slots are free, not at every one
+        refill = max(1, slots // 2)  # claim again once this many slots are free, not at every one
         claimed = 0
         more = True
 
@@ -498,6 +499,9 @@ async def poll_round(
         while True:
             free = slots - len(in_flight)
             if more and (free >= refill or not in_flight):
+                # The 304s among the sources done are recorded first (their leases released): the
+                # round never holds more leases than it has fetch slots.
+                await asyncio.to_thread(updater.store_unchanged, updater.take_unchanged())
                 batch = await asyncio.to_thread(
                     claim_due_sources,
                     engine,
@@ -523,8 +527,6 @@ async def poll_round(
                 report.outcomes.append(outcome)
                 if progress:
                     progress(outcome, report.polled, claimed)
-            if len(updater.unchanged) >= slots:
-                await asyncio.to_thread(updater.store_unchanged, updater.take_unchanged())
     finally:
         for task in in_flight:  # cancelled (stop): the leases of these sources expire
             task.cancel()
