@@ -488,6 +488,17 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class LazyTLSPool(httpcore.AsyncConnectionPool):
+    """httpcore's connection pool with one TLS context (httpx's: certifi's CA bundle, verified),
+    built on the first https connection: loading the bundle takes 0.1 s, which a round of plain
+    http feeds (or of 304s on kept-alive connections) does not pay."""
+
+    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        if origin.scheme != b"http" and self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context(trust_env=False)
+        return super().create_connection(origin)
+
+
 def build_client(settings: Settings, guard: AddressGuard | None = None) -> httpx.AsyncClient:
     """The shared client: pool sized for fetch_concurrency, redirects left to ``Fetcher``; with a
     ``guard`` and private feeds refused, it connects only where the guard allows (SSRF).
@@ -497,17 +508,20 @@ def build_client(settings: Settings, guard: AddressGuard | None = None) -> httpx
     """
     n = settings.fetch_concurrency
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
-    tls = httpx.create_ssl_context(trust_env=False)  # one: loading the CA bundle is 0.1 s each
-    transport = httpx.AsyncHTTPTransport(verify=tls, limits=limits, trust_env=False)
-    if guard is not None and not settings.allow_private_feeds:
-        # httpx takes no network backend; its pool is rebuilt alike, with the guarded one.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=tls,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(guard),
-        )
+    # httpx takes neither a network backend nor a TLS context built later: its pool is rebuilt
+    # alike (the guarded backend when private feeds are refused, TLS on the first https feed).
+    # The transport's own context is never used: one without any trusted certificate, so it
+    # could only refuse.
+    transport = httpx.AsyncHTTPTransport(
+        verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), limits=limits, trust_env=False
+    )
+    guarded = guard is not None and not settings.allow_private_feeds
+    transport._pool = LazyTLSPool(
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=GuardedBackend(guard) if guarded and guard is not None else None,
+    )
     return httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.fetch_timeout_s),

@@ -6,7 +6,8 @@ per-thread arenas, reused badly across the event loop's, the store's and dedupe'
 Python's small-object allocator (pymalloc), which keeps every 1 MiB arena that still holds one
 live object (measured: 115 arenas held for 42 MB of objects, most of them free). So
 ``main.py worker`` restarts itself on glibc's ``malloc`` for every object
-(:func:`exec_with_system_malloc`), caps glibc at ``ARENA_MAX`` arenas (:func:`limit_arenas`, at
+(:func:`exec_with_system_malloc`; ``serve`` starts its scheduler process on it,
+:func:`spawning_on_system_malloc`), caps glibc at ``ARENA_MAX`` arenas (:func:`limit_arenas`, at
 start) and hands free pages back after a round that polled something (:func:`malloc_trim`).
 ``BABELWIRE_MALLOC_TRIM=0`` turns all three off (to measure what they save).
 
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 MEMORY_TRACE_EVERY_S = 60.0
@@ -86,20 +88,44 @@ def trimming() -> bool:
     return _LIBC is not None and os.environ.get("BABELWIRE_MALLOC_TRIM", "1") != "0"
 
 
-def exec_with_system_malloc() -> None:
-    """Run this process again (``exec``: the same pid, the same command line) with
-    ``PYTHONMALLOC=malloc`` when trimming is on and the variable is unset; return only otherwise.
+def wants_system_malloc() -> bool:
+    """Whether a worker's interpreter should start with ``PYTHONMALLOC=malloc``: trimming is on and
+    the variable is unset (set, it is the operator's choice and kept).
 
     Python's own small-object allocator keeps a 1 MiB arena as long as one object in it lives, and
     a round's objects (parsed entries, features, result rows) are spread over many arenas among
     longer-lived ones: measured, a worker held 115-130 arenas for 42 MB of objects, and ``malloc_trim``
     cannot give any of it back. With glibc's ``malloc`` for every object, the trim after a round
-    reaches all of it. Call before any thread starts (``main.py worker`` does, first thing)."""
-    if not trimming() or "PYTHONMALLOC" in os.environ:
+    reaches all of it."""
+    return trimming() and "PYTHONMALLOC" not in os.environ
+
+
+def exec_with_system_malloc() -> None:
+    """Run this process again (``exec``: the same pid, the same command line) with
+    ``PYTHONMALLOC=malloc`` when :func:`wants_system_malloc`; return only otherwise. Call before
+    any thread starts (``main.py worker`` does, first thing)."""
+    if not wants_system_malloc():
         return
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(os.environ, PYTHONMALLOC="malloc"))
+
+
+@contextlib.contextmanager
+def spawning_on_system_malloc() -> Iterator[bool]:
+    """Interpreters started inside (``serve``'s scheduler process, spawned: a fresh ``python``
+    that inherits this environment) run on glibc's ``malloc`` when :func:`wants_system_malloc`,
+    as ``main.py worker`` does by :func:`exec_with_system_malloc`; this process keeps its own
+    allocator (the variable is read at start only, and is taken out again on leaving). Yields
+    whether it was set."""
+    if not wants_system_malloc():
+        yield False
+        return
+    os.environ["PYTHONMALLOC"] = "malloc"
+    try:
+        yield True
+    finally:
+        os.environ.pop("PYTHONMALLOC", None)
 
 
 def limit_arenas(count: int = ARENA_MAX) -> bool:

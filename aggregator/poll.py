@@ -17,8 +17,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +27,6 @@ import sqlalchemy as sa
 
 from aggregator.decide import decide, entry_identity
 from aggregator.fetch import Fetcher, FetchResult
-from aggregator.procpool import forkserver_pool
 from aggregator.settings import Settings
 from aggregator.store import (
     backoff_s,
@@ -41,7 +39,10 @@ from aggregator.store import (
 )
 from aggregator.tables import SOURCE, utcnow
 
-if TYPE_CHECKING:  # the parser and normalizer load on the first body: a round of 304s needs neither
+if TYPE_CHECKING:  # the parser, the normalizer and multiprocessing load on the first body: a round
+    # of 304s needs none of them
+    from concurrent.futures import ProcessPoolExecutor
+
     from aggregator.normalize import NormalizedEntry
     from aggregator.parse import ParsedFeed
 
@@ -172,6 +173,8 @@ class ParsePool:
             return None
         with self._lock:
             if self._processes is None:
+                from aggregator.procpool import forkserver_pool
+
                 # The dedupe package too: imported once in the fork server rather than once per
                 # worker with its first ``extract_features`` job (~0.3 CPU s each); bodies that
                 # come in meanwhile are parsed in a thread.
@@ -251,6 +254,8 @@ class SourceUpdater:
         self._stores = ThreadPoolExecutor(
             1 if engine.dialect.name == "sqlite" else 4, thread_name_prefix="store"
         )
+        self.unchanged: list[tuple[Source, FetchResult, SourceOutcome, datetime]] = []
+        """Sources that answered 304, waiting for :meth:`store_unchanged` (the round batches them)."""
 
     async def _prepare(
         self, fetch: FetchResult, source: Source, now: datetime
@@ -258,6 +263,8 @@ class SourceUpdater:
         """Parse and normalize a fetched body off the event loop."""
         if not fetch.ok or fetch.body is None:
             return None, []
+        from concurrent.futures.process import BrokenProcessPool
+
         from aggregator.normalize import prepare_feed
 
         job = functools.partial(
@@ -297,6 +304,9 @@ class SourceUpdater:
             outcome.error = fetch.error if not fetch.not_modified else None
             if outcome.error is None and parsed is not None and parsed.error:
                 outcome.error = parsed.error
+        if fetch.not_modified and outcome.error is None:
+            self.unchanged.append((source, fetch, outcome, now))  # stored with the round's next batch
+            return outcome
         written = await loop.run_in_executor(
             self._stores, self._store, source, fetch, parsed, entries, outcome, now
         )
@@ -313,6 +323,8 @@ class SourceUpdater:
         executor = self.executor.background() if isinstance(self.executor, ParsePool) else self.executor
         if executor is None:
             return
+        from concurrent.futures.process import BrokenProcessPool
+
         items = [
             {
                 "id": item_id,
@@ -357,6 +369,32 @@ class SourceUpdater:
         """Wait for the feature extraction still running (the end of a round)."""
         while self._extracting:
             await asyncio.wait(set(self._extracting))
+
+    def take_unchanged(self) -> list[tuple[Source, FetchResult, SourceOutcome, datetime]]:
+        """The 304s waiting to be stored (taken on the event loop, stored by :meth:`store_unchanged`)."""
+        batch, self.unchanged = self.unchanged, []
+        return batch
+
+    def store_unchanged(self, batch: list[tuple[Source, FetchResult, SourceOutcome, datetime]]) -> None:
+        """Record sources that answered 304 — their next check, validators, lease released — in one
+        transaction for the batch: a 304 writes nothing else, and a round of them is mostly its
+        statements' overhead otherwise (one transaction each). Lost with the process, they cost
+        only a re-poll once their leases expire."""
+        if not batch:
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            for source, fetch, outcome, now in batch:
+                plan = plan_next_check(
+                    settings=self.settings,
+                    now=now,
+                    source_id=outcome.source_id,
+                    error_count=source.error_count,
+                    fetch=fetch,
+                    failed=False,
+                )
+                record_source_state(
+                    conn, source, fetch=fetch, plan=plan, error=None, bozo=None, title=None, now=now
+                )
 
     def _store(
         self,
@@ -454,7 +492,8 @@ async def poll_round(
     """Update due sources until none is left; returns what happened, never raises for a feed.
 
     Claims are bounded: the round leases only as many sources as it has free fetch slots
-    (``fetch_concurrency``) and claims again as slots free up, so N workers share the due
+    (``fetch_concurrency``) and claims again once half of them are free (sources that answered
+    304 are recorded together just before, :meth:`SourceUpdater.store_unchanged`), so N workers share the due
     sources by how fast each works, and a worker that dies loses only the few leases it holds,
     which expire after ``lease_s``. A source is polled at most once per round. Without an
     ``executor`` the round parses in its own :class:`ParsePool`, shut down at the end.
@@ -471,6 +510,7 @@ async def poll_round(
     try:
         started = utcnow()
         slots = settings.fetch_concurrency
+        refill = max(1, slots // 2)  # claim again once this many slots are free, not at every one
         claimed = 0
         more = True
 
@@ -486,23 +526,36 @@ async def poll_round(
 
         while True:
             free = slots - len(in_flight)
-            if more and free > 0:
-                batch = await asyncio.to_thread(
-                    claim_due_sources,
-                    engine,
-                    owner,
-                    now=utcnow(),
-                    lease_s=settings.lease_s,
-                    limit=free,
-                    all_sources=all_sources,
-                    checked_before=started,
+            if more and (free >= refill or not in_flight):
+                # The 304s among the sources done are recorded first (their leases released): the
+                # round never holds more leases than it has fetch slots.
+                await asyncio.to_thread(updater.store_unchanged, updater.take_unchanged())
+                claim = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        claim_due_sources,
+                        engine,
+                        owner,
+                        now=utcnow(),
+                        lease_s=settings.lease_s,
+                        limit=free,
+                        all_sources=all_sources,
+                        checked_before=started,
+                    )
                 )
+                try:
+                    batch = await asyncio.shield(claim)
+                except asyncio.CancelledError:
+                    # Stopped mid-claim: the claim's thread runs on and commits its leases. Wait
+                    # for it, so the release that follows a cancelled round sees them too.
+                    await asyncio.wait([claim])
+                    raise
                 more = len(batch) == free  # fewer: nothing else is due now; the next tick looks again
                 claimed += len(batch)
                 new = [asyncio.create_task(run(s)) for s in batch]
                 in_flight.update(new)
                 started_tasks += new
             if not in_flight:
+                await asyncio.to_thread(updater.store_unchanged, updater.take_unchanged())
                 await updater.drain()
                 break
             done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -517,6 +570,11 @@ async def poll_round(
         if in_flight:
             await asyncio.wait(in_flight)
         await updater.cancel_extraction()  # stopped mid-round: the next dedupe run extracts them
+        if updater.unchanged:  # stopped or failed mid-round: what answered 304 is kept if it can be
+            try:
+                await asyncio.to_thread(updater.store_unchanged, updater.take_unchanged())
+            except sa.exc.SQLAlchemyError as e:  # the database is down: their leases expire
+                log.warning("304s of this round not recorded (their leases expire): %s", e)
         await asyncio.to_thread(updater.close)
         for task in started_tasks:  # the first error (database down) ends the round; the others
             if task.done() and not task.cancelled():  # are the same outage, not "never retrieved"

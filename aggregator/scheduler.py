@@ -160,6 +160,28 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
     return await done
 
 
+def lower_cpu_priority(niceness: int) -> int:
+    """Run this process at ``niceness`` (``BABELWIRE_BACKGROUND_NICE``) unless it already runs
+    lower; returns the niceness it runs at.
+
+    Polling and dedupe are background work: on the cores they share with ``serve``'s API process
+    (its scheduler child, or a ``worker`` on the same machine) the kernel then gives the API the
+    CPU first, and a dedupe round no longer shows in the API's tail latency. Linux keeps a
+    niceness per thread, inherited by the threads and processes started afterwards: call it
+    first thing, before any thread or pool starts (``main.py worker`` and ``serve``'s scheduler
+    process do), so the event loop's threads, dedupe's thread and the parse/extraction processes
+    all run at it."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, niceness)
+        except OSError as e:  # not allowed here (a container's seccomp policy): run as started
+            log.warning("CPU priority left at %d: %s", current, e)
+            return current
+        return niceness
+    return current
+
+
 PARENT_CHECK_S = 1.0
 
 

@@ -170,6 +170,9 @@ class Settings:
     connection (a frozen server); above dedupe's lock wait (120 s). The API waits at most its
     statement timeout + 5 s."""
     tick_s: float = setting(30.0, gt=0)
+    background_nice: int = setting(10, ge=0, le=19)
+    """The CPU priority (``nice``) of the processes that poll and dedupe (``worker``, ``serve``'s
+    scheduler process, their parse/extraction processes): on shared cores the API answers first."""
     host: str = "127.0.0.1"
     port: int = setting(8000, ge=0, le=65535)
     cursor_secret: str | None = setting(None, min_length=16)

@@ -111,12 +111,16 @@ to store what it fetched, see ``Ticker.stop``) before it kills it."""
 
 
 def start_scheduler_process(settings: Settings) -> multiprocessing.process.BaseProcess:
-    """The scheduler in a fresh (spawned) child process: nothing of the API's state is copied."""
+    """The scheduler in a fresh (spawned) child process: nothing of the API's state is copied. It
+    allocates as a ``worker`` does (``aggregator.memory``: glibc's ``malloc``, trimmed after rounds)."""
+    from aggregator.memory import spawning_on_system_malloc
+
     context = multiprocessing.get_context("spawn")
     child = context.Process(
         target=_scheduler_main, args=(settings, os.getpid()), name="babelwire-scheduler", daemon=False
     )
-    child.start()
+    with spawning_on_system_malloc():  # as `main.py worker`: its trims reach Python's small objects
+        child.start()
     log.info("scheduler started in process %s", child.pid)
     return child
 
@@ -139,8 +143,9 @@ def _scheduler_main(settings: Settings, parent_pid: int) -> None:
     import contextlib
 
     from aggregator.db import make_engine
-    from aggregator.scheduler import run_worker
+    from aggregator.scheduler import lower_cpu_priority, run_worker
 
+    lower_cpu_priority(settings.background_nice)  # first: every thread and pool process inherits it
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "httpx", "apscheduler.executors.default"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

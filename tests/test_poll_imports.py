@@ -1,5 +1,5 @@
 """A poll that finds every feed unchanged (all 304) imports only what it needs: not the dedupe
-package, not SQLModel or the ORM, not the parser, not pydantic-settings. Checked in the real
+package, not SQLModel or the ORM, not the parser, not pydantic-settings, not multiprocessing. Checked in the real
 command's process (``main.py poll --once``, over loopback), by what sits in ``sys.modules`` when
 it ends — never by timing."""
 
@@ -27,6 +27,9 @@ HEAVY = (
     "sqlalchemy.orm",
     "pydantic_settings",
     "feedparser",
+    "multiprocessing",  # the parse pool starts with the first body to parse
+    "concurrent.futures.process",
+    "aggregator.procpool",
 )
 
 # Runs main.py as `python main.py …` would, then prints which of HEAVY it imported (stdout's last line).
