@@ -384,17 +384,39 @@ class SourceUpdater:
             return
         with self._write_lock, self.engine.begin() as conn:
             for source, fetch, outcome, now in batch:
-                plan = plan_next_check(
-                    settings=self.settings,
-                    now=now,
-                    source_id=outcome.source_id,
-                    error_count=source.error_count,
-                    fetch=fetch,
-                    failed=False,
-                )
-                record_source_state(
-                    conn, source, fetch=fetch, plan=plan, error=None, bozo=None, title=None, now=now
-                )
+                self._record_state(conn, source, fetch, outcome, now)
+
+    def _record_state(
+        self,
+        conn: sa.Connection,
+        source: Source,
+        fetch: FetchResult,
+        outcome: SourceOutcome,
+        now: datetime,
+        parsed: ParsedFeed | None = None,
+        entries: list[NormalizedEntry] | None = None,
+    ) -> None:
+        """The source's next check, validators and outcome on its row, its lease released."""
+        plan = plan_next_check(
+            settings=self.settings,
+            now=now,
+            source_id=outcome.source_id,
+            error_count=source.error_count,
+            fetch=fetch,
+            published=[e.published_at for e in entries or ()],
+            failed=outcome.error is not None,
+        )
+        record_source_state(
+            conn,
+            source,
+            fetch=fetch,
+            plan=plan,
+            error=outcome.error,
+            bozo=parsed.bozo if parsed else None,
+            title=parsed.title if parsed else None,
+            now=now,
+            skipped=parsed.skipped if parsed else 0,
+        )
 
     def _store(
         self,
@@ -407,15 +429,6 @@ class SourceUpdater:
     ) -> list[tuple[int, dict[str, Any]]]:
         """Store the outcome; returns (item id, columns) of the items inserted or updated."""
         written: list[tuple[int, dict[str, Any]]] = []
-        plan = plan_next_check(
-            settings=self.settings,
-            now=now,
-            source_id=outcome.source_id,
-            error_count=source.error_count,
-            fetch=fetch,
-            published=[e.published_at for e in entries],
-            failed=outcome.error is not None,
-        )
         with self._write_lock, self.engine.begin() as conn:
             if entries:
                 stored = stored_items(conn, outcome.source_id, (entry_identity(e) for e in entries))
@@ -424,17 +437,7 @@ class SourceUpdater:
                 report = store_decisions(conn, source, decide(entries, stored, twins), now)
                 outcome.inserted, outcome.updated = report.inserted, report.updated
                 written = list(report.written)
-            record_source_state(
-                conn,
-                source,
-                fetch=fetch,
-                plan=plan,
-                error=outcome.error,
-                bozo=parsed.bozo if parsed else None,
-                title=parsed.title if parsed else None,
-                now=now,
-                skipped=parsed.skipped if parsed else 0,
-            )
+            self._record_state(conn, source, fetch, outcome, now, parsed, entries)
         return written
 
 
